@@ -1,0 +1,210 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Component, ComponentStatus } from './component';
+import type { AgentConfig } from './config/types';
+import { atomicWrite } from './lib/atomic-write';
+import type { Clock, TimerHandle } from './lib/clock';
+import { toAgentError, type AgentError } from './lib/errors';
+import type { Logger } from './observe/logger';
+import type { Notifier } from './systemd/notify';
+
+export interface AgentStatus {
+  readonly state: 'starting' | 'ready' | 'reloading' | 'stopping' | 'stopped' | 'failed';
+  readonly pid: number;
+  readonly since: string;
+  readonly summary: string;
+  readonly components: Record<string, ComponentStatus>;
+}
+
+export interface AgentOptions {
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly notifier: Notifier;
+  /** Where `status` finds the daemon's last status (JSON); undefined = not written. */
+  readonly statusFile: string | undefined;
+}
+
+/**
+ * The orchestrator: starts components in order, tells systemd READY=1 once every one is ready,
+ * keeps STATUS= and the status file current, pets the watchdog, reloads on request, and stops
+ * components in reverse order.
+ */
+export class Agent {
+  private state: AgentStatus['state'] = 'starting';
+  private readonly started: Component[] = [];
+  private watchdogTimer: TimerHandle | undefined;
+  private readonly since: string;
+  private lastStatusLine = '';
+  private statusWrite: Promise<void> = Promise.resolve();
+  private readonly abort = new AbortController();
+  private failure: AgentError | undefined;
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(
+    private config: AgentConfig,
+    private readonly components: readonly Component[],
+    private readonly opts: AgentOptions,
+  ) {
+    this.since = new Date(opts.clock.now()).toISOString();
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  /** Starts every component in order; rejects (after undoing what started) if one fails. */
+  async start(): Promise<void> {
+    const { log, notifier } = this.opts;
+    this.startWatchdog();
+    await notifier.status('starting');
+    for (const c of this.components) {
+      if (this.abort.signal.aborted) break;
+      log.debug({ component: 'agent', starting: c.name }, `starting ${c.name}`);
+      try {
+        await c.start(this.abort.signal);
+      } catch (e) {
+        const err = toAgentError(e);
+        log.error({ component: 'agent', code: err.code, failed: c.name, err: err.message }, `${c.name} failed to start: ${err.message}`);
+        this.state = 'failed';
+        await this.stopStarted();
+        throw err;
+      }
+      this.started.push(c);
+      this.refresh();
+    }
+    if (this.abort.signal.aborted) return;
+    this.state = 'ready';
+    const summary = this.summary();
+    this.lastStatusLine = summary;
+    await notifier.ready(summary);
+    log.info({ component: 'agent', status: summary }, 'agent is ready');
+    this.writeStatusFile();
+  }
+
+  /** Re-reads configuration (the caller loads and validates it) and lets components apply changes. */
+  async reload(next: AgentConfig): Promise<void> {
+    const { log, notifier } = this.opts;
+    if (this.state !== 'ready') return;
+    this.state = 'reloading';
+    await notifier.reloading(process.hrtime.bigint() / 1000n);
+    this.config = next;
+    for (const c of this.started) {
+      if (!c.reload) continue;
+      try {
+        await c.reload(next);
+      } catch (e) {
+        const err = toAgentError(e);
+        log.error({ component: 'agent', code: err.code, failed: c.name, err: err.message }, `reload of ${c.name} failed: ${err.message}`);
+      }
+    }
+    this.state = 'ready';
+    const summary = this.summary();
+    this.lastStatusLine = summary;
+    await notifier.ready(summary);
+    log.info({ component: 'agent', status: summary }, 'configuration reloaded');
+    this.writeStatusFile();
+  }
+
+  /** Stops in reverse order. Safe to call more than once. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return this.done;
+    this.state = 'stopping';
+    this.abort.abort(new Error('agent stopping'));
+    await this.opts.notifier.stopping();
+    this.opts.log.info({ component: 'agent' }, 'stopping');
+    await this.stopStarted();
+    this.watchdogTimer?.cancel();
+    this.state = this.failure ? 'failed' : 'stopped';
+    this.writeStatusFile();
+    await this.statusWrite;
+    this.resolveDone();
+  }
+
+  /** Called by a component that cannot continue. The agent stops and `failed()` reports why. */
+  fatal(e: Error): void {
+    const err = toAgentError(e);
+    if (this.failure) return;
+    this.failure = err;
+    this.opts.log.fatal({ component: 'agent', code: err.code, err: err.message }, err.message);
+    void this.stop();
+  }
+
+  get failed(): AgentError | undefined {
+    return this.failure;
+  }
+
+  /** Resolves once the agent has stopped (after stop() or a fatal error). */
+  wait(): Promise<void> {
+    return this.done;
+  }
+
+  /** A component's status changed. */
+  refresh(): void {
+    if (this.state === 'stopped') return;
+    const line = this.summary();
+    if (line !== this.lastStatusLine) {
+      this.lastStatusLine = line;
+      void this.opts.notifier.status(line);
+    }
+    this.writeStatusFile();
+  }
+
+  status(): AgentStatus {
+    const components: Record<string, ComponentStatus> = {};
+    for (const c of this.components) {
+      components[c.name] = this.started.includes(c) ? c.status() : { ready: false, summary: `${c.name} not started` };
+    }
+    return { state: this.state, pid: process.pid, since: this.since, summary: this.summary(), components };
+  }
+
+  /** The one-line summary for STATUS=: each component's phrase, problems first. */
+  summary(): string {
+    const parts: string[] = [];
+    const problems: string[] = [];
+    for (const c of this.started) {
+      const s = c.status();
+      parts.push(s.summary);
+      if (s.problem) problems.push(`${c.name}: ${s.problem}`);
+    }
+    if (this.state === 'starting') parts.unshift('starting');
+    return [...problems, ...parts].join('; ');
+  }
+
+  get currentConfig(): AgentConfig {
+    return this.config;
+  }
+
+  private async stopStarted(): Promise<void> {
+    for (const c of [...this.started].reverse()) {
+      try {
+        await c.stop();
+      } catch (e) {
+        this.opts.log.error({ component: 'agent', failed: c.name, err: (e as Error).message }, `stopping ${c.name} failed`);
+      }
+    }
+    this.started.length = 0;
+  }
+
+  private startWatchdog(): void {
+    const ms = this.opts.notifier.watchdogMs;
+    if (ms === undefined) return;
+    const every = Math.max(100, Math.floor(ms / 2));
+    const tick = (): void => {
+      void this.opts.notifier.watchdog();
+      this.watchdogTimer = this.opts.clock.setTimeout(tick, every);
+    };
+    tick();
+  }
+
+  private writeStatusFile(): void {
+    const file = this.opts.statusFile;
+    if (file === undefined) return;
+    const body = JSON.stringify(this.status(), null, 2) + '\n';
+    this.statusWrite = this.statusWrite
+      .then(async () => {
+        await fs.mkdir(path.dirname(file), { recursive: true });
+        await atomicWrite(file, body, { mode: 0o644 });
+      })
+      .catch((e: unknown) => {
+        this.opts.log.warn({ component: 'agent', err: (e as Error).message }, 'could not write status file');
+      });
+  }
+}

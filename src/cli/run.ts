@@ -1,0 +1,79 @@
+import * as path from 'node:path';
+import { Agent } from '../agent';
+import { buildComponents } from '../components';
+import { loadConfig } from '../config/index';
+import { systemClock } from '../lib/clock';
+import { exec } from '../lib/exec';
+import { toAgentError } from '../lib/errors';
+import { createLogger } from '../observe/logger';
+import { createNotifier } from '../systemd/notify';
+import { HELP_OPTION, parseOptions, type CommandContext } from './context';
+
+const USAGE = `Usage: istio-node-agent run
+
+Runs the node agent in the foreground (the systemd unit runs this). Reads
+cluster.env and sidecar.env, obtains and renews the workload certificate,
+programs traffic capture and DNS, and supervises the sidecar.
+Signals: SIGTERM/SIGINT stop cleanly (exit 0); SIGHUP reloads the configuration.`;
+
+export async function run(ctx: CommandContext): Promise<number> {
+  const { values } = parseOptions(ctx.argv, HELP_OPTION, USAGE);
+  if (values.help) {
+    ctx.out(USAGE + '\n');
+    return 0;
+  }
+  const { config, warnings } = await loadConfig(ctx.env);
+  const log = createLogger({ level: config.core.logLevel });
+  for (const w of warnings) log.warn({ component: 'config' }, w);
+  const notifier = createNotifier(ctx.env, log);
+  let agent: Agent | undefined;
+  const deps = {
+    log,
+    clock: systemClock,
+    random: Math.random,
+    exec,
+    fatal: (e: Error) => agent?.fatal(e),
+    changed: () => agent?.refresh(),
+  };
+  const components = await buildComponents(config, deps);
+  agent = new Agent(config, components, {
+    log,
+    clock: systemClock,
+    notifier,
+    statusFile: path.join(config.core.stateDir, 'status.json'),
+  });
+  const a = agent;
+  const onStop = (sig: string) => () => {
+    log.info({ component: 'agent', signal: sig }, `received ${sig}`);
+    void a.stop();
+  };
+  const onTerm = onStop('SIGTERM');
+  const onInt = onStop('SIGINT');
+  const onHup = (): void => {
+    log.info({ component: 'agent', signal: 'SIGHUP' }, 'received SIGHUP, reloading configuration');
+    loadConfig(ctx.env).then(
+      (r) => a.reload(r.config),
+      (e: unknown) => {
+        const err = toAgentError(e);
+        log.error({ component: 'config', code: err.code, err: err.toLine() }, `reload refused, keeping the running configuration: ${err.toLine()}`);
+      },
+    ).catch((e: unknown) => log.error({ component: 'agent', err: String(e) }, 'reload failed'));
+  };
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  process.on('SIGHUP', onHup);
+  try {
+    await a.start();
+  } catch (e) {
+    const err = toAgentError(e);
+    log.fatal({ component: 'agent', code: err.code }, err.toLine());
+    process.off('SIGHUP', onHup);
+    return err.exitCode;
+  }
+  await a.wait();
+  process.off('SIGTERM', onTerm);
+  process.off('SIGINT', onInt);
+  process.off('SIGHUP', onHup);
+  const failed = a.failed;
+  return failed ? failed.exitCode : 0;
+}

@@ -1,0 +1,44 @@
+import type { AgentConfig } from './config/types';
+import type { Clock } from './lib/clock';
+import type { Random } from './lib/backoff';
+import type { Exec } from './lib/exec';
+import type { Logger } from './observe/logger';
+
+/** What a component reports for `status`, STATUS= and the status file. */
+export interface ComponentStatus {
+  /** True when this component's part of readiness holds. */
+  readonly ready: boolean;
+  /** A short phrase for systemd's STATUS= line, e.g. "capture on", "cert valid until …". */
+  readonly summary: string;
+  /** What is wrong, when something is. */
+  readonly problem?: string;
+  /** Structured details for `status --json`. */
+  readonly details?: Record<string, unknown>;
+}
+
+/** Shared, injected dependencies of every component. */
+export interface ComponentDeps {
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly exec: Exec;
+  /** Ends the agent: for a component that cannot go on (e.g. the certificate expired for good). */
+  readonly fatal: (err: Error) => void;
+  /** A component's status changed; the agent refreshes STATUS= and the status file. */
+  readonly changed: () => void;
+}
+
+/**
+ * One part of the agent (certificates, capture, dns, sidecar). The orchestrator starts
+ * components in order, awaiting each `start`, and stops them in reverse order.
+ */
+export interface Component {
+  readonly name: string;
+  /** Brings the component up. Resolves once it is ready; rejects with an AgentError. */
+  start(signal: AbortSignal): Promise<void>;
+  /** Applies a changed configuration (SIGHUP); applies only what changed. */
+  reload?(config: AgentConfig): Promise<void>;
+  /** Stops and undoes what must be undone on stop. Never rejects. */
+  stop(): Promise<void>;
+  status(): ComponentStatus;
+}

@@ -1,0 +1,39 @@
+import type { RawEnv } from '../raw';
+import type { CaConfig } from '../types';
+
+const DAY_MS = 86_400_000;
+
+export function parseCa(raw: RawEnv): CaConfig {
+  const address = raw.str('CITADEL_ADDRESS', 'istio-citadel:8060');
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):\d{1,5}$/.test(address) || Number(address.slice(address.lastIndexOf(':') + 1)) > 65535) {
+    raw.fail('CITADEL_ADDRESS', `"${address}" is not host:port`);
+  }
+  const identity = raw.optStr('WORKLOAD_IDENTITY');
+  if (identity !== undefined && !/^spiffe:\/\/[^/\s]+\/\S+$/.test(identity)) {
+    raw.fail('WORKLOAD_IDENTITY', `"${identity}" is not a spiffe:// URI`);
+  }
+  const metaHost = raw.str('GCE_METADATA_HOST', '169.254.169.254');
+  if (/[\s/]/.test(metaHost)) raw.fail('GCE_METADATA_HOST', `"${metaHost}" is not a host or host:port`);
+  return {
+    address,
+    serverName: raw.str('CITADEL_SERVER_NAME', 'istio-citadel'),
+    env: raw.oneOf('CITADEL_ENV', ['onprem', 'gcp', 'auto'] as const, 'onprem'),
+    api: raw.oneOf('CA_API', ['HandleCSR', 'CreateCertificate'] as const, 'HandleCSR'),
+    certsDir: raw.str('CERTS_DIR', '/etc/certs'),
+    certTtlMs: raw.duration('WORKLOAD_CERT_TTL', 90 * DAY_MS, 60_000),
+    org: raw.str('WORKLOAD_CERT_ORG', ''),
+    keyAlgorithm: raw.oneOf('WORKLOAD_KEY_ALGORITHM', ['RSA', 'ECDSA'] as const, 'RSA', { caseInsensitive: true }),
+    rsaKeySize: rsaSize(raw),
+    identity,
+    renewRatio: raw.ratio('CERT_RENEW_RATIO', 0.5, 0.1, 0.9),
+    callTimeoutMs: raw.duration('CA_CALL_TIMEOUT', 10_000, 100),
+    gceMetadataHost: metaHost,
+    gceAudience: raw.str('GCE_IDENTITY_AUDIENCE', 'grpc://istio-citadel:8060'),
+  };
+}
+
+function rsaSize(raw: RawEnv): number {
+  const n = raw.int('WORKLOAD_RSA_KEY_SIZE', 2048, 2048, 8192);
+  if (n % 1024 !== 0) raw.fail('WORKLOAD_RSA_KEY_SIZE', `${n} is not a multiple of 1024`);
+  return n;
+}

@@ -1,0 +1,42 @@
+import { parseCidr, type Cidr } from '../net';
+import type { RawEnv } from '../raw';
+import type { CaptureConfig } from '../types';
+
+export function parseCapture(raw: RawEnv): CaptureConfig {
+  const envoyPort = raw.port('ENVOY_PORT', 15001);
+  return {
+    enabled: raw.bool('ISTIO_CAPTURE', true),
+    serviceCidrs: starOr(raw, 'ISTIO_SERVICE_CIDR', () => cidrs(raw, 'ISTIO_SERVICE_CIDR')),
+    serviceExcludeCidrs: cidrs(raw, 'ISTIO_SERVICE_EXCLUDE_CIDR'),
+    inboundPorts: starOr(raw, 'ISTIO_INBOUND_PORTS', () => ports(raw, 'ISTIO_INBOUND_PORTS')),
+    localExcludePorts: ports(raw, 'ISTIO_LOCAL_EXCLUDE_PORTS'),
+    mode: raw.oneOf('ISTIO_INBOUND_INTERCEPTION_MODE', ['REDIRECT', 'TPROXY'] as const, 'REDIRECT'),
+    tproxyMark: raw.int('ISTIO_INBOUND_TPROXY_MARK', 1337, 1, 0xffffffff),
+    tproxyRouteTable: raw.int('ISTIO_INBOUND_TPROXY_ROUTE_TABLE', 133, 1, 252),
+    envoyPort,
+    inboundCapturePort: raw.port('INBOUND_CAPTURE_PORT', envoyPort),
+    envoyUser: raw.str('ENVOY_USER', 'istio-proxy'),
+    rejectInboundIpv6: raw.bool('ISTIO_REJECT_INBOUND_IPV6', false),
+    keepOnStop: raw.bool('ISTIO_CAPTURE_KEEP_ON_STOP', false),
+    checkIntervalMs: raw.duration('ISTIO_CAPTURE_CHECK_INTERVAL', 30_000, 1000),
+  };
+}
+
+function starOr<T>(raw: RawEnv, key: string, parse: () => T): '*' | T {
+  return raw.get(key)?.value.trim() === '*' ? '*' : parse();
+}
+
+export function cidrs(raw: RawEnv, key: string): Cidr[] {
+  return raw.list(key).map((s) => {
+    const c = parseCidr(s);
+    if (typeof c === 'string') raw.fail(key, c);
+    return c;
+  });
+}
+
+export function ports(raw: RawEnv, key: string): number[] {
+  return raw.list(key).map((s) => {
+    if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535) raw.fail(key, `"${s}" is not a port (1-65535)`);
+    return Number(s);
+  });
+}

@@ -1,0 +1,103 @@
+import type { Cidr } from './net';
+
+/** Everything the agent needs, read once from cluster.env, sidecar.env and the environment. */
+export interface AgentConfig {
+  readonly files: { readonly cluster: string; readonly sidecar: string };
+  readonly core: CoreConfig;
+  readonly ca: CaConfig;
+  readonly capture: CaptureConfig;
+  readonly dns: DnsConfig;
+  readonly sidecar: SidecarConfig;
+}
+
+export interface CoreConfig {
+  /** Where the agent keeps its own state (records of host changes, dev state). */
+  readonly stateDir: string;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** ISTIO_SYSTEM_NAMESPACE, shared by DNS and the sidecar. */
+  readonly systemNamespace: string;
+}
+
+export type CitadelEnv = 'onprem' | 'gcp' | 'auto';
+export type CaApi = 'HandleCSR' | 'CreateCertificate';
+export type KeyAlgorithm = 'RSA' | 'ECDSA';
+
+export interface CaConfig {
+  /** host:port of Citadel. */
+  readonly address: string;
+  /** TLS server name checked on Citadel's certificate (lets `address` be an IP). */
+  readonly serverName: string;
+  readonly env: CitadelEnv;
+  readonly api: CaApi;
+  readonly certsDir: string;
+  readonly certTtlMs: number;
+  /** Subject O= of the CSR. */
+  readonly org: string;
+  readonly keyAlgorithm: KeyAlgorithm;
+  readonly rsaKeySize: number;
+  /** The identity to ask for; undefined = derive (onprem: bootstrap SAN; gcp: 1.0's rule). */
+  readonly identity: string | undefined;
+  /** Share of the lifetime after which renewal starts (0.5 = half-life, as Istio 1.0). */
+  readonly renewRatio: number;
+  /** Deadline of each CA call. */
+  readonly callTimeoutMs: number;
+  readonly gceMetadataHost: string;
+  readonly gceAudience: string;
+}
+
+export type InterceptionMode = 'REDIRECT' | 'TPROXY';
+
+export interface CaptureConfig {
+  readonly enabled: boolean;
+  /** `'*'` = all outbound; [] = no outbound capture. */
+  readonly serviceCidrs: '*' | readonly Cidr[];
+  readonly serviceExcludeCidrs: readonly Cidr[];
+  /** `'*'` = all inbound; [] = no inbound capture. */
+  readonly inboundPorts: '*' | readonly number[];
+  readonly localExcludePorts: readonly number[];
+  readonly mode: InterceptionMode;
+  readonly tproxyMark: number;
+  readonly tproxyRouteTable: number;
+  readonly envoyPort: number;
+  readonly inboundCapturePort: number;
+  readonly envoyUser: string;
+  /** 1.0 rejected all inbound IPv6 unless ENABLE_INBOUND_IPV6 was set; we only do on request. */
+  readonly rejectInboundIpv6: boolean;
+  /** Keep the rules when the agent stops (fail closed) instead of removing them. */
+  readonly keepOnStop: boolean;
+  readonly checkIntervalMs: number;
+}
+
+export interface DnsConfig {
+  readonly enabled: boolean;
+  readonly dnsServer: string | undefined;
+  readonly clusterDomain: string;
+  readonly pilotIp: string | undefined;
+  readonly citadelIp: string | undefined;
+  readonly mixerIp: string | undefined;
+  readonly dropInDir: string;
+  /** auto | dhclient | resolv.conf | resolved | none */
+  readonly resolver: 'auto' | 'dhclient' | 'resolv.conf' | 'resolved' | 'none';
+}
+
+export type SidecarMode = 'pilot-agent' | 'envoy' | 'none' | 'auto';
+
+export interface SidecarConfig {
+  readonly mode: SidecarMode;
+  readonly binBase: string;
+  readonly pilotAddress: string;
+  readonly pilotPort: number;
+  readonly controlPlaneAuth: 'MUTUAL_TLS' | 'NONE';
+  /** undefined = the host's primary non-loopback address, found at start. */
+  readonly svcIp: string | undefined;
+  /** undefined = the short hostname. */
+  readonly podName: string | undefined;
+  readonly namespace: string;
+  readonly service: string;
+  readonly agentFlags: readonly string[];
+  readonly execUser: string;
+  readonly configDir: string;
+  readonly adminPort: number;
+  readonly drainSeconds: number;
+  readonly parentShutdownSeconds: number;
+}

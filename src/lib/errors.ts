@@ -1,0 +1,144 @@
+/**
+ * The error catalogue. Every error a user can see carries a stable `AGENT_E_*` code, a one-line
+ * message that says what to do, whether retrying can help, and the process exit code it maps to.
+ * `docs/errors.md` lists every code; test/unit/docs-sync.test.ts keeps the two in sync.
+ *
+ * Callers branch on `code`, never on the message.
+ */
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_CONFIG = 78; // sysexits EX_CONFIG
+
+interface CodeSpec {
+  /** Process exit code when this error ends the process. */
+  readonly exit: number;
+  /** Whether trying again later can succeed without a human changing something. */
+  readonly retryable: boolean;
+}
+
+const config = { exit: EXIT_CONFIG, retryable: false } as const;
+const permanent = { exit: EXIT_FAILURE, retryable: false } as const;
+const retryable = { exit: EXIT_FAILURE, retryable: true } as const;
+
+/**
+ * Grouped by component. Add a code at the end of its component's block and document it in
+ * docs/errors.md under the same heading.
+ */
+export const ERROR_CODES = {
+  // cli / general
+  AGENT_E_USAGE: { exit: EXIT_USAGE, retryable: false },
+  AGENT_E_INTERNAL: permanent,
+  AGENT_E_NOT_ROOT: permanent,
+  AGENT_E_EXEC: retryable,
+  AGENT_E_IO: permanent,
+  AGENT_E_MISSING_TOOL: config,
+
+  // config
+  AGENT_E_CONFIG_READ: config,
+  AGENT_E_CONFIG_SYNTAX: config,
+  AGENT_E_CONFIG_VALUE: config,
+
+  // identity
+  AGENT_E_BOOTSTRAP_MISSING: config,
+  AGENT_E_BOOTSTRAP_INVALID: config,
+  AGENT_E_IDENTITY_SAN: config,
+  AGENT_E_METADATA_UNAVAILABLE: retryable,
+  AGENT_E_METADATA_BAD_RESPONSE: retryable,
+
+  // ca
+  AGENT_E_CA_UNAVAILABLE: retryable,
+  AGENT_E_CA_REJECTED: permanent,
+  AGENT_E_CA_AUTH: permanent,
+  AGENT_E_CA_BAD_RESPONSE: retryable,
+
+  // certs
+  AGENT_E_CERT_KEY_MISMATCH: retryable,
+  AGENT_E_CERT_SAN_MISMATCH: retryable,
+  AGENT_E_CERT_VALIDITY: retryable,
+  AGENT_E_CERT_CHAIN: retryable,
+  AGENT_E_CERT_PARSE: retryable,
+  AGENT_E_CERT_EXPIRED: permanent,
+  AGENT_E_CERT_STORE: permanent,
+
+  // netfilter
+  AGENT_E_IPTABLES_APPLY: retryable,
+  AGENT_E_IPTABLES_BACKEND: permanent,
+  AGENT_E_USER_UNKNOWN: config,
+
+  // dns
+  AGENT_E_DNSMASQ_MISSING: config,
+  AGENT_E_DNSMASQ_RESTART: retryable,
+  AGENT_E_RESOLVER: permanent,
+
+  // sidecar
+  AGENT_E_SIDECAR_BINARY: config,
+  AGENT_E_SIDECAR_CRASHLOOP: retryable,
+  AGENT_E_SIDECAR_BOOTSTRAP: permanent,
+
+  // systemd
+  AGENT_E_NOTIFY: retryable,
+} as const satisfies Record<string, CodeSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Where in the configuration a bad value came from. */
+export interface Origin {
+  /** A file path, or "environment" for the process environment, or "default". */
+  readonly file: string;
+  /** 1-based line number in `file`; 0 when not from a file. */
+  readonly line: number;
+  readonly variable: string;
+}
+
+export interface AgentErrorOptions {
+  readonly cause?: unknown;
+  readonly origin?: Origin;
+  /** Structured details for logs; must never contain keys or tokens. */
+  readonly details?: Record<string, unknown>;
+}
+
+export class AgentError extends Error {
+  readonly code: ErrorCode;
+  readonly origin: Origin | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: AgentErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AgentError';
+    this.code = code;
+    this.origin = options.origin;
+    this.details = options.details;
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+
+  get retryable(): boolean {
+    return ERROR_CODES[this.code].retryable;
+  }
+
+  /** One line for a terminal: `file:line: VARIABLE: message [CODE]`. */
+  toLine(): string {
+    const where = this.origin ? `${formatOrigin(this.origin)}: ` : '';
+    return `${where}${this.message} [${this.code}]`;
+  }
+}
+
+export function formatOrigin(o: Origin): string {
+  if (o.line > 0) return `${o.file}:${o.line}: ${o.variable}`;
+  return `${o.file}: ${o.variable}`;
+}
+
+export function isAgentError(e: unknown): e is AgentError {
+  return e instanceof AgentError;
+}
+
+/** Wraps anything thrown into an AgentError, keeping an AgentError as it is. */
+export function toAgentError(e: unknown, code: ErrorCode = 'AGENT_E_INTERNAL'): AgentError {
+  if (e instanceof AgentError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new AgentError(code, msg, { cause: e });
+}

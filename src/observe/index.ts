@@ -1,0 +1,1 @@
+export { createLogger, silentLogger, JOURNAL_PRIORITY, type Logger, type LogLevel } from './logger';

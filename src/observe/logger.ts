@@ -1,0 +1,71 @@
+import pino from 'pino';
+
+/**
+ * The agent's logger: pino, one JSON record per line on stdout, a `component` field on every
+ * record. Under systemd (JOURNAL_STREAM set) each line starts with the syslog priority `<N>`, so
+ * `journalctl -p warning` filters by level. Keys and tokens never reach a log: the redact list
+ * below is a safety net, not the mechanism (code never passes secrets to a logger).
+ */
+export type Logger = pino.Logger;
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+/** syslog priorities journald understands (sd-daemon.h). */
+export const JOURNAL_PRIORITY: Record<LogLevel, number> = {
+  trace: 7,
+  debug: 7,
+  info: 6,
+  warn: 4,
+  error: 3,
+  fatal: 2,
+};
+
+export const REDACT_PATHS = [
+  'key',
+  'privateKey',
+  'token',
+  'jwt',
+  'authorization',
+  '*.key',
+  '*.privateKey',
+  '*.token',
+  '*.jwt',
+  '*.authorization',
+];
+
+export interface LoggerOptions {
+  readonly level?: LogLevel;
+  /** Prefix each line with `<N>` for journald; default: when JOURNAL_STREAM is set. */
+  readonly journal?: boolean;
+  /** Where lines go; default stdout (fd 1). */
+  readonly write?: (line: string) => void;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const journal = options.journal ?? Boolean(process.env.JOURNAL_STREAM);
+  const opts: pino.LoggerOptions = {
+    level: options.level ?? 'info',
+    // journald records time, pid and host itself; keep the time when not under the journal.
+    base: undefined,
+    timestamp: journal ? false : pino.stdTimeFunctions.isoTime,
+    messageKey: 'msg',
+    formatters: { level: (label) => ({ level: label }) },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+  };
+  const sink = options.write ?? stdoutWriter();
+  if (!journal) return pino(opts, { write: sink });
+  const streams = (Object.keys(JOURNAL_PRIORITY) as LogLevel[]).map((level) => ({
+    level,
+    stream: { write: (s: string) => sink(`<${JOURNAL_PRIORITY[level]}>${s}`) },
+  }));
+  return pino(opts, pino.multistream(streams, { dedupe: true }));
+}
+
+function stdoutWriter(): (line: string) => void {
+  const dest = pino.destination({ dest: 1, sync: true });
+  return (s) => dest.write(s);
+}
+
+/** A logger that drops everything, for tests and quiet commands. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

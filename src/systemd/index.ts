@@ -1,0 +1,1 @@
+export { createNotifier, spawnTransport, statusLine, type Notifier, type NotifyTransport } from './notify';
