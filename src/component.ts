@@ -3,6 +3,14 @@ import type { Clock } from './lib/clock';
 import type { Random } from './lib/backoff';
 import type { Exec } from './lib/exec';
 import type { Logger } from './observe/logger';
+import type { EventEmitter } from 'node:events';
+
+/** Events between components, e.g. the sidecar restarting envoy when the cert set rotates. */
+export interface AgentEventMap {
+  /** A new certificate set is live in `certsDir` (after the symlink flip). */
+  'certs-rotated': [info: { readonly certsDir: string; readonly generation: string; readonly notAfter: number }];
+}
+export type AgentEvents = EventEmitter<AgentEventMap>;
 
 /** What a component reports for `status`, STATUS= and the status file. */
 export interface ComponentStatus {
@@ -22,6 +30,7 @@ export interface ComponentDeps {
   readonly clock: Clock;
   readonly random: Random;
   readonly exec: Exec;
+  readonly events: AgentEvents;
   /** Ends the agent: for a component that cannot go on (e.g. the certificate expired for good). */
   readonly fatal: (err: Error) => void;
   /** A component's status changed; the agent refreshes STATUS= and the status file. */

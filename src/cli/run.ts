@@ -1,5 +1,7 @@
+import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { Agent } from '../agent';
+import type { AgentEventMap } from '../component';
 import { buildComponents } from '../components';
 import { loadConfig } from '../config/index';
 import { systemClock } from '../lib/clock';
@@ -32,6 +34,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     clock: systemClock,
     random: Math.random,
     exec,
+    events: new EventEmitter<AgentEventMap>(),
     fatal: (e: Error) => agent?.fatal(e),
     changed: () => agent?.refresh(),
   };
