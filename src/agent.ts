@@ -61,6 +61,9 @@ export class Agent {
       try {
         await c.start(this.abort.signal);
       } catch (e) {
+        // Stopped while starting (SIGTERM during the first CSR): not a failure.
+        if (this.abort.signal.aborted) return;
+        this.watchdogTimer?.cancel();
         const err = toAgentError(e);
         log.error({ component: 'agent', code: err.code, failed: c.name, err: err.message }, `${c.name} failed to start: ${err.message}`);
         this.state = 'failed';
@@ -91,6 +94,9 @@ export class Agent {
       try {
         await c.reload(next);
       } catch (e) {
+        // Stopped while starting (SIGTERM during the first CSR): not a failure.
+        if (this.abort.signal.aborted) return;
+        this.watchdogTimer?.cancel();
         const err = toAgentError(e);
         log.error({ component: 'agent', code: err.code, failed: c.name, err: err.message }, `reload of ${c.name} failed: ${err.message}`);
       }

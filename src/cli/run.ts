@@ -70,6 +70,8 @@ export async function run(ctx: CommandContext): Promise<number> {
   } catch (e) {
     const err = toAgentError(e);
     log.fatal({ component: 'agent', code: err.code }, err.toLine());
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
     process.off('SIGHUP', onHup);
     return err.exitCode;
   }

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdtempSync, writeFileSync, readFileSync, lstatSync, readlinkSync, readdirSync, statSync, rmSync } from 'node:fs';
@@ -15,7 +15,7 @@ async function makeSet(root: Awaited<ReturnType<typeof makeRoot>>) {
 }
 
 /** The set as a reader (envoy) sees it through the top-level names is complete and consistent. */
-function assertConsistent(t: Tap.Test, dir: string, roots: string[]): void {
+function assertConsistent(t: Test, dir: string, roots: string[]): void {
   const key = readFileSync(path.join(dir, 'key.pem'), 'utf8');
   const chain = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
   const root = readFileSync(path.join(dir, 'root-cert.pem'), 'utf8');
@@ -23,10 +23,6 @@ function assertConsistent(t: Tap.Test, dir: string, roots: string[]): void {
   t.ok(leaf.checkPrivateKey(createPrivateKey(key)), 'key matches the certificate');
   t.ok(roots.includes(root), 'root is a root we wrote');
   t.ok(leaf.verify(new X509Certificate(root).publicKey), 'chain verifies to root-cert.pem');
-}
-
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 }
 
 t.test('takes over plain files, keeps them, publishes generations by symlink flip', async (t) => {

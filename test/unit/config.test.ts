@@ -60,7 +60,7 @@ t.test('lists, star and CIDRs', async (t) => {
   const { config } = await loadConfig(
     files('ISTIO_SERVICE_CIDR="10.0.0.0/8, 192.168.0.0/16,fd00::/8"\nISTIO_INBOUND_PORTS=*\nISTIO_LOCAL_EXCLUDE_PORTS=15090,15021\n'),
   );
-  t.same((config.capture.serviceCidrs as { text: string }[]).map((c) => c.text), ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8']);
+  t.same((config.capture.serviceCidrs as readonly { text: string }[]).map((c) => c.text), ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8']);
   t.equal(config.capture.inboundPorts, '*');
   t.same(config.capture.localExcludePorts, [15090, 15021]);
 });
