@@ -65,7 +65,10 @@ export class Agent {
         if (this.abort.signal.aborted) return;
         this.watchdogTimer?.cancel();
         const err = toAgentError(e);
-        log.error({ component: 'agent', code: err.code, failed: c.name, err: err.message }, `${c.name} failed to start: ${err.message}`);
+        log.error(
+          { component: 'agent', code: err.code, failed: c.name, err: err.message },
+          `${c.name} failed to start: ${err.message}`,
+        );
         this.state = 'failed';
         await this.stopStarted();
         throw err;
@@ -98,7 +101,10 @@ export class Agent {
         if (this.abort.signal.aborted) return;
         this.watchdogTimer?.cancel();
         const err = toAgentError(e);
-        log.error({ component: 'agent', code: err.code, failed: c.name, err: err.message }, `reload of ${c.name} failed: ${err.message}`);
+        log.error(
+          { component: 'agent', code: err.code, failed: c.name, err: err.message },
+          `reload of ${c.name} failed: ${err.message}`,
+        );
       }
     }
     this.state = 'ready';
@@ -156,9 +162,17 @@ export class Agent {
   status(): AgentStatus {
     const components: Record<string, ComponentStatus> = {};
     for (const c of this.components) {
-      components[c.name] = this.started.includes(c) ? c.status() : { ready: false, summary: `${c.name} not started` };
+      components[c.name] = this.started.includes(c)
+        ? c.status()
+        : { ready: false, summary: `${c.name} not started` };
     }
-    return { state: this.state, pid: process.pid, since: this.since, summary: this.summary(), components };
+    return {
+      state: this.state,
+      pid: process.pid,
+      since: this.since,
+      summary: this.summary(),
+      components,
+    };
   }
 
   /** The one-line summary for STATUS=: each component's phrase, problems first. */
@@ -183,7 +197,10 @@ export class Agent {
       try {
         await c.stop();
       } catch (e) {
-        this.opts.log.error({ component: 'agent', failed: c.name, err: (e as Error).message }, `stopping ${c.name} failed`);
+        this.opts.log.error(
+          { component: 'agent', failed: c.name, err: (e as Error).message },
+          `stopping ${c.name} failed`,
+        );
       }
     }
     this.started.length = 0;
@@ -210,7 +227,10 @@ export class Agent {
         await atomicWrite(file, body, { mode: 0o644 });
       })
       .catch((e: unknown) => {
-        this.opts.log.warn({ component: 'agent', err: (e as Error).message }, 'could not write status file');
+        this.opts.log.warn(
+          { component: 'agent', err: (e as Error).message },
+          'could not write status file',
+        );
       });
   }
 }

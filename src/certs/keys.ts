@@ -12,24 +12,42 @@ export interface WorkloadKey {
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-export const SIGNING: Record<KeyAlgorithm, webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams> = {
-  RSA: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+export const SIGNING: Record<
+  KeyAlgorithm,
+  webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams
+> = {
+  RSA: {
+    name: 'RSASSA-PKCS1-v1_5',
+    modulusLength: 2048,
+    publicExponent: new Uint8Array([1, 0, 1]),
+    hash: 'SHA-256',
+  },
   ECDSA: { name: 'ECDSA', namedCurve: 'P-256' },
 };
 
-export function signingAlgorithm(alg: KeyAlgorithm): webcrypto.RsaHashedImportParams | webcrypto.EcdsaParams {
-  return alg === 'RSA' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', hash: 'SHA-256' };
+export function signingAlgorithm(
+  alg: KeyAlgorithm,
+): webcrypto.RsaHashedImportParams | webcrypto.EcdsaParams {
+  return alg === 'RSA'
+    ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }
+    : { name: 'ECDSA', hash: 'SHA-256' };
 }
 
 /**
  * Makes a key on this host (it never leaves it). Node's WebCrypto generates in the libuv thread
  * pool, so a caller can start this early and do other work while it runs.
  */
-export async function generateWorkloadKey(algorithm: KeyAlgorithm, rsaBits = 2048): Promise<WorkloadKey> {
+export async function generateWorkloadKey(
+  algorithm: KeyAlgorithm,
+  rsaBits = 2048,
+): Promise<WorkloadKey> {
   const params = algorithm === 'RSA' ? { ...SIGNING.RSA, modulusLength: rsaBits } : SIGNING.ECDSA;
-  const keys = (await webcrypto.subtle.generateKey(params, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(params, true, ['sign', 'verify']);
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   const object = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
-  const pem = object.export({ type: algorithm === 'RSA' ? 'pkcs1' : 'sec1', format: 'pem' }) as string;
+  const pem = object.export({
+    type: algorithm === 'RSA' ? 'pkcs1' : 'sec1',
+    format: 'pem',
+  }) as string;
   return { algorithm, keys, pem, object };
 }

@@ -62,19 +62,30 @@ export class CertManager implements Component {
   }
 
   private keygen(): Promise<WorkloadKey> {
-    return this.opts.keygen ? this.opts.keygen() : generateWorkloadKey(this.opts.ca.keyAlgorithm, this.opts.ca.rsaKeySize);
+    return this.opts.keygen
+      ? this.opts.keygen()
+      : generateWorkloadKey(this.opts.ca.keyAlgorithm, this.opts.ca.rsaKeySize);
   }
 
   async start(signal: AbortSignal): Promise<void> {
-    const onAbort = (): void => this.abort.abort(signal.reason);
+    const onAbort = (): void => {
+      this.abort.abort(signal.reason);
+    };
     signal.addEventListener('abort', onAbort, { once: true });
     // Key generation runs in the thread pool while we read and check the files.
     this.nextKey = this.keygen();
     this.nextKey.catch(() => undefined);
     const { store, ca, source } = this.opts;
-    this.log.info({ certsDir: store.dir, env: source.kind, api: ca.api, ca: ca.address }, 'Node Agent starts successfully.');
+    this.log.info(
+      { certsDir: store.dir, env: source.kind, api: ca.api, ca: ca.address },
+      'Node Agent starts successfully.',
+    );
     const took = await store.prepare();
-    if (took) this.log.info({ certsDir: store.dir }, 'took over the certificate files in the directory as the bootstrap set');
+    if (took)
+      this.log.info(
+        { certsDir: store.dir },
+        'took over the certificate files in the directory as the bootstrap set',
+      );
     const set = await store.read();
     this.checkPresent(set);
     this.current = this.describe(set);
@@ -87,19 +98,28 @@ export class CertManager implements Component {
     if (ours && cur.notAfter > now) {
       const at = renewAt(cur.notBefore, cur.notAfter, ca.renewRatio, this.deps.random);
       if (at > now) {
-        this.log.info({ notAfter: iso(cur.notAfter), serial: cur.serial }, `keeping the certificate issued earlier (valid until ${iso(cur.notAfter)})`);
+        this.log.info(
+          { notAfter: iso(cur.notAfter), serial: cur.serial },
+          `keeping the certificate issued earlier (valid until ${iso(cur.notAfter)})`,
+        );
         this.schedule(at);
         return;
       }
     }
     // First start (bootstrap set), another identity, or due: get a certificate before ready.
     for (;;) {
-      if (this.abort.signal.aborted) throw new AgentError('AGENT_E_INTERNAL', 'stopped before the first certificate was issued');
+      if (this.abort.signal.aborted)
+        throw new AgentError('AGENT_E_INTERNAL', 'stopped before the first certificate was issued');
       if (await this.rotate()) return;
       const err = this.lastError!;
       const fatal = this.giveUp(err);
       if (fatal) throw fatal;
-      const delay = retryDelay(this.failures - 1, this.deps.clock.now(), this.current?.notAfter, this.deps.random);
+      const delay = retryDelay(
+        this.failures - 1,
+        this.deps.clock.now(),
+        this.current?.notAfter,
+        this.deps.random,
+      );
       this.logFailure(err, delay);
       await this.deps.clock.sleep(delay, this.abort.signal).catch(() => undefined);
     }
@@ -119,9 +139,12 @@ export class CertManager implements Component {
     let summary = 'cert: none';
     if (cur) {
       summary = `cert valid until ${iso(cur.notAfter)}`;
-      if (this.nextRenewal !== undefined) summary += `, next renewal in ${formatDuration(Math.max(0, this.nextRenewal - now))}`;
+      if (this.nextRenewal !== undefined)
+        summary += `, next renewal in ${formatDuration(Math.max(0, this.nextRenewal - now))}`;
     }
-    const problem = this.lastError ? `renewal failing since ${iso(this.failingSince ?? now)}: ${this.lastError.message}` : undefined;
+    const problem = this.lastError
+      ? `renewal failing since ${iso(this.failingSince ?? now)}: ${this.lastError.message}`
+      : undefined;
     return {
       ready: valid,
       summary,
@@ -142,7 +165,9 @@ export class CertManager implements Component {
   /** One CSR round: true when a new set is live. Failures are recorded, not thrown. */
   rotate(): Promise<boolean> {
     if (!this.rotating) {
-      this.rotating = this.rotateOnce().finally(() => (this.rotating = undefined));
+      this.rotating = this.rotateOnce().finally(() => {
+        this.rotating = undefined;
+      });
     }
     return this.rotating;
   }
@@ -156,13 +181,25 @@ export class CertManager implements Component {
       const set = await store.read();
       const bootstrap = await store.readBootstrap();
       const now = this.deps.clock.now();
-      const credential = await source.credential(this.credentialInput(set), this.credentialInput(bootstrap), now, this.abort.signal);
-      if (!set.rootPem) throw new AgentError('AGENT_E_BOOTSTRAP_MISSING', `${path.join(store.dir, ROOT_FILE)} is missing`);
+      const credential = await source.credential(
+        this.credentialInput(set),
+        this.credentialInput(bootstrap),
+        now,
+        this.abort.signal,
+      );
+      if (!set.rootPem)
+        throw new AgentError(
+          'AGENT_E_BOOTSTRAP_MISSING',
+          `${path.join(store.dir, ROOT_FILE)} is missing`,
+        );
       this.log.info({ attempt: this.failures }, `Sending CSR (retrial #${this.failures}) ...`);
       const client = connect(credential, set.rootPem);
       let response: string[];
       try {
-        response = await client.sign({ csrPem, identity: this.identity, ttlMs: ca.certTtlMs }, this.abort.signal);
+        response = await client.sign(
+          { csrPem, identity: this.identity, ttlMs: ca.certTtlMs },
+          this.abort.signal,
+        );
       } finally {
         client.close();
       }
@@ -176,14 +213,29 @@ export class CertManager implements Component {
       });
       const at = renewAt(issued.notBefore, issued.notAfter, ca.renewRatio, this.deps.random);
       if (at <= this.deps.clock.now()) {
-        throw new AgentError('AGENT_E_CERT_VALIDITY', 'got a certificate that should be renewed now (its lifetime is too short)');
+        throw new AgentError(
+          'AGENT_E_CERT_VALIDITY',
+          'got a certificate that should be renewed now (its lifetime is too short)',
+        );
       }
       if (this.stopped) return false;
       const generation = await store.write(
         { keyPem: key.pem, chainPem: joinPem(issued.chain), rootPem: set.rootPem },
-        { issuer: 'agent', identity: this.identity, notBefore: issued.notBefore, notAfter: issued.notAfter, serial: issued.serial },
+        {
+          issuer: 'agent',
+          identity: this.identity,
+          notBefore: issued.notBefore,
+          notAfter: issued.notAfter,
+          serial: issued.serial,
+        },
       );
-      this.current = { notBefore: issued.notBefore, notAfter: issued.notAfter, serial: issued.serial, issuer: 'agent', generation };
+      this.current = {
+        notBefore: issued.notBefore,
+        notAfter: issued.notAfter,
+        serial: issued.serial,
+        issuer: 'agent',
+        generation,
+      };
       this.rotations++;
       this.failures = 0;
       this.lastError = undefined;
@@ -193,7 +245,11 @@ export class CertManager implements Component {
         { serial: issued.serial, notAfter: iso(issued.notAfter), renewAt: iso(at), generation },
         `CSR is approved successfully. Will renew cert in ${formatDuration(wait)}`,
       );
-      this.deps.events.emit('certs-rotated', { certsDir: store.dir, generation, notAfter: issued.notAfter });
+      this.deps.events.emit('certs-rotated', {
+        certsDir: store.dir,
+        generation,
+        notAfter: issued.notAfter,
+      });
       this.schedule(at);
       // Make the next key now, off the renewal's critical path.
       this.nextKey = this.keygen();
@@ -214,7 +270,10 @@ export class CertManager implements Component {
     if (this.stopped) return;
     this.timer?.cancel();
     this.nextRenewal = at;
-    this.timer = this.deps.clock.setTimeout(() => void this.renewLoop(), Math.max(0, at - this.deps.clock.now()));
+    this.timer = this.deps.clock.setTimeout(
+      () => void this.renewLoop(),
+      Math.max(0, at - this.deps.clock.now()),
+    );
   }
 
   /** A renewal attempt from the timer; on failure, schedules the retry or ends the agent. */
@@ -253,7 +312,12 @@ export class CertManager implements Component {
   private logFailure(err: AgentError, delay: number): void {
     const now = this.deps.clock.now();
     const cur = this.current;
-    const fields = { code: err.code, attempt: this.failures, retryInMs: delay, notAfter: cur ? iso(cur.notAfter) : undefined };
+    const fields = {
+      code: err.code,
+      attempt: this.failures,
+      retryInMs: delay,
+      notAfter: cur ? iso(cur.notAfter) : undefined,
+    };
     const text = `CSR signing failed: ${err.message}. Will retry in ${formatDuration(delay)}`;
     // Still valid: a warning. Expired (or about to within the retry): an error.
     if (cur && cur.notAfter > now + delay) this.log.warn(fields, text);
@@ -294,7 +358,11 @@ export class CertManager implements Component {
         generation: set.generation,
       };
     } catch (e) {
-      throw new AgentError('AGENT_E_BOOTSTRAP_INVALID', `${path.join(dir, CHAIN_FILE)}: ${(e as Error).message}`, { cause: e });
+      throw new AgentError(
+        'AGENT_E_BOOTSTRAP_INVALID',
+        `${path.join(dir, CHAIN_FILE)}: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
   }
 

@@ -57,7 +57,9 @@ export class CertStore {
 
   /** Reads the current set through the top-level names; missing files are undefined. */
   async read(): Promise<StoredSet> {
-    const [keyPem, chainPem, rootPem] = await Promise.all(SET_FILES.map((f) => readIfExists(path.join(this.dir, f))));
+    const [keyPem, chainPem, rootPem] = await Promise.all(
+      SET_FILES.map((f) => readIfExists(path.join(this.dir, f))),
+    );
     const generation = await this.currentGeneration();
     let meta: SetMeta = { issuer: 'bootstrap' };
     if (generation !== undefined) {
@@ -75,7 +77,9 @@ export class CertStore {
 
   /** The bootstrap set kept at takeover, if any. */
   async readBootstrap(): Promise<Partial<CertSet>> {
-    const [keyPem, chainPem, rootPem] = await Promise.all(SET_FILES.map((f) => readIfExists(path.join(this.dir, BOOTSTRAP, f))));
+    const [keyPem, chainPem, rootPem] = await Promise.all(
+      SET_FILES.map((f) => readIfExists(path.join(this.dir, BOOTSTRAP, f))),
+    );
     return { keyPem, chainPem, rootPem };
   }
 
@@ -104,7 +108,8 @@ export class CertStore {
     let took = false;
     if (Object.keys(plain).length > 0) {
       const inData: Record<string, string | undefined> = {};
-      if (current !== undefined) for (const f of SET_FILES) inData[f] = await readIfExists(path.join(this.dir, DATA, f));
+      if (current !== undefined)
+        for (const f of SET_FILES) inData[f] = await readIfExists(path.join(this.dir, DATA, f));
       const differs = Object.entries(plain).some(([f, text]) => inData[f] !== text);
       if (differs) {
         // New files by hand: they become the current set (with the rest from the current one).
@@ -142,7 +147,8 @@ export class CertStore {
         try {
           await fh.writeFile(text);
           await fh.chmod(mode);
-          if (name === KEY_FILE && this.options.keyOwner) await fh.chown(this.options.keyOwner.uid, this.options.keyOwner.gid);
+          if (name === KEY_FILE && this.options.keyOwner)
+            await fh.chown(this.options.keyOwner.uid, this.options.keyOwner.gid);
           await fh.sync();
         } finally {
           await fh.close();
@@ -156,9 +162,13 @@ export class CertStore {
       await fsyncDir(this.dir);
     } catch (e) {
       await fs.rm(tmp, { recursive: true, force: true });
-      throw new AgentError('AGENT_E_CERT_STORE', `cannot write the certificate set in ${this.dir}: ${(e as Error).message}`, {
-        cause: e,
-      });
+      throw new AgentError(
+        'AGENT_E_CERT_STORE',
+        `cannot write the certificate set in ${this.dir}: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
     }
     await this.linkNames();
     await this.removeStale();

@@ -27,7 +27,12 @@ export interface IdentitySource {
   /** The identity to request when none is configured. */
   defaultIdentity(set: { readonly chainPem?: string }): Promise<string>;
   /** The credential for the next CSR, given the current and bootstrap sets. */
-  credential(current: CredentialInput, bootstrap: CredentialInput, now: number, signal?: AbortSignal): Promise<CaCredential>;
+  credential(
+    current: CredentialInput,
+    bootstrap: CredentialInput,
+    now: number,
+    signal?: AbortSignal,
+  ): Promise<CaCredential>;
 }
 
 export interface CredentialInput {

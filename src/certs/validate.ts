@@ -31,15 +31,24 @@ export interface CheckInput {
  */
 export function checkIssued(input: CheckInput): IssuedCert {
   const blocks = input.response.flatMap((r) => splitCertificates(r));
-  if (blocks.length === 0) throw new AgentError('AGENT_E_CERT_PARSE', 'the CA returned no PEM certificate');
+  if (blocks.length === 0)
+    throw new AgentError('AGENT_E_CERT_PARSE', 'the CA returned no PEM certificate');
   let certs: X509Certificate[];
   try {
     certs = blocks.map((b) => new X509Certificate(b));
   } catch (e) {
-    throw new AgentError('AGENT_E_CERT_PARSE', `the CA returned an unparsable certificate: ${(e as Error).message}`, { cause: e });
+    throw new AgentError(
+      'AGENT_E_CERT_PARSE',
+      `the CA returned an unparsable certificate: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
   const roots = splitCertificates(input.rootPem).map((b) => new X509Certificate(b));
-  if (roots.length === 0) throw new AgentError('AGENT_E_CERT_CHAIN', 'root-cert.pem holds no certificate to verify against');
+  if (roots.length === 0)
+    throw new AgentError(
+      'AGENT_E_CERT_CHAIN',
+      'root-cert.pem holds no certificate to verify against',
+    );
   const leaf = certs[0]!;
 
   if (!leaf.checkPrivateKey(input.key)) {
@@ -47,32 +56,49 @@ export function checkIssued(input: CheckInput): IssuedCert {
   }
 
   const sans = certificateSans(blocks[0]!).map((s) => s.value);
-  const wanted = input.identity.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const wanted = input.identity
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (!wanted.every((w) => sans.includes(w))) {
-    throw new AgentError('AGENT_E_CERT_SAN_MISMATCH', `the issued certificate is for ${sans.join(', ') || '(no SAN)'}, not ${input.identity}`);
+    throw new AgentError(
+      'AGENT_E_CERT_SAN_MISMATCH',
+      `the issued certificate is for ${sans.join(', ') || '(no SAN)'}, not ${input.identity}`,
+    );
   }
 
   const notBefore = Date.parse(leaf.validFrom);
   const notAfter = Date.parse(leaf.validTo);
   if (!(notAfter > input.now)) {
-    throw new AgentError('AGENT_E_CERT_VALIDITY', `the issued certificate expired at ${new Date(notAfter).toISOString()}`);
+    throw new AgentError(
+      'AGENT_E_CERT_VALIDITY',
+      `the issued certificate expired at ${new Date(notAfter).toISOString()}`,
+    );
   }
   if (notBefore > input.now + input.skewMs) {
-    throw new AgentError('AGENT_E_CERT_VALIDITY', `the issued certificate is not valid before ${new Date(notBefore).toISOString()} (clock skew?)`);
+    throw new AgentError(
+      'AGENT_E_CERT_VALIDITY',
+      `the issued certificate is not valid before ${new Date(notBefore).toISOString()} (clock skew?)`,
+    );
   }
-  if (notAfter <= notBefore) throw new AgentError('AGENT_E_CERT_VALIDITY', 'the issued certificate has no lifetime');
+  if (notAfter <= notBefore)
+    throw new AgentError('AGENT_E_CERT_VALIDITY', 'the issued certificate has no lifetime');
 
   // Walk the chain: each certificate must be issued and signed by the next.
   for (let i = 0; i + 1 < certs.length; i++) {
     const c = certs[i]!;
     const up = certs[i + 1]!;
     if (!c.checkIssued(up) || !c.verify(up.publicKey)) {
-      throw new AgentError('AGENT_E_CERT_CHAIN', `certificate ${i} of the chain is not signed by certificate ${i + 1}`);
+      throw new AgentError(
+        'AGENT_E_CERT_CHAIN',
+        `certificate ${i} of the chain is not signed by certificate ${i + 1}`,
+      );
     }
   }
   // The top must be a trust anchor, or be signed by one.
   const top = certs[certs.length - 1]!;
-  const isAnchor = (c: X509Certificate): boolean => roots.some((r) => r.fingerprint256 === c.fingerprint256);
+  const isAnchor = (c: X509Certificate): boolean =>
+    roots.some((r) => r.fingerprint256 === c.fingerprint256);
   const signedByAnchor = roots.some((r) => top.checkIssued(r) && top.verify(r.publicKey));
   if (!isAnchor(top) && !signedByAnchor) {
     throw new AgentError('AGENT_E_CERT_CHAIN', 'the issued chain does not verify to root-cert.pem');

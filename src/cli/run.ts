@@ -28,24 +28,28 @@ export async function run(ctx: CommandContext): Promise<number> {
   const log = createLogger({ level: config.core.logLevel });
   for (const w of warnings) log.warn({ component: 'config' }, w);
   const notifier = createNotifier(ctx.env, log);
-  let agent: Agent | undefined;
+  const holder: { agent?: Agent } = {};
   const deps = {
     log,
     clock: systemClock,
     random: Math.random,
     exec,
     events: new EventEmitter<AgentEventMap>(),
-    fatal: (e: Error) => agent?.fatal(e),
-    changed: () => agent?.refresh(),
+    fatal: (e: Error) => {
+      holder.agent?.fatal(e);
+    },
+    changed: () => {
+      holder.agent?.refresh();
+    },
   };
   const components = await buildComponents(config, deps);
-  agent = new Agent(config, components, {
+  const a = new Agent(config, components, {
     log,
     clock: systemClock,
     notifier,
     statusFile: path.join(config.core.stateDir, 'status.json'),
   });
-  const a = agent;
+  holder.agent = a;
   const onStop = (sig: string) => () => {
     log.info({ component: 'agent', signal: sig }, `received ${sig}`);
     void a.stop();
@@ -54,13 +58,23 @@ export async function run(ctx: CommandContext): Promise<number> {
   const onInt = onStop('SIGINT');
   const onHup = (): void => {
     log.info({ component: 'agent', signal: 'SIGHUP' }, 'received SIGHUP, reloading configuration');
-    loadConfig(ctx.env).then(
-      (r) => a.reload(r.config),
-      (e: unknown) => {
-        const err = toAgentError(e);
-        log.error({ component: 'config', code: err.code, err: err.toLine() }, `reload refused, keeping the running configuration: ${err.toLine()}`);
-      },
-    ).catch((e: unknown) => log.error({ component: 'agent', err: String(e) }, 'reload failed'));
+    loadConfig(ctx.env)
+      .then(
+        async (r) => {
+          for (const w of r.warnings) log.warn({ component: 'config' }, w);
+          await a.reload(r.config);
+        },
+        (e: unknown) => {
+          const err = toAgentError(e);
+          log.error(
+            { component: 'config', code: err.code, err: err.toLine() },
+            `reload refused, keeping the running configuration: ${err.toLine()}`,
+          );
+        },
+      )
+      .catch((e: unknown) => {
+        log.error({ component: 'agent', err: String(e) }, 'reload failed');
+      });
   };
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);

@@ -18,7 +18,10 @@ export interface Cidr {
 export function parseCidr(s: string): Cidr | string {
   const slash = s.indexOf('/');
   const address = slash < 0 ? s : s.slice(0, slash);
-  if (/^[\d.]+$/.test(address) && address.split('.').some((o) => o.length > 1 && o.startsWith('0'))) {
+  if (
+    /^[\d.]+$/.test(address) &&
+    address.split('.').some((o) => o.length > 1 && o.startsWith('0'))
+  ) {
     return `"${s}" has an IPv4 octet with a leading zero (ambiguous: octal or decimal?)`;
   }
   const fam = isIP(address);

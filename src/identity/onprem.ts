@@ -12,7 +12,8 @@ export function onpremIdentity(chainFile: string): IdentitySource {
   return {
     kind: 'onprem',
     defaultIdentity(set) {
-      if (!set.chainPem) throw new AgentError('AGENT_E_BOOTSTRAP_MISSING', `${chainFile} is missing`);
+      if (!set.chainPem)
+        throw new AgentError('AGENT_E_BOOTSTRAP_MISSING', `${chainFile} is missing`);
       return Promise.resolve(identityOfCertificate(set.chainPem, chainFile));
     },
     credential(current, bootstrap, now) {
@@ -22,10 +23,25 @@ export function onpremIdentity(chainFile: string): IdentitySource {
 }
 
 /** The current set while it is valid; else a still-valid bootstrap set; else the current one. */
-export function chooseMtlsCredential(current: CredentialInput, bootstrap: CredentialInput, now: number): CaCredential {
+export function chooseMtlsCredential(
+  current: CredentialInput,
+  bootstrap: CredentialInput,
+  now: number,
+): CaCredential {
   const usable = (s: CredentialInput): boolean => Boolean(s.keyPem && s.chainPem);
-  const valid = (s: CredentialInput): boolean => usable(s) && (s.notAfter === undefined || s.notAfter > now);
-  const pick = valid(current) ? current : valid(bootstrap) ? bootstrap : usable(current) ? current : bootstrap;
-  if (!usable(pick)) throw new AgentError('AGENT_E_BOOTSTRAP_MISSING', 'no certificate and key to authenticate to the CA with');
+  const valid = (s: CredentialInput): boolean =>
+    usable(s) && (s.notAfter === undefined || s.notAfter > now);
+  const pick = valid(current)
+    ? current
+    : valid(bootstrap)
+      ? bootstrap
+      : usable(current)
+        ? current
+        : bootstrap;
+  if (!usable(pick))
+    throw new AgentError(
+      'AGENT_E_BOOTSTRAP_MISSING',
+      'no certificate and key to authenticate to the CA with',
+    );
   return { kind: 'mtls', certChainPem: pick.chainPem!, keyPem: pick.keyPem! };
 }

@@ -13,7 +13,16 @@ export function certificateSans(pem: string): SanEntry[] {
   if (!ext) return [];
   return ext.names.items.map((n) => {
     const t = n.type;
-    const type: SanEntry['type'] = t === 'url' ? 'uri' : t === 'dns' ? 'dns' : t === 'ip' ? 'ip' : t === 'email' ? 'email' : 'other';
+    const type: SanEntry['type'] =
+      t === 'url'
+        ? 'uri'
+        : t === 'dns'
+          ? 'dns'
+          : t === 'ip'
+            ? 'ip'
+            : t === 'email'
+              ? 'email'
+              : 'other';
     return { type, value: n.value };
   });
 }
@@ -33,7 +42,11 @@ export function identityOfCertificate(chainPem: string, file: string): string {
   try {
     sans = certificateSans(chainPem);
   } catch (e) {
-    throw new AgentError('AGENT_E_BOOTSTRAP_INVALID', `${file} is not a PEM certificate: ${(e as Error).message}`, { cause: e });
+    throw new AgentError(
+      'AGENT_E_BOOTSTRAP_INVALID',
+      `${file} is not a PEM certificate: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
   const id = identityFromSans(sans);
   if (id === undefined) {

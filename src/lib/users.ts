@@ -10,7 +10,10 @@ export interface UserIds {
  * Looks a user up in the passwd database file (Node has no getpwnam). Local users only, which is
  * what a system user created by our package is. Returns undefined when there is no such user.
  */
-export async function lookupUser(name: string, passwdFile = '/etc/passwd'): Promise<UserIds | undefined> {
+export async function lookupUser(
+  name: string,
+  passwdFile = '/etc/passwd',
+): Promise<UserIds | undefined> {
   let text: string;
   try {
     text = await fs.readFile(passwdFile, 'utf8');

@@ -55,7 +55,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   if (!journal) return pino(opts, { write: sink });
   const streams = (Object.keys(JOURNAL_PRIORITY) as LogLevel[]).map((level) => ({
     level,
-    stream: { write: (s: string) => sink(`<${JOURNAL_PRIORITY[level]}>${s}`) },
+    stream: {
+      write: (s: string) => {
+        sink(`<${JOURNAL_PRIORITY[level]}>${s}`);
+      },
+    },
   }));
   return pino(opts, pino.multistream(streams, { dedupe: true }));
 }

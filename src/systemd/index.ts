@@ -1,1 +1,7 @@
-export { createNotifier, spawnTransport, statusLine, type Notifier, type NotifyTransport } from './notify';
+export {
+  createNotifier,
+  spawnTransport,
+  statusLine,
+  type Notifier,
+  type NotifyTransport,
+} from './notify';

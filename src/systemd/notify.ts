@@ -61,7 +61,8 @@ export function createNotifier(
   return {
     enabled,
     watchdogMs,
-    ready: (status) => send(status === undefined ? ['READY=1'] : ['READY=1', `STATUS=${statusLine(status)}`]),
+    ready: (status) =>
+      send(status === undefined ? ['READY=1'] : ['READY=1', `STATUS=${statusLine(status)}`]),
     status: (text) => send([`STATUS=${statusLine(text)}`]),
     watchdog: () => send(['WATCHDOG=1']),
     stopping: () => send(['STOPPING=1']),

@@ -13,7 +13,7 @@ export interface TestCa {
 }
 
 export async function makeRoot(name = 'CN=test root', now = Date.now()): Promise<TestCa> {
-  const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomBytes(8).toString('hex'),
     name,
@@ -21,13 +21,20 @@ export async function makeRoot(name = 'CN=test root', now = Date.now()): Promise
     notAfter: new Date(now + 10 * 365 * 86400_000),
     keys,
     signingAlgorithm: EC,
-    extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+    ],
   });
   return { certPem: cert.toString('pem') + '\n', keys, cert };
 }
 
-export async function makeIntermediate(parent: TestCa, name = 'CN=test intermediate', now = Date.now()): Promise<TestCa> {
-  const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+export async function makeIntermediate(
+  parent: TestCa,
+  name = 'CN=test intermediate',
+  now = Date.now(),
+): Promise<TestCa> {
+  const keys = await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomBytes(8).toString('hex'),
     subject: name,
@@ -49,7 +56,10 @@ export interface LeafOptions {
   readonly key?: WorkloadKey;
 }
 
-export async function makeLeaf(issuer: TestCa, o: LeafOptions): Promise<{ certPem: string; key: WorkloadKey }> {
+export async function makeLeaf(
+  issuer: TestCa,
+  o: LeafOptions,
+): Promise<{ certPem: string; key: WorkloadKey }> {
   const key = o.key ?? (await generateWorkloadKey('ECDSA'));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomBytes(16).toString('hex'),
@@ -60,7 +70,9 @@ export async function makeLeaf(issuer: TestCa, o: LeafOptions): Promise<{ certPe
     publicKey: key.keys.publicKey,
     signingKey: issuer.keys.privateKey,
     signingAlgorithm: EC,
-    extensions: o.sans.length ? [new x509.SubjectAlternativeNameExtension(o.sans.map((s) => ({ ...s })))] : [],
+    extensions: o.sans.length
+      ? [new x509.SubjectAlternativeNameExtension(o.sans.map((s) => ({ ...s })))]
+      : [],
   });
   return { certPem: cert.toString('pem') + '\n', key };
 }

@@ -4,7 +4,11 @@ import { readFileSync } from 'node:fs';
 import { CertStore } from '../../src/certs/store';
 
 const [dir, setsFile] = process.argv.slice(2) as [string, string];
-const sets = JSON.parse(readFileSync(setsFile, 'utf8')) as { keyPem: string; chainPem: string; rootPem: string }[];
+const sets = JSON.parse(readFileSync(setsFile, 'utf8')) as {
+  keyPem: string;
+  chainPem: string;
+  rootPem: string;
+}[];
 const store = new CertStore(dir);
 
 void (async () => {

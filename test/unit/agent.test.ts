@@ -28,7 +28,8 @@ function fake(name: string, events: string[], opts: { fail?: boolean } = {}): Co
     name,
     start() {
       events.push(`start ${name}`);
-      if (opts.fail) return Promise.reject(new AgentError('AGENT_E_IPTABLES_APPLY', `${name} broke`));
+      if (opts.fail)
+        return Promise.reject(new AgentError('AGENT_E_IPTABLES_APPLY', `${name} broke`));
       ready = true;
       return Promise.resolve();
     },
@@ -50,7 +51,12 @@ t.test('starts in order, READY with the summary, stops in reverse', async (t) =>
   const { sent, notifier } = recorder();
   const clock = new FakeClock();
   const statusFile = path.join(mkdtempSync(path.join(tmpdir(), 'agent-')), 'status.json');
-  const agent = new Agent(config, [fake('certs', events), fake('capture', events)], { log: silentLogger(), clock, notifier, statusFile });
+  const agent = new Agent(config, [fake('certs', events), fake('capture', events)], {
+    log: silentLogger(),
+    clock,
+    notifier,
+    statusFile,
+  });
   await agent.start();
   t.same(events, ['start certs', 'start capture']);
   const ready = sent.find((f) => f[0] === 'READY=1');
@@ -64,9 +70,18 @@ t.test('starts in order, READY with the summary, stops in reverse', async (t) =>
 });
 
 t.test('watchdog pings at half the interval from the event loop', async (t) => {
-  const { sent, notifier } = recorder({ NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '10000000', WATCHDOG_PID: String(process.pid) });
+  const { sent, notifier } = recorder({
+    NOTIFY_SOCKET: '/run/x',
+    WATCHDOG_USEC: '10000000',
+    WATCHDOG_PID: String(process.pid),
+  });
   const clock = new FakeClock();
-  const agent = new Agent(config, [], { log: silentLogger(), clock, notifier, statusFile: undefined });
+  const agent = new Agent(config, [], {
+    log: silentLogger(),
+    clock,
+    notifier,
+    statusFile: undefined,
+  });
   await agent.start();
   const pings = (): number => sent.filter((f) => f[0] === 'WATCHDOG=1').length;
   t.equal(pings(), 1, 'one at start');
@@ -82,8 +97,17 @@ t.test('watchdog pings at half the interval from the event loop', async (t) => {
 });
 
 t.test('watchdog meant for another pid is ignored', async (t) => {
-  const { sent, notifier } = recorder({ NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '10000000', WATCHDOG_PID: '1' });
-  const agent = new Agent(config, [], { log: silentLogger(), clock: new FakeClock(), notifier, statusFile: undefined });
+  const { sent, notifier } = recorder({
+    NOTIFY_SOCKET: '/run/x',
+    WATCHDOG_USEC: '10000000',
+    WATCHDOG_PID: '1',
+  });
+  const agent = new Agent(config, [], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
   await agent.start();
   t.equal(sent.filter((f) => f[0] === 'WATCHDOG=1').length, 0);
   await agent.stop();
@@ -91,30 +115,47 @@ t.test('watchdog meant for another pid is ignored', async (t) => {
 
 t.test('no NOTIFY_SOCKET: nothing is sent', async (t) => {
   const { sent, notifier } = recorder({});
-  const agent = new Agent(config, [fake('a', [])], { log: silentLogger(), clock: new FakeClock(), notifier, statusFile: undefined });
-  await agent.start();
-  await agent.stop();
-  t.same(sent, []);
-});
-
-t.test('a failing component: earlier ones are stopped, start rejects with its error, no READY', async (t) => {
-  const events: string[] = [];
-  const { sent, notifier } = recorder();
-  const agent = new Agent(config, [fake('certs', events), fake('capture', events, { fail: true }), fake('dns', events)], {
+  const agent = new Agent(config, [fake('a', [])], {
     log: silentLogger(),
     clock: new FakeClock(),
     notifier,
     statusFile: undefined,
   });
-  await t.rejects(agent.start(), { code: 'AGENT_E_IPTABLES_APPLY' });
-  t.same(events, ['start certs', 'start capture', 'stop certs']);
-  t.notOk(sent.some((f) => f[0] === 'READY=1'));
+  await agent.start();
+  await agent.stop();
+  t.same(sent, []);
 });
+
+t.test(
+  'a failing component: earlier ones are stopped, start rejects with its error, no READY',
+  async (t) => {
+    const events: string[] = [];
+    const { sent, notifier } = recorder();
+    const agent = new Agent(
+      config,
+      [fake('certs', events), fake('capture', events, { fail: true }), fake('dns', events)],
+      {
+        log: silentLogger(),
+        clock: new FakeClock(),
+        notifier,
+        statusFile: undefined,
+      },
+    );
+    await t.rejects(agent.start(), { code: 'AGENT_E_IPTABLES_APPLY' });
+    t.same(events, ['start certs', 'start capture', 'stop certs']);
+    t.notOk(sent.some((f) => f[0] === 'READY=1'));
+  },
+);
 
 t.test('reload: RELOADING=1 with MONOTONIC_USEC, components reload, READY=1 again', async (t) => {
   const events: string[] = [];
   const { sent, notifier } = recorder();
-  const agent = new Agent(config, [fake('certs', events)], { log: silentLogger(), clock: new FakeClock(), notifier, statusFile: undefined });
+  const agent = new Agent(config, [fake('certs', events)], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
   await agent.start();
   sent.length = 0;
   await agent.reload(config);
@@ -127,7 +168,12 @@ t.test('reload: RELOADING=1 with MONOTONIC_USEC, components reload, READY=1 agai
 t.test('fatal: the agent stops and reports the error', async (t) => {
   const events: string[] = [];
   const { notifier } = recorder();
-  const agent = new Agent(config, [fake('certs', events)], { log: silentLogger(), clock: new FakeClock(), notifier, statusFile: undefined });
+  const agent = new Agent(config, [fake('certs', events)], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
   await agent.start();
   agent.fatal(new AgentError('AGENT_E_CERT_EXPIRED', 'expired'));
   await agent.wait();
@@ -138,16 +184,25 @@ t.test('fatal: the agent stops and reports the error', async (t) => {
 
 t.test('STATUS= follows component changes and puts problems first', async (t) => {
   const { sent, notifier } = recorder();
-  let problem: string | undefined;
+  const state: { problem?: string } = {};
   const c: Component = {
     name: 'certs',
     start: () => Promise.resolve(),
     stop: () => Promise.resolve(),
-    status: () => ({ ready: true, summary: 'cert valid', ...(problem ? { problem } : {}) }),
+    status: () => ({
+      ready: true,
+      summary: 'cert valid',
+      ...(state.problem ? { problem: state.problem } : {}),
+    }),
   };
-  const agent = new Agent(config, [c], { log: silentLogger(), clock: new FakeClock(), notifier, statusFile: undefined });
+  const agent = new Agent(config, [c], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
   await agent.start();
-  problem = 'CA unavailable';
+  state.problem = 'CA unavailable';
   agent.refresh();
   await new Promise((r) => setImmediate(r));
   t.same(sent[sent.length - 1], ['STATUS=certs: CA unavailable; cert valid']);

@@ -1,5 +1,11 @@
 import t from 'tap';
-import { formatDuration, renewAt, retryDelay, RETRY_POLICY, RENEW_JITTER } from '../../src/certs/policy';
+import {
+  formatDuration,
+  renewAt,
+  retryDelay,
+  RETRY_POLICY,
+  RENEW_JITTER,
+} from '../../src/certs/policy';
 import { backoffDelay, Backoff } from '../../src/lib/backoff';
 
 const H = 3_600_000;
@@ -16,7 +22,11 @@ t.test('renewal time: a share of the lifetime, jittered ±10 %', async (t) => {
     [0, 100 * H, 0.9, 1, 99 * H],
   ];
   for (const [nb, na, ratio, r, want] of table) {
-    t.equal(renewAt(nb, na, ratio, () => r), want, `${nb}..${na} at ${ratio}, random ${r}`);
+    t.equal(
+      renewAt(nb, na, ratio, () => r),
+      want,
+      `${nb}..${na} at ${ratio}, random ${r}`,
+    );
   }
 });
 
@@ -24,7 +34,7 @@ t.test('renewal jitter stays within bounds over many draws, and spreads', async 
   let min = Infinity;
   let max = -Infinity;
   let seed = 42;
-  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   for (let i = 0; i < 10_000; i++) {
     const at = renewAt(0, 1000 * H, 0.5, rnd);
     min = Math.min(min, at);
@@ -53,10 +63,23 @@ t.test('retry delay: 5 s first, doubling, capped, never past half the time left'
 
 t.test('backoff jitter bounds', async (t) => {
   const p = { initialMs: 200, multiplier: 2, maxMs: 30_000, jitter: 0.2 };
-  t.equal(backoffDelay(p, 0, () => 0), 160);
-  t.equal(backoffDelay(p, 0, () => 1), 240);
-  t.equal(backoffDelay(p, 3, () => 0.5), 1600);
-  t.equal(backoffDelay(p, 30, () => 1), 30_000, 'cap holds with jitter');
+  t.equal(
+    backoffDelay(p, 0, () => 0),
+    160,
+  );
+  t.equal(
+    backoffDelay(p, 0, () => 1),
+    240,
+  );
+  t.equal(
+    backoffDelay(p, 3, () => 0.5),
+    1600,
+  );
+  t.equal(
+    backoffDelay(p, 30, () => 1),
+    30_000,
+    'cap holds with jitter',
+  );
   const b = new Backoff(p, () => 0.5);
   t.same([b.next(), b.next(), b.next()], [200, 400, 800]);
   b.reset();

@@ -1,7 +1,16 @@
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtempSync, writeFileSync, readFileSync, lstatSync, readlinkSync, readdirSync, statSync, rmSync } from 'node:fs';
+import {
+  mkdtempSync,
+  writeFileSync,
+  readFileSync,
+  lstatSync,
+  readlinkSync,
+  readdirSync,
+  statSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { CertStore } from '../../src/certs/store';
@@ -10,7 +19,11 @@ import { makeLeaf, makeRoot } from '../helpers/pki';
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 
 async function makeSet(root: Awaited<ReturnType<typeof makeRoot>>) {
-  const leaf = await makeLeaf(root, { sans: [{ type: 'url', value: ID }], notBefore: Date.now() - 1000, notAfter: Date.now() + 3600_000 });
+  const leaf = await makeLeaf(root, {
+    sans: [{ type: 'url', value: ID }],
+    notBefore: Date.now() - 1000,
+    notAfter: Date.now() + 3600_000,
+  });
   return { keyPem: leaf.key.pem, chainPem: leaf.certPem, rootPem: root.certPem };
 }
 
@@ -51,7 +64,11 @@ t.test('takes over plain files, keeps them, publishes generations by symlink fli
   t.equal(s2.keyPem, next.keyPem);
   t.equal(s2.meta.issuer, 'agent');
   t.equal(statSync(path.join(dir, gen, 'key.pem')).mode & 0o777, 0o600, 'key.pem 0600');
-  t.equal(statSync(path.join(dir, gen, 'cert-chain.pem')).mode & 0o777, 0o644, 'cert-chain.pem 0644');
+  t.equal(
+    statSync(path.join(dir, gen, 'cert-chain.pem')).mode & 0o777,
+    0o644,
+    'cert-chain.pem 0644',
+  );
   const gens = readdirSync(dir).filter((n) => /^\.\.\d{4}_/.test(n));
   t.same(gens, [gen], 'old generations removed');
   t.same(await store.readBootstrap(), boot, 'bootstrap still kept after rotation');
@@ -81,7 +98,10 @@ t.test('removes leftovers of an interrupted write', async (t) => {
   const { mkdirSync } = await import('node:fs');
   mkdirSync(path.join(dir, '..2020_01_01_00_00_00.000_ffff'));
   await store.prepare();
-  t.same(readdirSync(dir).filter((n) => n.startsWith('..tmp') || n.startsWith('..2020')), []);
+  t.same(
+    readdirSync(dir).filter((n) => n.startsWith('..tmp') || n.startsWith('..2020')),
+    [],
+  );
   assertConsistent(t, dir, [root.certPem]);
 });
 
@@ -99,10 +119,18 @@ t.test('crash consistency: kill -9 at random moments while writing sets', async 
   const ROUNDS = 40;
   let kills = 0;
   for (let round = 0; round < ROUNDS; round++) {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, '../helpers/store-writer.ts'), dir, setsFile], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(__dirname, '../helpers/store-writer.ts'), dir, setsFile],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    await new Promise<void>((resolve) => {
+      child.stdout.once('data', () => {
+        resolve();
+      });
     });
-    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 40)));
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
@@ -112,7 +140,10 @@ t.test('crash consistency: kill -9 at random moments while writing sets', async 
   t.equal(kills, ROUNDS);
   // After the last crash, the next start cleans up and the set is still whole.
   await new CertStore(dir).prepare();
-  t.same(readdirSync(dir).filter((n) => n.startsWith('..tmp') || n.startsWith('..data_tmp')), []);
+  t.same(
+    readdirSync(dir).filter((n) => n.startsWith('..tmp') || n.startsWith('..data_tmp')),
+    [],
+  );
   t.equal(readdirSync(dir).filter((n) => /^\.\.\d{4}_/.test(n)).length, 1, 'one generation left');
   assertConsistent(t, dir, [root.certPem]);
 });

@@ -43,7 +43,10 @@ t.test('defaults with no files', async (t) => {
 });
 
 t.test('precedence: cluster.env < sidecar.env < environment', async (t) => {
-  const env = files('CITADEL_ADDRESS=a:1\nCA_API=CreateCertificate\nISTIO_SERVICE=c\n', 'CITADEL_ADDRESS=b:2\nISTIO_SERVICE=s\n');
+  const env = files(
+    'CITADEL_ADDRESS=a:1\nCA_API=CreateCertificate\nISTIO_SERVICE=c\n',
+    'CITADEL_ADDRESS=b:2\nISTIO_SERVICE=s\n',
+  );
   const { config } = await loadConfig({ ...env, ISTIO_SERVICE: 'e' });
   t.equal(config.ca.api, 'CreateCertificate', 'only in cluster.env');
   t.equal(config.ca.address, 'b:2', 'sidecar.env over cluster.env');
@@ -58,15 +61,22 @@ t.test('an empty value means the default', async (t) => {
 
 t.test('lists, star and CIDRs', async (t) => {
   const { config } = await loadConfig(
-    files('ISTIO_SERVICE_CIDR="10.0.0.0/8, 192.168.0.0/16,fd00::/8"\nISTIO_INBOUND_PORTS=*\nISTIO_LOCAL_EXCLUDE_PORTS=15090,15021\n'),
+    files(
+      'ISTIO_SERVICE_CIDR="10.0.0.0/8, 192.168.0.0/16,fd00::/8"\nISTIO_INBOUND_PORTS=*\nISTIO_LOCAL_EXCLUDE_PORTS=15090,15021\n',
+    ),
   );
-  t.same((config.capture.serviceCidrs as readonly { text: string }[]).map((c) => c.text), ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8']);
+  t.same(
+    (config.capture.serviceCidrs as readonly { text: string }[]).map((c) => c.text),
+    ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8'],
+  );
   t.equal(config.capture.inboundPorts, '*');
   t.same(config.capture.localExcludePorts, [15090, 15021]);
 });
 
 t.test('unknown ISTIO_ keys warn with file and line', async (t) => {
-  const { warnings } = await loadConfig(files('ISTIO_SERVICE_CIDR=*\nISTIO_TYPO=1\nISTIO_META_FOO=bar\nOTHER=1\n'));
+  const { warnings } = await loadConfig(
+    files('ISTIO_SERVICE_CIDR=*\nISTIO_TYPO=1\nISTIO_META_FOO=bar\nOTHER=1\n'),
+  );
   t.equal(warnings.length, 1);
   t.match(warnings[0]!, /cluster\.env:2: unknown variable ISTIO_TYPO/);
 });
@@ -79,7 +89,12 @@ t.test('a bad value names file, line and variable, exit 78', async (t) => {
     ['ISTIO_INBOUND_PORTS=80,70000', 1, 'ISTIO_INBOUND_PORTS', /not a port/],
     ['ISTIO_INBOUND_PORTS=0', 1, 'ISTIO_INBOUND_PORTS', /not a port/],
     ['ENVOY_PORT=abc', 1, 'ENVOY_PORT', /not a whole number/],
-    ['ISTIO_INBOUND_INTERCEPTION_MODE=MAGIC', 1, 'ISTIO_INBOUND_INTERCEPTION_MODE', /REDIRECT, TPROXY/],
+    [
+      'ISTIO_INBOUND_INTERCEPTION_MODE=MAGIC',
+      1,
+      'ISTIO_INBOUND_INTERCEPTION_MODE',
+      /REDIRECT, TPROXY/,
+    ],
     ['CITADEL_ENV=aws', 1, 'CITADEL_ENV', /onprem, gcp, auto/],
     ['CA_API=Foo', 1, 'CA_API', /HandleCSR, CreateCertificate/],
     ['CITADEL_ADDRESS=no-port', 1, 'CITADEL_ADDRESS', /host:port/],
@@ -105,7 +120,10 @@ t.test('a bad value names file, line and variable, exit 78', async (t) => {
 t.test('a bad value from the environment says so', async (t) => {
   const err = await configError({ ...files(), ENVOY_PORT: '99999' });
   t.same(err.origin, { file: 'environment', line: 0, variable: 'ENVOY_PORT' });
-  t.match(err.toLine(), /^environment: ENVOY_PORT: 99999 is out of range 1\.\.65535 \[AGENT_E_CONFIG_VALUE\]$/);
+  t.match(
+    err.toLine(),
+    /^environment: ENVOY_PORT: 99999 is out of range 1\.\.65535 \[AGENT_E_CONFIG_VALUE\]$/,
+  );
 });
 
 t.test('an unreadable file is an error; a missing one is not', async (t) => {
@@ -130,7 +148,16 @@ t.test('parseCidr', async (t) => {
   t.match(parseCidr('10.1.2.3'), { family: 4, prefix: 32, text: '10.1.2.3/32' });
   t.match(parseCidr('fd00::/8'), { family: 6, prefix: 8 });
   t.match(parseCidr('::1'), { family: 6, prefix: 128 });
-  for (const bad of ['10.0.0.0/33', '010.1.1.1', '10.0.0/8', '1.2.3.4/-1', '1.2.3.4/', 'fd00::/129', 'x/8', '']) {
+  for (const bad of [
+    '10.0.0.0/33',
+    '010.1.1.1',
+    '10.0.0/8',
+    '1.2.3.4/-1',
+    '1.2.3.4/',
+    'fd00::/129',
+    'x/8',
+    '',
+  ]) {
     t.type(parseCidr(bad), 'string', `${bad} refused`);
   }
 });

@@ -11,7 +11,7 @@ t.test('shell-style assignments', async (t) => {
     ['comments and blank lines', '# c\n\nA=1 # trailing\n  # indented\n', { A: '1' }],
     ['export', 'export A=1\nexport\tB="x y"', { A: '1', B: 'x y' }],
     ['double quotes with escapes', 'A="a \\"b\\" \\$c \\\\d"', { A: 'a "b" $c \\d' }],
-    ['single quotes are literal', "A='a \\n $b \"c\"'", { A: 'a \\n $b "c"' }],
+    ['single quotes are literal', 'A=\'a \\n $b "c"\'', { A: 'a \\n $b "c"' }],
     ['empty values', 'A=\nB=""\nC=\'\'', { A: '', B: '', C: '' }],
     ['CRLF', 'A=1\r\nB=2\r\n', { A: '1', B: '2' }],
     ['BOM', '\uFEFFA=1', { A: '1' }],
@@ -19,7 +19,11 @@ t.test('shell-style assignments', async (t) => {
     ['mixed quoting', 'A="x"\'y\'z', { A: 'xyz' }],
     ['hash inside a word', 'A=a#b', { A: 'a#b' }],
     ['equals in value', 'A=b=c', { A: 'b=c' }],
-    ['CIDR list', 'ISTIO_SERVICE_CIDR=10.0.0.0/8,192.168.0.0/16', { ISTIO_SERVICE_CIDR: '10.0.0.0/8,192.168.0.0/16' }],
+    [
+      'CIDR list',
+      'ISTIO_SERVICE_CIDR=10.0.0.0/8,192.168.0.0/16',
+      { ISTIO_SERVICE_CIDR: '10.0.0.0/8,192.168.0.0/16' },
+    ],
     ['multi-line double quotes', 'A="x\ny"\nB=1', { A: 'x\ny', B: '1' }],
   ];
   for (const [name, text, want] of cases) t.same(kv(text), want, name);
@@ -27,7 +31,13 @@ t.test('shell-style assignments', async (t) => {
 
 t.test('line numbers point at the assignment', async (t) => {
   const e = parseEnvFile('# header\n\nA=1\nexport B=2\n', 'f.env');
-  t.same(e.map((x) => [x.key, x.line]), [['A', 3], ['B', 4]]);
+  t.same(
+    e.map((x) => [x.key, x.line]),
+    [
+      ['A', 3],
+      ['B', 4],
+    ],
+  );
 });
 
 t.test('syntax errors name file, line and variable', async (t) => {

@@ -15,10 +15,21 @@ t.test('journal mode: one record per line, prefixed with the syslog priority', a
   c.warn('w');
   c.error('e');
   c.fatal('f');
-  t.same(lines.map((l) => l.slice(0, 3)), ['<7>', '<6>', '<4>', '<3>', '<2>']);
+  t.same(
+    lines.map((l) => l.slice(0, 3)),
+    ['<7>', '<6>', '<4>', '<3>', '<2>'],
+  );
   const rec = JSON.parse(lines[1]!.slice(3)) as Record<string, unknown>;
-  t.same(rec, { level: 'info', component: 'certs', serial: 'ab', msg: 'CSR is approved successfully. Will renew cert in 1h0m0s' });
-  t.ok(lines.every((l) => l.endsWith('\n') && l.indexOf('\n') === l.length - 1), 'exactly one line each');
+  t.same(rec, {
+    level: 'info',
+    component: 'certs',
+    serial: 'ab',
+    msg: 'CSR is approved successfully. Will renew cert in 1h0m0s',
+  });
+  t.ok(
+    lines.every((l) => l.endsWith('\n') && l.indexOf('\n') === l.length - 1),
+    'exactly one line each',
+  );
 });
 
 t.test('terminal mode: plain JSON with a time', async (t) => {
@@ -39,7 +50,14 @@ t.test('level filtering', async (t) => {
 
 t.test('secrets are redacted if they ever reach a logger', async (t) => {
   const { log, lines } = capture(false);
-  log.info({ token: 'eyJhbGciOi.secret', key: '-----BEGIN PRIVATE KEY-----', req: { authorization: 'Bearer x' } }, 'x');
+  log.info(
+    {
+      token: 'eyJhbGciOi.secret',
+      key: '-----BEGIN PRIVATE KEY-----',
+      req: { authorization: 'Bearer x' },
+    },
+    'x',
+  );
   const text = lines.join('');
   t.notMatch(text, /eyJhbGciOi|BEGIN PRIVATE KEY|Bearer x/);
   t.match(text, /\[redacted\]/);

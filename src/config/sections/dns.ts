@@ -18,6 +18,10 @@ export function parseDns(raw: RawEnv): DnsConfig {
     citadelIp,
     mixerIp,
     dropInDir: raw.str('ISTIO_DNSMASQ_DIR', '/etc/dnsmasq.d'),
-    resolver: raw.oneOf('ISTIO_DNS_RESOLVER', ['auto', 'dhclient', 'resolv.conf', 'resolved', 'none'] as const, 'auto'),
+    resolver: raw.oneOf(
+      'ISTIO_DNS_RESOLVER',
+      ['auto', 'dhclient', 'resolv.conf', 'resolved', 'none'] as const,
+      'auto',
+    ),
   };
 }
