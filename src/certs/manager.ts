@@ -174,10 +174,19 @@ export class CertManager implements Component {
 
   private async rotateOnce(): Promise<boolean> {
     const { store, ca, source, connect } = this.opts;
+    const t0 = performance.now();
+    const timing: Record<string, number> = {};
+    const lap = (name: string, since: number): number => {
+      const now = performance.now();
+      timing[name] = Math.round((now - since) * 10) / 10;
+      return now;
+    };
     try {
       const key = await (this.nextKey ?? this.keygen());
       this.nextKey = undefined;
+      let t = lap('keyWaitMs', t0);
       const csrPem = await createCsr(key, this.identity, ca.org);
+      t = lap('csrMs', t);
       const set = await store.read();
       const bootstrap = await store.readBootstrap();
       const now = this.deps.clock.now();
@@ -187,6 +196,7 @@ export class CertManager implements Component {
         now,
         this.abort.signal,
       );
+      t = lap('credentialMs', t);
       if (!set.rootPem)
         throw new AgentError(
           'AGENT_E_BOOTSTRAP_MISSING',
@@ -203,6 +213,7 @@ export class CertManager implements Component {
       } finally {
         client.close();
       }
+      t = lap('rpcMs', t);
       const issued = checkIssued({
         response,
         key: key.object,
@@ -219,6 +230,7 @@ export class CertManager implements Component {
         );
       }
       if (this.stopped) return false;
+      t = lap('checkMs', t);
       const generation = await store.write(
         { keyPem: key.pem, chainPem: joinPem(issued.chain), rootPem: set.rootPem },
         {
@@ -229,6 +241,10 @@ export class CertManager implements Component {
           serial: issued.serial,
         },
       );
+      lap('writeMs', t);
+      lap('totalMs', t0);
+      // Milliseconds since this process started (performance.timeOrigin), for start-up timing.
+      timing.sinceProcessStartMs = Math.round(performance.now());
       this.current = {
         notBefore: issued.notBefore,
         notAfter: issued.notAfter,
@@ -242,7 +258,13 @@ export class CertManager implements Component {
       this.failingSince = undefined;
       const wait = at - this.deps.clock.now();
       this.log.info(
-        { serial: issued.serial, notAfter: iso(issued.notAfter), renewAt: iso(at), generation },
+        {
+          serial: issued.serial,
+          notAfter: iso(issued.notAfter),
+          renewAt: iso(at),
+          generation,
+          timing,
+        },
         `CSR is approved successfully. Will renew cert in ${formatDuration(wait)}`,
       );
       this.deps.events.emit('certs-rotated', {
