@@ -81,7 +81,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       if (r.undone.length === 0)
         ctx.out('nothing to clean: no DNS change by the agent is recorded or in place\n');
       for (const u of r.undone) ctx.out(`${u.path}: ${u.outcome}\n`);
-      if (r.restarted !== undefined) ctx.out(`dnsmasq: ${r.restarted}\n`);
+      if (r.restarted !== undefined) ctx.out(`dnsmasq restart: ${r.restarted}\n`);
       for (const n of r.notes) ctx.out(`note: ${n}\n`);
       if (settings.dns.enabled)
         ctx.out(
@@ -129,7 +129,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     );
   } else {
     ctx.out(`${plan.dropInPath}: ${r.dropIn} (${plan.names} names)\n`);
-    if (r.restarted !== undefined) ctx.out(`dnsmasq: ${r.restarted}\n`);
+    if (r.restarted !== undefined) ctx.out(`dnsmasq restart: ${r.restarted}\n`);
     ctx.out(`resolver: ${plan.resolver.kind} (${plan.resolver.reason})\n`);
     for (const e of r.edited) ctx.out(`  changed ${e}\n`);
     for (const u of r.undone) ctx.out(`  undid earlier change to ${u.path}: ${u.outcome}\n`);
@@ -161,7 +161,7 @@ function planText(plan: DnsPlan, det: DnsmasqDetection): string {
   out.push(indent(plan.content));
   out.push(
     det.installed
-      ? `dnsmasq: restarted with \`${det.control.how}\` when the drop-in changes`
+      ? `dnsmasq restart, only when the drop-in changes: ${det.control.how}`
       : `dnsmasq: ${det.why}; apply fails with AGENT_E_DNSMASQ_MISSING (apt-get install dnsmasq)`,
   );
   out.push(`resolver: ${plan.resolver.kind} (${plan.resolver.reason})`);

@@ -98,7 +98,7 @@ export async function detectDnsmasq(o: DetectOptions): Promise<DnsmasqDetection>
     return {
       installed: true,
       control: {
-        how: `${how} (not run: not operating on this host)`,
+        how: `none: --root is not this host (there it would be \`${how}\`)`,
         check,
         restart: () => Promise.resolve(),
       },
@@ -153,7 +153,7 @@ export async function checkDropIn(exec: Exec, binary: string, content: string): 
 export function detectResolved(o: DetectOptions): ResolvedControl {
   if (!o.touchHost)
     return {
-      how: 'systemd-resolved not reloaded: not operating on this host',
+      how: 'none: --root is not this host',
       reload: () => Promise.resolve(),
     };
   return {
