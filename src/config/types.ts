@@ -69,7 +69,8 @@ export interface CaptureConfig {
 }
 
 /** How the host's resolver is pointed at dnsmasq on 127.0.0.1 (ISTIO_DNS_RESOLVER). */
-export type DnsResolverMode = 'auto' | 'dhclient' | 'resolv.conf' | 'resolved' | 'resolvconf' | 'none';
+export type DnsResolverMode =
+  'auto' | 'dhclient' | 'resolv.conf' | 'resolved' | 'resolvconf' | 'none';
 
 /** The cluster DNS server dnsmasq forwards `svc.<domain>` to. */
 export interface DnsServer {

@@ -12,6 +12,7 @@ import {
   type DnsSettings,
 } from '../../src/dns/apply';
 import { detectDnsmasq } from '../../src/dns/dnsmasq';
+import { COMPONENT_FACTORIES } from '../../src/components';
 import { createDnsComponentFor } from '../../src/dns/index';
 import { MANAGED_MARK } from '../../src/dns/render';
 import { FakeClock } from '../../src/lib/clock';
@@ -204,14 +205,14 @@ void t.test(
     put(root, '/etc/init.d/dnsmasq', '#!/bin/sh\n', 0o755);
     const sysv = await detectDnsmasq(o);
     t.ok(
-      sysv.installed && sysv.control.how.startsWith('/etc/init.d/dnsmasq restart'),
+      sysv.installed && sysv.control.how.includes('`/etc/init.d/dnsmasq restart`'),
       'SysV script when systemd is not running',
     );
     put(root, '/lib/systemd/system/dnsmasq.service', '[Service]\n');
     mkdirSync(path.join(root, 'run/systemd/system'), { recursive: true });
     const sd = await detectDnsmasq(o);
     t.ok(
-      sd.installed && sd.control.how.startsWith('systemctl restart dnsmasq'),
+      sd.installed && sd.control.how.includes('`systemctl restart dnsmasq`'),
       'systemctl when systemd runs',
     );
   },
@@ -420,3 +421,16 @@ void t.test(
     );
   },
 );
+
+void t.test('the dns factory is registered and is off without DNS variables', async (t) => {
+  const entry = COMPONENT_FACTORIES.find((f) => f.name === 'dns');
+  if (!entry) throw new Error('dns is not registered in src/components.ts');
+  const factory = await entry.load();
+  // Off: the factory only looks (read-only) for a kubedns in the drop-in directory.
+  t.equal(
+    await factory(configOf({ ISTIO_DNSMASQ_DIR: '/nonexistent-dns-test-dir' }), depsWith()),
+    undefined,
+  );
+  const on = await factory(configOf({ ISTIO_PILOT_IP: '10.0.0.7' }), depsWith());
+  t.equal(on?.name, 'dns', 'on with an address set (not started here: it would change this host)');
+});
