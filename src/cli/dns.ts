@@ -187,7 +187,7 @@ function planText(plan: DnsPlan, det: DnsmasqDetection): string {
   }
   if (plan.resolver.reloadResolved) out.push('  then systemd-resolved re-reads its configuration');
   for (const u of plan.undo)
-    out.push(`  undo the earlier change to ${u.path} (no longer part of this setup)`);
+    out.push(`  undo the earlier change to ${u.path} (no longer part of this configuration)`);
   for (const n of plan.resolver.notes) out.push(`note: ${n}`);
   return out.join('\n') + '\n';
 }

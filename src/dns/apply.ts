@@ -87,7 +87,7 @@ export interface DnsPlan {
   readonly dropInBefore: FileState;
   readonly names: number;
   readonly resolver: ResolverPlan;
-  /** Earlier resolver changes the current setup no longer wants. */
+  /** Earlier changes the current setup no longer wants (another resolver setup, another drop-in directory). */
   readonly undo: readonly ChangeRecord[];
 }
 
@@ -160,8 +160,8 @@ export function planDns(s: DnsSettings, facts: HostFacts): DnsPlan {
   else if (before.kind === 'file' && isManaged(before.bytes))
     dropIn = text(before) === content ? 'unchanged' : 'update';
   else dropIn = 'take-over';
-  const undo = (facts.state?.changes ?? []).filter(
-    (c) => c.role === 'resolver' && !resolver.owned.includes(c.path),
+  const undo = (facts.state?.changes ?? []).filter((c) =>
+    c.role === 'resolver' ? !resolver.owned.includes(c.path) : c.path !== dropInPath(s),
   );
   return {
     dropInPath: dropInPath(s),
@@ -205,13 +205,21 @@ export async function applyDns(
 
   // Earlier resolver changes this setup does not use any more (the setup or its detection changed).
   const undone: { path: string; outcome: UndoOutcome }[] = [];
+  let oldDropInGone = false;
   for (const rec of [...plan.undo].reverse()) {
     const outcome = await undoChange(host.root, rec, log);
     undone.push({ path: rec.path, outcome });
+    if (rec.role === 'drop-in' && outcome !== 'already-original' && outcome !== 'left-alone') {
+      oldDropInGone = true;
+    }
     await journal.drop(rec.path);
   }
 
   let restarted: string | undefined;
+  if (plan.dropIn === 'unchanged' && oldDropInGone) {
+    await det.control.restart();
+    restarted = det.control.how;
+  }
   if (plan.dropIn !== 'unchanged') {
     await det.control.check(plan.content);
     if (plan.dropIn === 'take-over') {
@@ -220,16 +228,26 @@ export async function applyDns(
         `replacing the hand-placed ${plan.dropInPath}; it is kept in ${journal.file} and put back by \`istio-node-agent dns clean\``,
       );
     }
-    await writeRecorded(
-      host,
-      journal,
-      plan.dropInPath,
-      'drop-in',
-      plan.dropInBefore,
-      plan.content,
-      { mode: 0o644 },
-      undefined,
-    );
+    try {
+      await writeRecorded(
+        host,
+        journal,
+        plan.dropInPath,
+        'drop-in',
+        plan.dropInBefore,
+        plan.content,
+        { mode: 0o644 },
+        undefined,
+      );
+    } catch (e) {
+      throw new AgentError(
+        'AGENT_E_IO',
+        `cannot write ${plan.dropInPath}: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    }
     try {
       await det.control.restart();
       restarted = det.control.how;

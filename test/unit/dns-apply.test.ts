@@ -434,3 +434,23 @@ void t.test('the dns factory is registered and is off without DNS variables', as
   const on = await factory(configOf({ ISTIO_PILOT_IP: '10.0.0.7' }), depsWith());
   t.equal(on?.name, 'dns', 'on with an address set (not started here: it would change this host)');
 });
+
+void t.test('ISTIO_DNSMASQ_DIR changed: the drop-in moves, the old one is removed', async (t) => {
+  const root = newRoot(t);
+  mkdirSync(path.join(root, 'etc/dnsmasq.alt'), { recursive: true });
+  const control = new RecordingDnsmasq();
+  await apply(root, settings({ ISTIO_PILOT_IP: '10.0.0.7' }), control);
+  const moved = settings({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNSMASQ_DIR: '/etc/dnsmasq.alt' });
+  const { plan, result } = await apply(root, moved, control);
+  t.same(
+    plan.undo.map((u) => u.path),
+    [KUBEDNS],
+  );
+  t.same(result.undone, [{ path: KUBEDNS, outcome: 'removed' }]);
+  t.notOk(existsSync(path.join(root, KUBEDNS)));
+  t.ok(existsSync(path.join(root, 'etc/dnsmasq.alt/kubedns')));
+  t.equal(control.restarts, 2);
+  await cleanDns(moved, testHost(root, control), log);
+  t.notOk(existsSync(path.join(root, 'etc/dnsmasq.alt/kubedns')));
+  t.notOk(existsSync(path.join(root, STATE, 'dns-state.json')));
+});
