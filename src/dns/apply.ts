@@ -38,7 +38,6 @@ import {
   chooseResolver,
   planResolver,
   removeBlock,
-  type FileEdit,
   type ResolverFacts,
   type ResolverPlan,
 } from './resolver';
@@ -544,8 +543,4 @@ export async function offNote(
     managed: false,
     message: `${p} was placed by hand and no DNS variables are set: the agent leaves it alone`,
   };
-}
-
-export function describeEdits(edits: readonly FileEdit[]): string[] {
-  return edits.map((e) => `${e.action} ${e.path}`);
 }

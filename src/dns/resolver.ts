@@ -304,18 +304,3 @@ export function removeBlock(content: string, block: string): string | undefined 
   if (i < 0) return undefined;
   return content.slice(0, i) + content.slice(i + block.length);
 }
-
-export function describeEdit(e: FileEdit): string {
-  switch (e.action) {
-    case 'create':
-      return `create ${e.path}`;
-    case 'prepend':
-      return `add to the top of ${e.path}`;
-    case 'append':
-      return `add to the end of ${e.path}`;
-    case 'replace':
-      return `rewrite ${e.path}`;
-    case 'replace-symlink':
-      return `replace the symlink ${e.path} with a file`;
-  }
-}
