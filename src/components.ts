@@ -16,6 +16,7 @@ export const COMPONENT_FACTORIES: readonly {
   readonly load: () => Promise<ComponentFactory>;
 }[] = [
   // certs, capture, dns and sidecar register here, in that order.
+  { name: 'dns', load: () => import('./dns/index').then((m) => m.createDnsComponent) },
 ];
 
 export async function buildComponents(
