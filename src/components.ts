@@ -16,6 +16,7 @@ export const COMPONENT_FACTORIES: readonly {
   readonly load: () => Promise<ComponentFactory>;
 }[] = [
   // certs, capture, dns and sidecar register here, in that order.
+  { name: 'certs', load: () => import('./certs/index').then((m) => m.createCertComponent) },
   { name: 'dns', load: () => import('./dns/index').then((m) => m.createDnsComponent) },
 ];
 

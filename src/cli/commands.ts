@@ -8,6 +8,10 @@ export interface CommandEntry {
 
 export const COMMANDS: Record<string, CommandEntry> = {
   run: { summary: 'run the daemon (what the systemd unit starts)', load: () => import('./run') },
+  dev: {
+    summary: 'run everything against an embedded CA, with no change to the host',
+    load: () => import('./dev'),
+  },
   status: { summary: "show the running daemon's status", load: () => import('./status') },
   'dev-ca': {
     summary: 'serve the embedded Citadel-compatible CA (tests and labs)',
