@@ -207,12 +207,13 @@ function userVars(u: ChildUser): Record<string, string> {
 }
 
 /**
- * pilot-agent's environment as 1.0.1's `su -s /bin/bash -c "INSTANCE_IP=… POD_NAME=…
+ * The sidecar's environment. pilot-agent's is what 1.0.1's `su -s /bin/bash -c "INSTANCE_IP=… POD_NAME=…
  * POD_NAMESPACE=… exec pilot-agent …" $EXEC_USER` gave it: the service's environment (minus the
  * agent-only variables above), the user's HOME/SHELL/USER/LOGNAME, the three pod variables, and
  * ISTIO_META_* (1.0 passed those only when exported; here they come from the env files too).
+ * envoy inherited all of that from pilot-agent, so in envoy mode it gets the same.
  */
-export function pilotAgentEnv(
+export function childEnv(
   processEnv: NodeJS.ProcessEnv,
   user: ChildUser,
   ids: { readonly ip: string; readonly podName: string; readonly namespace: string },
@@ -228,15 +229,6 @@ export function pilotAgentEnv(
   out.POD_NAME = ids.podName;
   out.POD_NAMESPACE = ids.namespace;
   return out;
-}
-
-/** envoy needs nothing from the environment: a clean one with PATH, locale and the user's vars. */
-export function envoyEnv(processEnv: NodeJS.ProcessEnv, user: ChildUser): Record<string, string> {
-  const out: Record<string, string> = { PATH: processEnv.PATH ?? DEFAULT_PATH };
-  for (const [k, v] of Object.entries(processEnv)) {
-    if (v !== undefined && (k === 'LANG' || k === 'TZ' || k.startsWith('LC_'))) out[k] = v;
-  }
-  return { ...out, ...userVars(user) };
 }
 
 export interface WrapOptions {

@@ -25,11 +25,10 @@ import {
   compatFlags,
   controlPlaneNamespace,
   envoyArgs,
-  envoyEnv,
   nodeMetadata,
   parseEnvoyVersion,
   pilotAgentArgs,
-  pilotAgentEnv,
+  childEnv,
   pilotSan,
   pilotXdsPort,
   serviceNode,
@@ -189,7 +188,12 @@ export async function resolvePlan(
   let version: string | undefined;
   let bootstrap: BootstrapInput | undefined;
   let adminPort = sc.adminPort;
-  let env: Record<string, string>;
+  const env = childEnv(
+    rt.processEnv,
+    user,
+    { ip: svcIp, podName, namespace: sc.namespace },
+    sc.metadata,
+  );
   if (mode === 'envoy') {
     version = (await rt.envoyVersion(binary))?.trim();
     const v = version === undefined ? undefined : parseEnvoyVersion(version);
@@ -210,16 +214,9 @@ export async function resolvePlan(
           ? { ...certFiles(config.ca.certsDir), subjectAltNames: [pilotSan(ns)] }
           : undefined,
     };
-    env = envoyEnv(rt.processEnv, user);
   } else {
     // pilot-agent picks its own admin port (default 15000, or --proxyAdminPort in ISTIO_AGENT_FLAGS).
     adminPort = adminPortFromAgentFlags(sc.agentFlags, 15000);
-    env = pilotAgentEnv(
-      rt.processEnv,
-      user,
-      { ip: svcIp, podName, namespace: sc.namespace },
-      sc.metadata,
-    );
     if (sc.controlPlaneAuth === 'MUTUAL_TLS' && path.resolve(config.ca.certsDir) !== '/etc/certs') {
       log.warn(
         { certsDir: config.ca.certsDir },

@@ -32,10 +32,11 @@ function mtlsInput() {
 }
 
 interface Json {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   [k: string]: any;
 }
 
-t.test('bootstrap: node, admin, ADS over the xds-grpc cluster', async (t) => {
+void t.test('bootstrap: node, admin, ADS over the xds-grpc cluster', (t) => {
   const b = JSON.parse(bootstrapText(mtlsInput())) as Json;
   t.same(b.node, {
     id: 'sidecar~10.150.0.5~vm-1.bookinfo~bookinfo.svc.cluster.local',
@@ -58,9 +59,10 @@ t.test('bootstrap: node, admin, ADS over the xds-grpc cluster', async (t) => {
     { socket_address: { address: 'istio-pilot.istio-system', port_value: 15011 } },
   ]);
   t.same(xds.http2_protocol_options, {});
+  t.end();
 });
 
-t.test('bootstrap: mTLS to Pilot with the cert set and Pilot SAN', async (t) => {
+void t.test('bootstrap: mTLS to Pilot with the cert set and Pilot SAN', (t) => {
   const b = JSON.parse(bootstrapText(mtlsInput())) as Json;
   const tls = b.static_resources.clusters[0].tls_context.common_tls_context as Json;
   t.same(tls.alpn_protocols, ['h2']);
@@ -74,9 +76,10 @@ t.test('bootstrap: mTLS to Pilot with the cert set and Pilot SAN', async (t) => 
   t.same(tls.validation_context.verify_subject_alt_name, [
     'spiffe://cluster.local/ns/istio-system/sa/istio-pilot-service-account',
   ]);
+  t.end();
 });
 
-t.test('bootstrap: plaintext to 15010 without TLS under NONE; IPv6 Pilot', async (t) => {
+void t.test('bootstrap: plaintext to 15010 without TLS under NONE; IPv6 Pilot', (t) => {
   const b = renderBootstrap({
     ...mtlsInput(),
     pilotHost: splitHostPort('[fd00::10]:15011').host,
@@ -90,22 +93,25 @@ t.test('bootstrap: plaintext to 15010 without TLS under NONE; IPv6 Pilot', async
   t.notOk('tls_context' in xds);
   t.equal(b.admin.address.socket_address.port_value, 15123);
   t.same(b.node.metadata, { istio: 'sidecar' });
+  t.end();
 });
 
-t.test(
+void t.test(
   'bootstrap: metadata values are JSON-escaped (1.0 pasted them into a template)',
-  async (t) => {
+  (t) => {
     const text = bootstrapText({ ...mtlsInput(), metadata: { LABELS: '{"app":"a\\"b"}' } });
     const b = JSON.parse(text) as Json;
     t.equal(b.node.metadata.LABELS, '{"app":"a\\"b"}');
+    t.end();
   },
 );
 
-t.test('rev file names', async (t) => {
+void t.test('rev file names', (t) => {
   t.equal(revFileName(0), 'envoy-rev0.json');
   t.equal(revFileName(12), 'envoy-rev12.json');
   t.ok(isRevFile('envoy-rev3.json'));
   t.ok(isRevFile('.envoy-rev3.json.a1b2c3d4e5f6.tmp'));
   t.notOk(isRevFile('envoy_bootstrap_tmpl.json'));
   t.notOk(isRevFile('envoy-rev.json'));
+  t.end();
 });

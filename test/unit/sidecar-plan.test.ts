@@ -37,7 +37,7 @@ function codeOf(fn: () => unknown): string | undefined {
   return undefined;
 }
 
-t.test('pilot-agent argv is 1.0.1 istio-start.sh: defaults', async (t) => {
+void t.test('pilot-agent argv is 1.0.1 istio-start.sh: defaults', (t) => {
   const c = config({}).sidecar;
   t.same(pilotAgentArgs(c), [
     'proxy',
@@ -48,9 +48,10 @@ t.test('pilot-agent argv is 1.0.1 istio-start.sh: defaults', async (t) => {
     '--controlPlaneAuthPolicy',
     'MUTUAL_TLS',
   ]);
+  t.end();
 });
 
-t.test('pilot-agent argv: flags first, overrides, ISTIO_CP_AUTH=NONE, PILOT_ADDRESS', async (t) => {
+void t.test('pilot-agent argv: flags first, overrides, ISTIO_CP_AUTH=NONE, PILOT_ADDRESS', (t) => {
   const c = config({
     ISTIO_AGENT_FLAGS: '  --proxyLogLevel debug\t--concurrency 2 ',
     ISTIO_SERVICE: 'ratings',
@@ -73,9 +74,10 @@ t.test('pilot-agent argv: flags first, overrides, ISTIO_CP_AUTH=NONE, PILOT_ADDR
   ]);
   const c2 = config({ PILOT_ADDRESS: '10.0.0.9:15011', ISTIO_PILOT_PORT: '9' }).sidecar;
   t.equal(pilotAgentArgs(c2)[2 + 2], '10.0.0.9:15011');
+  t.end();
 });
 
-t.test('config: refused values name the variable', async (t) => {
+void t.test('config: refused values name the variable', (t) => {
   t.equal(
     codeOf(() => config({ ISTIO_CP_AUTH: 'mTLS' })),
     'AGENT_E_CONFIG_VALUE',
@@ -117,9 +119,10 @@ t.test('config: refused values name the variable', async (t) => {
     codeOf(() => config({ PILOT_ADDRESS: '[fd00::1]:15010', ISTIO_PROXY_LOG_LEVEL: 'DEBUG' })),
     undefined,
   );
+  t.end();
 });
 
-t.test('config: defaults and ISTIO_META_*', async (t) => {
+void t.test('config: defaults and ISTIO_META_*', (t) => {
   const c = config({
     ISTIO_META_INTERCEPTION_MODE: 'TPROXY',
     ISTIO_META_NETWORK: 'vpc-1',
@@ -135,9 +138,10 @@ t.test('config: defaults and ISTIO_META_*', async (t) => {
   t.equal(c.svcIp, undefined);
   t.equal(c.podName, undefined);
   t.equal(c.readyTimeoutMs, 30_000);
+  t.end();
 });
 
-t.test('mode: explicit, auto, and the documented error when missing', async (t) => {
+void t.test('mode: explicit, auto, and the documented error when missing', (t) => {
   t.equal(chooseMode('auto', { pilotAgent: true, envoy: true }, '/b'), 'pilot-agent');
   t.equal(chooseMode('auto', { pilotAgent: false, envoy: true }, '/b'), 'envoy');
   t.equal(chooseMode('envoy', { pilotAgent: true, envoy: true }, '/b'), 'envoy');
@@ -154,9 +158,10 @@ t.test('mode: explicit, auto, and the documented error when missing', async (t) 
     () => chooseMode('auto', { pilotAgent: false, envoy: false }, '/opt/istio'),
     /neither pilot-agent nor envoy .*\/opt\/istio/,
   );
+  t.end();
 });
 
-t.test('service node and Pilot SAN namespace rule (pilot-agent 1.0)', async (t) => {
+void t.test('service node and Pilot SAN namespace rule (pilot-agent 1.0)', (t) => {
   t.equal(
     serviceNode('10.150.0.5', 'demo-vm-1', 'default'),
     'sidecar~10.150.0.5~demo-vm-1.default~default.svc.cluster.local',
@@ -180,16 +185,18 @@ t.test('service node and Pilot SAN namespace rule (pilot-agent 1.0)', async (t) 
     host: 'istio-pilot.istio-system',
     port: 8080,
   });
+  t.end();
 });
 
-t.test('admin port from ISTIO_AGENT_FLAGS', async (t) => {
+void t.test('admin port from ISTIO_AGENT_FLAGS', (t) => {
   t.equal(adminPortFromAgentFlags([], 15000), 15000);
   t.equal(adminPortFromAgentFlags(['--proxyAdminPort', '15100'], 15000), 15100);
   t.equal(adminPortFromAgentFlags(['-proxyAdminPort=15200'], 15000), 15200);
   t.equal(adminPortFromAgentFlags(['--proxyAdminPort', 'x'], 15000), 15000);
+  t.end();
 });
 
-t.test('envoy argv and version-dependent compat flags', async (t) => {
+void t.test('envoy argv and version-dependent compat flags', (t) => {
   const base = {
     configFile: '/etc/istio/proxy/envoy-rev3.json',
     epoch: 3,
@@ -229,17 +236,19 @@ t.test('envoy argv and version-dependent compat flags', async (t) => {
   t.same(compatFlags(parseEnvoyVersion('envoy  version: abc/1.28.1/Clean/RELEASE/BoringSSL')), []);
   t.same(compatFlags(undefined), []);
   t.equal(parseEnvoyVersion('garbage'), undefined);
+  t.end();
 });
 
-t.test('node metadata: ISTIO_META_* plus INTERCEPTION_MODE under TPROXY', async (t) => {
+void t.test('node metadata: ISTIO_META_* plus INTERCEPTION_MODE under TPROXY', (t) => {
   t.same(nodeMetadata({ A: '1' }, false), { A: '1' });
   t.same(nodeMetadata({ A: '1' }, true), { A: '1', INTERCEPTION_MODE: 'TPROXY' });
   t.same(nodeMetadata({ INTERCEPTION_MODE: 'REDIRECT' }, true), { INTERCEPTION_MODE: 'REDIRECT' });
+  t.end();
 });
 
-t.test(
+void t.test(
   'child environment: su-like user vars, pod vars, metadata, no systemd protocol vars',
-  async (t) => {
+  (t) => {
     const user = {
       name: 'istio-proxy',
       uid: 998,
@@ -279,12 +288,13 @@ t.test(
       childEnv({}, user, { ip: 'x', podName: 'y', namespace: 'z' }, {}).PATH,
       'a PATH even when the agent has none',
     );
+    t.end();
   },
 );
 
-t.test(
+void t.test(
   'wrapping: setpriv as root, pid namespace for pilot-agent, pdeathsig when not root',
-  async (t) => {
+  (t) => {
     const root = wrapCommand('/usr/local/bin/envoy', ['-c', 'f'], {
       setpriv: '/usr/bin/setpriv',
       unshare: undefined,
@@ -366,10 +376,11 @@ t.test(
       pidNamespace: false,
     });
     t.same(bare, { file: '/b/envoy', args: ['x'], innerSignal: false, pdeathsig: false });
+    t.end();
   },
 );
 
-t.test('primary address: the default route interface, never loopback or 127.0.1.1', async (t) => {
+void t.test('primary address: the default route interface, never loopback or 127.0.1.1', (t) => {
   const route = [
     'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT',
     'docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0',
@@ -404,9 +415,10 @@ t.test('primary address: the default route interface, never loopback or 127.0.1.
   );
   t.equal(primaryAddress('', { lo: [v4('127.0.0.1', true)], x: [v4('127.0.1.1')] }), undefined);
   t.equal(shortHostname('vm-1.c.project.internal'), 'vm-1');
+  t.end();
 });
 
-t.test('passwd lines', async (t) => {
+void t.test('passwd lines', (t) => {
   t.same(parsePasswdLine('istio-proxy:x:998:997::/var/lib/istio:/bin/sh\n'), {
     name: 'istio-proxy',
     uid: 998,
@@ -415,4 +427,5 @@ t.test('passwd lines', async (t) => {
     shell: '/bin/sh',
   });
   t.equal(parsePasswdLine('broken'), undefined);
+  t.end();
 });

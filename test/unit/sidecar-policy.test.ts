@@ -24,7 +24,7 @@ const mid = () => 0.5; // no jitter
 const low = () => 0; // -20 %
 const high = () => 0.999999; // +20 %
 
-t.test('crash backoff: 200 ms doubling, capped at 30 s, never gives up', async (t) => {
+void t.test('crash backoff: 200 ms doubling, capped at 30 s, never gives up', (t) => {
   let s = { streak: 0, restarts: 0 };
   const delays: number[] = [];
   for (let i = 0; i < 12; i++) {
@@ -35,16 +35,18 @@ t.test('crash backoff: 200 ms doubling, capped at 30 s, never gives up', async (
   t.same(delays, [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000, 30000]);
   t.equal(s.restarts, 12);
   t.equal(s.streak, 12);
+  t.end();
 });
 
-t.test('crash backoff: jitter stays within ±20 % and under the cap', async (t) => {
+void t.test('crash backoff: jitter stays within ±20 % and under the cap', (t) => {
   t.equal(onCrash({ streak: 0, restarts: 0 }, 0, low).delayMs, 160);
   t.equal(onCrash({ streak: 0, restarts: 0 }, 0, high).delayMs, 240);
   t.equal(onCrash({ streak: 20, restarts: 0 }, 0, high).delayMs, RESTART_POLICY.maxMs);
   t.equal(onCrash({ streak: 20, restarts: 0 }, 0, low).delayMs, 24000);
+  t.end();
 });
 
-t.test('crash backoff resets after a healthy stretch; crash loop after 3 in a row', async (t) => {
+void t.test('crash backoff resets after a healthy stretch; crash loop after 3 in a row', (t) => {
   const long = onCrash({ streak: 7, restarts: 9 }, HEALTHY_RESET_MS, mid);
   t.equal(long.delayMs, 200);
   t.equal(long.streak, 1);
@@ -53,15 +55,17 @@ t.test('crash backoff resets after a healthy stretch; crash loop after 3 in a ro
   t.equal(onCrash({ streak: 7, restarts: 9 }, HEALTHY_RESET_MS - 1, mid).delayMs, 25600);
   t.notOk(onCrash({ streak: CRASH_LOOP_AFTER - 2, restarts: 0 }, 0, mid).crashLoop);
   t.ok(onCrash({ streak: CRASH_LOOP_AFTER - 1, restarts: 0 }, 0, mid).crashLoop);
+  t.end();
 });
 
-t.test('epochs', async (t) => {
+void t.test('epochs', (t) => {
   t.equal(nextEpoch([]), 0);
   t.equal(nextEpoch([0]), 1);
   t.equal(nextEpoch([3, 4]), 5);
+  t.end();
 });
 
-t.test('rotation decisions', async (t) => {
+void t.test('rotation decisions', (t) => {
   const base = {
     mode: 'envoy' as const,
     stopping: false,
@@ -75,9 +79,10 @@ t.test('rotation decisions', async (t) => {
   t.equal(onRotation({ ...base, running: false }), 'ignore');
   t.equal(onRotation({ ...base, mode: 'pilot-agent' }), 'ignore');
   t.equal(onRotation({ ...base, stopping: true }), 'ignore');
+  t.end();
 });
 
-t.test('exit descriptions', async (t) => {
+void t.test('exit descriptions', (t) => {
   t.equal(describeExit({ code: 1, signal: null }), 'exit code 1');
   t.equal(describeExit({ code: null, signal: 'SIGSEGV' }), 'killed by SIGSEGV');
   t.match(
@@ -87,9 +92,10 @@ t.test('exit descriptions', async (t) => {
   t.equal(formatMs(200), '0.2s');
   t.equal(formatMs(30000), '30s');
   t.equal(formatMs(125000), '2m5s');
+  t.end();
 });
 
-t.test('admin answers', async (t) => {
+void t.test('admin answers', (t) => {
   t.equal(parseReadyBody('LIVE\n'), 'LIVE');
   t.equal(parseReadyBody('PRE_INITIALIZING'), 'PRE_INITIALIZING');
   t.equal(parseReadyBody('nonsense'), undefined);
@@ -105,9 +111,10 @@ t.test('admin answers', async (t) => {
     state: 'LIVE',
     epoch: undefined,
   });
+  t.end();
 });
 
-t.test('line splitting: chunks, UTF-8 across chunks, CRLF, overlong lines', async (t) => {
+void t.test('line splitting: chunks, UTF-8 across chunks, CRLF, overlong lines', (t) => {
   const s = new LineSplitter();
   t.same(s.push(Buffer.from('a\r\nb')), ['a']);
   const euro = Buffer.from('€\n');
@@ -124,18 +131,20 @@ t.test('line splitting: chunks, UTF-8 across chunks, CRLF, overlong lines', asyn
   );
   t.same(s.push('partial'), []);
   t.same(s.end(), ['partial']);
+  t.end();
 });
 
-t.test('child line levels: envoy and Go istio log formats', async (t) => {
+void t.test('child line levels: envoy and Go istio log formats', (t) => {
   t.equal(childLineLevel('[2018-07-31 12:00:00.000][17][warning][config] x'), 'warn');
   t.equal(childLineLevel('[2018-07-31 12:00:00.000][17][critical][main] x'), 'error');
   t.equal(childLineLevel('[2018-07-31 12:00:00.000][17][debug][upstream] x'), 'debug');
   t.equal(childLineLevel('2018-08-01T00:00:00.000000Z\terror\tEpoch 0 exited'), 'error');
   t.equal(childLineLevel('2018-08-01T00:00:00.000000Z\tinfo\tVersion'), 'info');
   t.equal(childLineLevel('plain text'), undefined);
+  t.end();
 });
 
-t.test('line limiter: fixed windows on the injected clock', async (t) => {
+void t.test('line limiter: fixed windows on the injected clock', async (t) => {
   const clock = new FakeClock();
   const l = new LineLimiter(3, 60_000, clock);
   t.same([l.admit(), l.admit(), l.admit(), l.admit(), l.admit()], [true, true, true, false, false]);
@@ -146,7 +155,7 @@ t.test('line limiter: fixed windows on the injected clock', async (t) => {
   t.ok(new LineLimiter(0, 60_000, clock).admit(), 'limit 0 = unlimited');
 });
 
-t.test(
+void t.test(
   'forwarder: records tagged as the sidecar, levels kept, one suppression record per window',
   async (t) => {
     const clock = new FakeClock();
