@@ -140,6 +140,7 @@ function statusLines() {
       groups: (pick('Groups') || '').trim(),
       capEff: pick('CapEff'),
       capAmb: pick('CapAmb'),
+      nsPid: pick('NSpid'),
     };
   } catch {
     return {};
@@ -151,11 +152,11 @@ if (env.FAKE_ENVOY_RECORD_DIR) {
     program: 'envoy',
     pid: process.pid,
     ppid: process.ppid,
+    startedAt: started,
     argv: process.argv.slice(2),
     epoch: opts.epoch,
     uid,
     gid: process.getgid(),
-    groups: process.getgroups(),
     ...statusLines(),
     adminPort,
     node: bootstrap.node,

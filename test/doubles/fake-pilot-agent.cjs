@@ -64,17 +64,22 @@ if (env.FAKE_PILOT_AGENT_RECORD_DIR) {
   })();
   const pick = (k) => (new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(status) || [])[1];
   fs.writeFileSync(
-    path.join(env.FAKE_PILOT_AGENT_RECORD_DIR, `pilot-agent-${process.pid}.json`),
+    path.join(
+      env.FAKE_PILOT_AGENT_RECORD_DIR,
+      `pilot-agent-${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.json`,
+    ),
     JSON.stringify(
       {
         program: 'pilot-agent',
         pid: process.pid,
+        ppid: process.ppid,
+        startedAt: Date.now(),
         argv,
         flags,
         env,
         uid: process.getuid(),
         gid: process.getgid(),
-        groups: process.getgroups(),
+        groups: (pick('Groups') || '').trim(),
         uidLine: pick('Uid'),
         gidLine: pick('Gid'),
         nsPid: pick('NSpid'),
