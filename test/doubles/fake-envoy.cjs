@@ -133,7 +133,7 @@ const sockPath = (epoch) => path.join(stateDir, `epoch-${epoch}.sock`);
 function statusLines() {
   try {
     const text = fs.readFileSync('/proc/self/status', 'utf8');
-    const pick = (k) => (new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(text) || [])[1];
+    const pick = (k) => (new RegExp(`^${k}:[ \\t]*(.*)$`, 'm').exec(text) || [])[1];
     return {
       uidLine: pick('Uid'),
       gidLine: pick('Gid'),

@@ -62,7 +62,7 @@ if (env.FAKE_PILOT_AGENT_RECORD_DIR) {
       return '';
     }
   })();
-  const pick = (k) => (new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(status) || [])[1];
+  const pick = (k) => (new RegExp(`^${k}:[ \\t]*(.*)$`, 'm').exec(status) || [])[1];
   fs.writeFileSync(
     path.join(
       env.FAKE_PILOT_AGENT_RECORD_DIR,

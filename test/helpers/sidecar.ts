@@ -178,6 +178,24 @@ export async function waitFor(
   }
 }
 
+/** Test cleanup: SIGKILLs any recorded double still alive (only after a failed test), then rmrf. */
+export function killRecorded(recordDir: string): void {
+  let recs: ProcRecord[] = [];
+  try {
+    recs = records(recordDir);
+  } catch {
+    return;
+  }
+  for (const r of recs) {
+    if (!alive(r.pid)) continue;
+    try {
+      process.kill(r.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
 export function rmrf(...dirs: string[]): void {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }

@@ -18,6 +18,7 @@ import {
   binBase,
   CHILD_USER,
   freePort,
+  killRecorded,
   isRoot,
   makeConfig,
   makeDeps,
@@ -95,6 +96,7 @@ async function setup(
 }
 
 function cleanup(s: Setup): void {
+  killRecorded(s.dirs.rec);
   rmrf(...Object.values(s.dirs));
 }
 
