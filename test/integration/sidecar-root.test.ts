@@ -242,6 +242,48 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
     },
   );
 
+  void t.test(
+    'an agent not running as root: the child runs as the agent user and still dies with it',
+    async (t) => {
+      const s = await setup('envoy');
+      t.teardown(s.cleanup);
+      // The agent as `nobody` (dev and test use): no user switch, setpriv --pdeathsig only.
+      const vars = {
+        ...s.vars,
+        EXEC_USER: 'istio-proxy',
+        ISTIO_PROXY_CONFIG_DIR: path.join(s.dirs.state, 'proxy'),
+      };
+      const h = await startHarness(vars, s.fakes, [
+        '/usr/bin/setpriv',
+        '--reuid',
+        CHILD_USER,
+        '--regid',
+        String(gid),
+        '--clear-groups',
+        '--',
+      ]);
+      h.child.kill('SIGUSR2');
+      await waitFor(
+        'two epochs running',
+        () => records(s.dirs.rec).filter((r) => alive(r.pid)).length === 2,
+      );
+      const recs = records(s.dirs.rec);
+      t.same(
+        recs.map((r) => r.uid),
+        [uid, uid],
+        'envoy runs as the agent user',
+      );
+      t.match(
+        h.stderr(),
+        /not running as root: the sidecar runs as nobody, not EXEC_USER=istio-proxy/,
+      );
+      h.child.kill('SIGKILL');
+      await h.exited;
+      await waitFor('no envoy left', () => recs.every((r) => !alive(r.pid)), { timeoutMs: 5000 });
+      t.pass('both epochs died with the non-root agent');
+    },
+  );
+
   void t.test('SIGTERM of the agent: drained, stopped, exit 0, nothing left', async (t) => {
     for (const mode of ['envoy', 'pilot-agent'] as const) {
       const s = await setup(mode, { ISTIO_PROXY_PARENT_SHUTDOWN_SECONDS: '1' });
