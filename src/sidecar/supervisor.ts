@@ -339,7 +339,10 @@ export class SidecarSupervisor implements Component {
       `sidecar: ${plan.mode} as ${plan.user.name} (${plan.user.uid}:${plan.user.gid}), node ${plan.serviceNode}`,
     );
     try {
-      if (plan.mode === 'envoy') await this.removeRevFiles();
+      if (plan.mode === 'envoy') {
+        await this.removeRevFiles();
+        await this.checkCertFiles(plan);
+      }
       this.deps.events.on('certs-rotated', this.onRotated);
       this.pollDone = this.pollLoop();
       await this.serial(() => this.launch('start'));
@@ -802,6 +805,28 @@ export class SidecarSupervisor implements Component {
         'AGENT_E_SIDECAR_BOOTSTRAP',
         `cannot write the envoy bootstrap ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}; check ISTIO_PROXY_CONFIG_DIR and its permissions`,
         { cause: e },
+      );
+    }
+  }
+
+  /** envoy reads the TLS files once at start: say so when they are not there yet. */
+  private async checkCertFiles(plan: SidecarPlan): Promise<void> {
+    const tls = plan.bootstrap?.tls;
+    if (!tls) return;
+    const missing: string[] = [];
+    for (const f of [tls.certChain, tls.privateKey, tls.rootCert]) {
+      if (
+        !(await fs.stat(f).then(
+          (st) => st.isFile(),
+          () => false,
+        ))
+      )
+        missing.push(f);
+    }
+    if (missing.length) {
+      this.log.warn(
+        { missing },
+        `the certificate set for the connection to Pilot is incomplete (${missing.join(', ')}); envoy fails until it exists`,
       );
     }
   }

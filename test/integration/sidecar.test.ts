@@ -426,6 +426,33 @@ void t.test(
   },
 );
 
+void t.test(
+  'reload: a changed envoy setting hot-restarts into a new epoch; an unchanged one does nothing',
+  async (t) => {
+    const s = await setup('envoy');
+    t.teardown(() => {
+      cleanup(s);
+    });
+    const deps = makeDeps();
+    const sc = createSidecar(makeConfig(s.vars), deps, s.runtime);
+    await sc.start(new AbortController().signal);
+    t.teardown(() => sc.stop());
+    await sc.reload(makeConfig(s.vars));
+    await new Promise((r) => setTimeout(r, 300));
+    t.equal(byProgram(s.dirs.rec, 'envoy').length, 1, 'same configuration: nothing restarted');
+    await sc.reload(makeConfig({ ...s.vars, ISTIO_SERVICE: 'reviews' }));
+    await waitFor(
+      'epoch 1 LIVE',
+      () => currentEpoch(sc)?.epoch === 1 && currentEpoch(sc)?.ready === true,
+    );
+    const e1 = byProgram(s.dirs.rec, 'envoy').find((r) => r.epoch === 1)!;
+    t.equal(e1.argv[e1.argv.indexOf('--service-cluster') + 1], 'reviews');
+    const boot = JSON.parse(readFileSync(path.join(s.dirs.cfg, 'envoy-rev1.json'), 'utf8'));
+    t.equal(boot.node.cluster, 'reviews');
+    await sc.stop();
+  },
+);
+
 void t.test('child output is rate-limited with a suppression record', async (t) => {
   const s = await setup('envoy', { ISTIO_PROXY_LOG_LINES_PER_MINUTE: '10' });
   t.teardown(() => {
