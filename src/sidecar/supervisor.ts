@@ -380,7 +380,9 @@ export class SidecarSupervisor implements Component {
       `sidecar configuration changed: ${hot ? 'hot restart' : 'restarting the sidecar'}`,
     );
     if (hot) {
-      if (this.current?.ready) await this.serial(() => this.launchSafe('configuration change'));
+      // No current process: the pending restart starts with the new plan anyway.
+      if (!this.current) return;
+      if (this.current.ready) await this.serial(() => this.hotRestart('configuration change'));
       else this.pendingRotation = true;
       return;
     }
@@ -512,7 +514,7 @@ export class SidecarSupervisor implements Component {
           fields,
           `certificates rotated; hot-restarting envoy into epoch ${this.nextEpochNumber()}`,
         );
-        void this.serial(() => this.launchSafe('cert rotation'));
+        void this.serial(() => this.hotRestart('cert rotation'));
         return;
     }
   };
@@ -581,6 +583,21 @@ export class SidecarSupervisor implements Component {
     );
     this.kick();
     this.deps.changed();
+  }
+
+  /**
+   * Starts the next envoy epoch, re-checking under the queue what the decision assumed: a current
+   * epoch that is LIVE. If it has died meanwhile, the crash restart (new plan, new files) covers
+   * it; if it is not LIVE (yet), the next epoch waits for it.
+   */
+  private async hotRestart(reason: string): Promise<void> {
+    const cur = this.current;
+    if (this.stopping || !cur || cur.exit) return;
+    if (!cur.ready) {
+      this.pendingRotation = true;
+      return;
+    }
+    await this.launchSafe(reason);
   }
 
   /** launch(), turning a failure into a retry with backoff (the current process, if any, goes on). */
@@ -758,7 +775,7 @@ export class SidecarSupervisor implements Component {
         this.log.info(
           `hot-restarting envoy into epoch ${this.nextEpochNumber()} for the deferred rotation`,
         );
-        void this.serial(() => this.launchSafe('cert rotation'));
+        void this.serial(() => this.hotRestart('cert rotation'));
       }
     } else {
       this.log.warn(
