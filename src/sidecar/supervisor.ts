@@ -13,6 +13,7 @@ import type { BackoffPolicy } from '../lib/backoff';
 import type { TimerHandle } from '../lib/clock';
 import { AgentError, toAgentError } from '../lib/errors';
 import type { Logger } from '../observe/logger';
+import { unreadableBy } from './access';
 import type { AdminClient, Probe } from './admin';
 import { bootstrapText, certFiles, isRevFile, revFileName, type BootstrapInput } from './bootstrap';
 import type { HostFacts } from './host';
@@ -532,6 +533,14 @@ export class SidecarSupervisor implements Component {
     if (plan.mode === 'envoy') {
       configFile = path.join(plan.configDir, revFileName(epoch));
       await this.writeBootstrap(configFile, bootstrapText(plan.bootstrap!));
+      const blocked = await unreadableBy(configFile, plan.user);
+      if (blocked) {
+        throw new AgentError(
+          'AGENT_E_SIDECAR_BOOTSTRAP',
+          `envoy runs as ${plan.user.name} and cannot read ${configFile}: ${blocked} is in the way; make ISTIO_PROXY_CONFIG_DIR readable by EXEC_USER (1.0: owned by istio-proxy)`,
+          { details: { file: configFile, blocked } },
+        );
+      }
       if (this.stopping) {
         await fs.rm(configFile, { force: true });
         return;
@@ -839,6 +848,15 @@ export class SidecarSupervisor implements Component {
         ))
       )
         missing.push(f);
+    }
+    for (const f of [tls.certChain, tls.privateKey, tls.rootCert]) {
+      const blocked = missing.includes(f) ? undefined : await unreadableBy(f, plan.user);
+      if (blocked) {
+        this.log.warn(
+          { file: f, blocked },
+          `envoy runs as ${plan.user.name} and cannot read ${f} (${blocked}); it will fail to connect to Pilot`,
+        );
+      }
     }
     if (missing.length) {
       this.log.warn(

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createSidecar } from '../../src/sidecar/index';
 import { requireRoot } from '../helpers/root';
@@ -93,6 +93,25 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
         'TPROXY',
         'Pilot is told to build TPROXY listeners',
       );
+    },
+  );
+
+  void t.test(
+    'a bootstrap directory EXEC_USER cannot read is a clear error, not a crash loop',
+    async (t) => {
+      const s = await setup('envoy');
+      t.teardown(s.cleanup);
+      chmodSync(s.dirs.cfg, 0o700);
+      const sc = createSidecar(makeConfig(s.vars), makeDeps(), {
+        processEnv: { PATH: process.env.PATH, ...s.fakes },
+      });
+      await t.rejects(sc.start(new AbortController().signal), {
+        code: 'AGENT_E_SIDECAR_BOOTSTRAP',
+        message: new RegExp(
+          `cannot read .*envoy-rev0\\.json: ${s.dirs.cfg} \\(mode 0700, owner 0:0\\)`,
+        ),
+      });
+      t.same(records(s.dirs.rec), [], 'envoy was not started');
     },
   );
 

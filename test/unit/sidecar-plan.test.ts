@@ -21,6 +21,7 @@ import {
 } from '../../src/sidecar/plan';
 import { defaultRouteInterface, primaryAddress, shortHostname } from '../../src/sidecar/host';
 import { parsePasswdLine } from '../../src/sidecar/user';
+import { permits } from '../../src/sidecar/access';
 
 function config(vars: Record<string, string>): AgentConfig {
   const raw = new RawEnv();
@@ -427,5 +428,19 @@ void t.test('passwd lines', (t) => {
     shell: '/bin/sh',
   });
   t.equal(parsePasswdLine('broken'), undefined);
+  t.end();
+});
+
+void t.test('file access as EXEC_USER: owner, group, other bits; root passes', (t) => {
+  const u = { uid: 998, gid: 997 };
+  t.ok(permits({ mode: 0o40700, uid: 998, gid: 0 }, u, 1), 'owner may search 0700');
+  t.notOk(permits({ mode: 0o40700, uid: 0, gid: 0 }, u, 1), "root's 0700 directory is closed");
+  t.ok(permits({ mode: 0o40750, uid: 0, gid: 997 }, u, 1), 'group may search 0750');
+  t.notOk(
+    permits({ mode: 0o100604, uid: 0, gid: 997 }, u, 4),
+    'group bits decide for the group, not other',
+  );
+  t.ok(permits({ mode: 0o100644, uid: 0, gid: 0 }, u, 4));
+  t.ok(permits({ mode: 0o100600, uid: 5, gid: 5 }, { uid: 0, gid: 0 }, 4));
   t.end();
 });
