@@ -866,8 +866,8 @@ export class SidecarSupervisor implements Component {
     }
   }
 
-  /** Removes envoy-rev*.json (and temp files) left by an earlier run. */
-  private async removeRevFiles(): Promise<void> {
+  /** Removes envoy-rev*.json (and temp files), left by an earlier run or at stop. */
+  private async removeRevFiles(report = true): Promise<void> {
     const dir = this.plan!.configDir;
     let names: string[];
     try {
@@ -879,8 +879,9 @@ export class SidecarSupervisor implements Component {
     await Promise.all(
       stale.map((n) => fs.rm(path.join(dir, n), { force: true }).catch(() => undefined)),
     );
-    if (stale.length)
+    if (stale.length && report) {
       this.log.info({ dir, files: stale }, `removed ${stale.length} stale bootstrap file(s)`);
+    }
   }
 
   /** Drain (when asked and LIVE), SIGTERM, SIGKILL after the timeout; resolves once all exited. */
@@ -946,7 +947,7 @@ export class SidecarSupervisor implements Component {
       await this.queue;
       await this.pollDone;
       for (const r of this.running) r.drainKill?.cancel();
-      if (plan.mode === 'envoy') await this.removeRevFiles();
+      if (plan.mode === 'envoy') await this.removeRevFiles(false);
       this.log.info({ restarts: this.restarts }, 'sidecar stopped');
     }
     this.output.close();
