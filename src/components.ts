@@ -18,6 +18,7 @@ export const COMPONENT_FACTORIES: readonly {
   // certs, capture, dns and sidecar register here, in that order.
   { name: 'certs', load: () => import('./certs/index').then((m) => m.createCertComponent) },
   { name: 'dns', load: () => import('./dns/index').then((m) => m.createDnsComponent) },
+  { name: 'sidecar', load: () => import('./sidecar/index').then((m) => m.createSidecarComponent) },
 ];
 
 export async function buildComponents(
