@@ -1,14 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { AgentError } from '../lib/errors';
-import {
-  caServices,
-  toStruct,
-  type CsrRequestMsg,
-  type CsrResponseMsg,
-  type IstioCertificateRequestMsg,
-  type IstioCertificateResponseMsg,
-} from './protos';
+import { CREATE_CERTIFICATE, HANDLE_CSR } from './protos';
 import { chainFromList, mapCallFailure, splitPemCertificates, type CallContext } from './response';
 import type { CaClient, CaClientOptions, CsrRequest } from './types';
 
@@ -23,7 +16,6 @@ const INT32_MAX = 2 ** 31 - 1;
  * down fails the call at once with UNAVAILABLE instead of holding it until the deadline.
  */
 export function createCaClient(opts: CaClientOptions): CaClient {
-  const svc = caServices();
   const cred = opts.credential;
   let ssl: grpc.ChannelCredentials;
   try {
@@ -54,8 +46,7 @@ export function createCaClient(opts: CaClientOptions): CaClient {
     'grpc.enable_retries': 0,
     'grpc.max_receive_message_length': 1 << 20,
   };
-  const Ctor = opts.api === 'HandleCSR' ? svc.HandleCsrClient : svc.CreateCertificateClient;
-  const client = new Ctor(opts.address, ssl, channelOptions);
+  const client = new grpc.Client(opts.address, ssl, channelOptions);
   const ctx: CallContext = {
     api: opts.api,
     address: opts.address,
@@ -70,7 +61,11 @@ export function createCaClient(opts: CaClientOptions): CaClient {
     return md;
   }
 
-  function call<Res>(method: string, req: unknown, signal?: AbortSignal): Promise<Res> {
+  function call<Req, Res>(
+    method: grpc.MethodDefinition<Req, Res>,
+    req: Req,
+    signal?: AbortSignal,
+  ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (closed) {
         reject(new AgentError('AGENT_E_INTERNAL', 'CA client used after close()'));
@@ -81,45 +76,50 @@ export function createCaClient(opts: CaClientOptions): CaClient {
         return;
       }
       const deadline = Date.now() + opts.timeoutMs;
-      const fn = client[method] as (
-        req: unknown,
-        md: grpc.Metadata,
-        options: grpc.CallOptions,
-        cb: (err: grpc.ServiceError | null, res?: Res) => void,
-      ) => grpc.ClientUnaryCall;
       const onAbort = (): void => {
         c.cancel();
       };
-      const c = fn.call(client, req, metadata(), { deadline }, (err, res) => {
-        signal?.removeEventListener('abort', onAbort);
-        if (signal?.aborted) {
-          reject(signal.reason as Error);
-        } else if (err) {
-          reject(mapCallFailure({ code: err.code, details: err.details || err.message }, ctx));
-        } else if (res === undefined || res === null) {
-          reject(
-            new AgentError(
-              'AGENT_E_CA_BAD_RESPONSE',
-              `the CA (${opts.api} at ${opts.address}) sent no response`,
-            ),
-          );
-        } else {
-          resolve(res);
-        }
-      });
+      const c = client.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        req,
+        metadata(),
+        { deadline },
+        (err, res) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (signal?.aborted) {
+            reject(signal.reason as Error);
+          } else if (err) {
+            reject(mapCallFailure({ code: err.code, details: err.details || err.message }, ctx));
+          } else if (res === undefined || res === null) {
+            reject(
+              new AgentError(
+                'AGENT_E_CA_BAD_RESPONSE',
+                `the CA (${opts.api} at ${opts.address}) sent no response`,
+              ),
+            );
+          } else {
+            resolve(res);
+          }
+        },
+      );
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   async function handleCsr(req: CsrRequest, signal?: AbortSignal): Promise<string[]> {
-    const msg: CsrRequestMsg = {
-      csr_pem: Buffer.from(req.csrPem),
-      node_agent_credential: Buffer.from(cred.kind === 'mtls' ? cred.certChainPem : cred.token),
-      credential_type: cred.kind === 'mtls' ? 'onprem' : cred.credentialType,
-      requested_ttl_minutes: Math.min(INT32_MAX, Math.max(1, Math.floor(req.ttlMs / 60_000))),
-    };
-    const res = await call<CsrResponseMsg>('HandleCSR', msg, signal);
-    if (!res.is_approved) {
+    const res = await call(
+      HANDLE_CSR,
+      {
+        csrPem: Buffer.from(req.csrPem),
+        nodeAgentCredential: Buffer.from(cred.kind === 'mtls' ? cred.certChainPem : cred.token),
+        credentialType: cred.kind === 'mtls' ? 'onprem' : cred.credentialType,
+        requestedTtlMinutes: Math.min(INT32_MAX, Math.max(1, Math.floor(req.ttlMs / 60_000))),
+      },
+      signal,
+    );
+    if (!res.isApproved) {
       const why = res.status?.message ? `: ${res.status.message}` : '';
       throw new AgentError(
         'AGENT_E_CA_REJECTED',
@@ -127,14 +127,14 @@ export function createCaClient(opts: CaClientOptions): CaClient {
         { details: { api: opts.api, address: opts.address } },
       );
     }
-    const leafText = res.signed_cert.toString('utf8');
+    const leafText = res.signedCert.toString('utf8');
     const leaf = splitPemCertificates(leafText);
     if (!leaf || leaf.length !== 1) {
       throw badResponse(
         leafText.trim() === '' ? 'signed_cert is empty' : 'signed_cert is not one PEM certificate',
       );
     }
-    const chainText = res.cert_chain.toString('utf8');
+    const chainText = res.certChain.toString('utf8');
     if (chainText.trim() === '') return leaf;
     const chain = splitPemCertificates(chainText);
     if (!chain) throw badResponse('cert_chain is not PEM certificates');
@@ -142,15 +142,18 @@ export function createCaClient(opts: CaClientOptions): CaClient {
   }
 
   async function createCertificate(req: CsrRequest, signal?: AbortSignal): Promise<string[]> {
-    const msg: IstioCertificateRequestMsg = {
-      csr: req.csrPem,
-      subject_id: req.identity,
-      validity_duration: String(Math.max(1, Math.floor(req.ttlMs / 1000))),
-      metadata: req.metadata ? toStruct(req.metadata) : null,
-    };
-    const res = await call<IstioCertificateResponseMsg>('CreateCertificate', msg, signal);
-    if (res.cert_chain.length === 0) throw badResponse('cert_chain is empty');
-    const chain = chainFromList(res.cert_chain);
+    const res = await call(
+      CREATE_CERTIFICATE,
+      {
+        csr: req.csrPem,
+        subjectId: req.identity,
+        validityDuration: Math.max(1, Math.floor(req.ttlMs / 1000)),
+        metadata: req.metadata ?? {},
+      },
+      signal,
+    );
+    if (res.certChain.length === 0) throw badResponse('cert_chain is empty');
+    const chain = chainFromList(res.certChain);
     if (!chain) throw badResponse('cert_chain holds something that is not a PEM certificate');
     return chain;
   }

@@ -2,8 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import {
-  caServices,
-  fromStruct,
+  IstioCAService,
+  IstioCertificateService,
   type CsrRequestMsg,
   type CsrResponseMsg,
   type IstioCertificateRequestMsg,
@@ -120,7 +120,12 @@ export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
       return { identities: fromCert, via: 'mtls' };
     }
     if (base.bearer !== undefined && opts.tokenVerifier) {
-      const id = opts.tokenVerifier(base.bearer);
+      let id: string | undefined;
+      try {
+        id = opts.tokenVerifier(base.bearer);
+      } catch {
+        id = undefined; // a verifier that throws rejects the token
+      }
       if (id !== undefined) return { identities: [id], via: 'token' };
     }
     return undefined;
@@ -215,9 +220,9 @@ export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
   }
 
   const handleCsr = handler<CsrRequestMsg, CsrResponseMsg>('HandleCSR', async (req, base, call) => {
-    base.credentialType = req.credential_type;
-    base.nodeAgentCredential = req.node_agent_credential.toString('utf8');
-    base.requestedTtlMs = req.requested_ttl_minutes * 60_000;
+    base.credentialType = req.credentialType;
+    base.nodeAgentCredential = req.nodeAgentCredential.toString('utf8');
+    base.requestedTtlMs = req.requestedTtlMinutes * 60_000;
     const who = authenticate(call, base);
     if (who) base.authenticatedIdentity = who.identities;
     const pre = await applyFault({ ...base, outcome: 'pending' } as CaCallRecord);
@@ -225,34 +230,33 @@ export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
     if (pre?.kind === 'notApproved') {
       record({ ...base, outcome: 'not approved' } as CaCallRecord);
       return {
-        is_approved: false,
-        status: null,
-        signed_cert: Buffer.alloc(0),
-        cert_chain: Buffer.alloc(0),
+        isApproved: false,
+        status: undefined,
+        signedCert: Buffer.alloc(0),
+        certChain: Buffer.alloc(0),
       };
     }
     const { chain, record: rec } = await sign(
       'HandleCSR',
-      req.csr_pem.toString('utf8'),
+      req.csrPem.toString('utf8'),
       base.requestedTtlMs,
       base,
     );
     record(rec);
     return {
-      is_approved: true,
-      status: null,
-      signed_cert: Buffer.from(chain[0] ?? ''),
-      cert_chain: Buffer.from(chain.slice(1).join('')),
+      isApproved: true,
+      status: undefined,
+      signedCert: Buffer.from(chain[0] ?? ''),
+      certChain: Buffer.from(chain.slice(1).join('')),
     };
   });
 
   const createCertificate = handler<IstioCertificateRequestMsg, IstioCertificateResponseMsg>(
     'CreateCertificate',
     async (req, base, call) => {
-      base.subjectId = req.subject_id;
-      base.requestedTtlMs = Number(req.validity_duration) * 1000;
-      const md = fromStruct(req.metadata);
-      if (Object.keys(md).length > 0) base.metadata = md;
+      base.subjectId = req.subjectId;
+      base.requestedTtlMs = req.validityDuration * 1000;
+      if (Object.keys(req.metadata).length > 0) base.metadata = req.metadata;
       const who = authenticate(call, base);
       if (who) base.authenticatedIdentity = who.identities;
       const pre = await applyFault({ ...base, outcome: 'pending' } as CaCallRecord);
@@ -266,14 +270,13 @@ export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
         base,
       );
       record(rec);
-      return { cert_chain: chain };
+      return { certChain: chain };
     },
   );
 
-  const svc = caServices();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 1 << 20 });
-  server.addService(svc.handleCsr, { HandleCSR: handleCsr });
-  server.addService(svc.createCertificate, { CreateCertificate: createCertificate });
+  server.addService(IstioCAService, { HandleCSR: handleCsr });
+  server.addService(IstioCertificateService, { CreateCertificate: createCertificate });
   const provider = new StaticCertificateProvider(
     Buffer.from(root.certPem),
     Buffer.from(serverCert.certPem), // issued by the root directly

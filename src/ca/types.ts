@@ -88,7 +88,10 @@ export type DevCaFault =
 export interface CaCallRecord {
   readonly api: CaApi;
   readonly at: number;
-  /** What the client showed over mTLS (only a certificate that verified to the CA's root). */
+  /**
+   * What the client showed over mTLS (only a certificate that verified to the CA's root).
+   * Serials are lowercase hex without separators; the fingerprint is SHA-256, colon-separated.
+   */
   readonly peerCertSerial?: string;
   readonly peerCertSans?: readonly string[];
   readonly peerCertFingerprint?: string;

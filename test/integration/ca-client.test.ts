@@ -17,7 +17,7 @@ import {
   type DevCa,
   type DevCaOptions,
 } from '../../src/ca/index';
-import { caServices } from '../../src/ca/protos';
+import { HANDLE_CSR, IstioCAService } from '../../src/ca/protos';
 import { issueServerCert, loadAuthority } from '../../src/ca/signer';
 import { AgentError } from '../../src/lib/errors';
 import { rejectsWithCode } from '../helpers/agent-error';
@@ -518,7 +518,7 @@ void t.test(
     const root = await loadAuthority(ca.rootPem, ca.rootKeyPem);
     const tls = await issueServerCert(root, ['istio-citadel'], Date.now());
     const server = new grpc.Server();
-    server.addService(caServices().handleCsr, {
+    server.addService(IstioCAService, {
       HandleCSR: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
         cb({ code: grpc.status.INTERNAL, details: 'x' });
       },
@@ -554,10 +554,9 @@ void t.test(
     const ca = await devCa(t);
     const root = await loadAuthority(ca.rootPem, ca.rootKeyPem);
     const tls = await issueServerCert(root, ['istio-citadel'], Date.now());
-    const def = caServices().handleCsr;
     const broken: grpc.ServiceDefinition = {
       HandleCSR: {
-        ...def.HandleCSR!,
+        ...HANDLE_CSR,
         responseSerialize: () =>
           Buffer.from([0x1a, 0x05, 0x41]) /* signed_cert: 5 bytes promised, 1 sent */,
       },
