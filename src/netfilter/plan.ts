@@ -136,11 +136,13 @@ export function planCapture(
     if (active) {
       const include: '*' | Cidr[] =
         cfg.serviceCidrs === '*' ? (family === 4 ? '*' : []) : ofFamily(cfg.serviceCidrs, family);
+      // IPv6 inbound is captured only on request (ENABLE_INBOUND_IPV6); 1.0 had no IPv6 capture.
+      const inboundHere = family === 4 || cfg.enableInboundIpv6 ? inbound : [];
       const capture = captureTables(
         cfg,
         ids,
         family,
-        inbound,
+        inboundHere,
         include,
         ofFamily(cfg.serviceExcludeCidrs, family),
       );

@@ -41,6 +41,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 if fam == socket.AF_INET:
     s.setsockopt(socket.SOL_IP, 19, 1)  # IP_TRANSPARENT
 else:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     s.setsockopt(socket.IPPROTO_IPV6, 75, 1)  # IPV6_TRANSPARENT
 s.bind((host, port))
 s.listen(64)
