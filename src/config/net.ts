@@ -18,11 +18,15 @@ export interface Cidr {
 export function parseCidr(s: string): Cidr | string {
   const slash = s.indexOf('/');
   const address = slash < 0 ? s : s.slice(0, slash);
+  // Checked before isIP (which also refuses it) to say why: 010 is octal 8 to some parsers.
+  if (
+    /^\d+\.\d+\.\d+\.\d+$/.test(address) &&
+    address.split('.').some((o) => o.length > 1 && o.startsWith('0'))
+  ) {
+    return `"${s}" has an IPv4 octet with a leading zero (octal to some parsers); write it without`;
+  }
   const fam = isIP(address);
   if (fam === 0) return `"${s}" is not a CIDR (address ${address} is not valid)`;
-  if (fam === 4 && address.split('.').some((o) => o.length > 1 && o.startsWith('0'))) {
-    return `"${s}" has an IPv4 octet with a leading zero`;
-  }
   const max = fam === 4 ? 32 : 128;
   let prefix = max;
   if (slash >= 0) {
