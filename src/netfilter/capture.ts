@@ -337,8 +337,7 @@ export function formatDiff(items: readonly DiffItem[]): string {
       case 'chain-differs':
         lines.push(
           `${where}: chain ${d.chain} differs`,
-          ...(d.live ?? []).map((r) => `- -A ${d.chain} ${r}`),
-          ...(d.planned ?? []).map((r) => `+ -A ${d.chain} ${r}`),
+          ...lineDiff(d.live ?? [], d.planned ?? []).map((x) => `${x.op} -A ${d.chain} ${x.rule}`),
         );
         break;
       case 'jump-missing':
@@ -359,4 +358,36 @@ export function formatDiff(items: readonly DiffItem[]): string {
     }
   }
   return lines.join('\n') + (lines.length ? '\n' : '');
+}
+
+/** The rules only in `live` ("-") or only in `planned` ("+"), in order (longest common subsequence). */
+export function lineDiff(
+  live: readonly string[],
+  planned: readonly string[],
+): { op: '-' | '+'; rule: string }[] {
+  const n = live.length;
+  const m = planned.length;
+  const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      lcs[i]![j] =
+        live[i] === planned[j]
+          ? lcs[i + 1]![j + 1]! + 1
+          : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
+    }
+  }
+  const out: { op: '-' | '+'; rule: string }[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && live[i] === planned[j]) {
+      i++;
+      j++;
+    } else if (j < m && (i === n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) {
+      out.push({ op: '+', rule: planned[j++]! });
+    } else {
+      out.push({ op: '-', rule: live[i++]! });
+    }
+  }
+  return out;
 }

@@ -6,6 +6,7 @@ import { configFrom } from '../helpers/capture-config';
 import { AgentError } from '../../src/lib/errors';
 import type { Exec, ExecResult } from '../../src/lib/exec';
 import { detectBackend } from '../../src/netfilter/backend';
+import { formatDiff, lineDiff } from '../../src/netfilter/capture';
 import {
   diffFamily,
   emptyWithoutOurs,
@@ -486,4 +487,20 @@ t.test('state record: written atomically, removed when nothing is left to undo',
   t.notOk(existsSync(recordPath(stateDir)), 'an empty record removes the file');
   writeFileSync(recordPath(stateDir), '{not json');
   await t.rejects(readRecord(stateDir), { code: 'AGENT_E_IO' });
+});
+
+t.test('diff output: only the rules that differ', async (t) => {
+  t.same(lineDiff(['a', 'b', 'd'], ['a', 'b', 'c', 'd']), [{ op: '+', rule: 'c' }]);
+  t.same(lineDiff(['a', 'x', 'c'], ['a', 'b', 'c']), [
+    { op: '+', rule: 'b' },
+    { op: '-', rule: 'x' },
+  ]);
+  t.same(lineDiff([], ['a']), [{ op: '+', rule: 'a' }]);
+  t.same(lineDiff(['a'], ['a']), []);
+  const live = parseSave(saveOf(fam4(BASE)));
+  const next = fam4({ ...BASE, ISTIO_SERVICE_CIDR: '10.96.0.0/16,10.100.0.0/16' });
+  t.equal(
+    formatDiff(diffFamily(next, live)),
+    'ipv4 nat: chain ISTIO_OUTPUT differs\n+ -A ISTIO_OUTPUT -d 10.100.0.0/16 -j ISTIO_REDIRECT\n',
+  );
 });
