@@ -10,7 +10,10 @@ export type ComponentFactory = (config: AgentConfig, deps: ComponentDeps) => Pro
 
 export const COMPONENT_FACTORIES: readonly { readonly name: string; readonly load: () => Promise<ComponentFactory> }[] = [
   // certs, capture, dns and sidecar register here, in that order.
-  { name: 'capture', load: () => import('./netfilter/index').then((m) => m.createCaptureComponent) },
+  {
+    name: 'capture',
+    load: () => import('./netfilter/index').then((m) => m.createCaptureComponent),
+  },
 ];
 
 export async function buildComponents(config: AgentConfig, deps: ComponentDeps): Promise<Component[]> {

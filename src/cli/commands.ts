@@ -8,7 +8,10 @@ export interface CommandEntry {
 
 export const COMMANDS: Record<string, CommandEntry> = {
   run: { summary: 'run the daemon (what the systemd unit starts)', load: () => import('./run') },
-  iptables: { summary: 'traffic capture rules: plan, apply, clean, diff', load: () => import('./iptables') },
+  iptables: {
+    summary: 'traffic capture rules: plan, apply, clean, diff',
+    load: () => import('./iptables'),
+  },
   status: { summary: "show the running daemon's status", load: () => import('./status') },
   version: { summary: 'print the version', load: () => import('./version') },
 };

@@ -64,7 +64,9 @@ function harness(ns: Netns): Harness {
     restores,
     nextChange: () =>
       new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no change reported within 30 s')), 30_000);
+        const timer = setTimeout(() => {
+          reject(new Error('no change reported within 30 s'));
+        }, 30_000);
         waiter = () => {
           clearTimeout(timer);
           resolve();

@@ -379,7 +379,9 @@ t.test('backend detection', async (t) => {
 
 t.test('proxy user lookup', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nf-unit-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
   const passwd = path.join(dir, 'passwd');
   writeFileSync(
     passwd,
@@ -472,7 +474,9 @@ t.test('TPROXY routing: presence from ip -j output', async (t) => {
 
 t.test('state record: written atomically, removed when nothing is left to undo', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nf-unit-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
   const stateDir = path.join(dir, 'state');
   t.same(await readRecord(stateDir), EMPTY_RECORD, 'no file: empty record');
   const rec = {
