@@ -155,12 +155,19 @@ async function liveAndPlan(
   config: AgentConfig,
   io: CaptureIo,
   want: 'auto' | 'nft' | 'legacy',
+  fast = false,
 ) {
   if (!config.capture.enabled) {
     const live = await readLive(io, want);
     return { live, plan: NO_RULES(families(live)) };
   }
-  const { live, plan: p, resolved } = await prepare(io, config.capture, want);
+  const {
+    live,
+    plan: p,
+    resolved,
+  } = await prepare(io, config.capture, want, {
+    skipUnusedIpv6: fast,
+  });
   if (resolved.warning) ctx.err(`warning: ${resolved.warning}\n`);
   for (const w of p.warnings) ctx.err(`warning: ${w}\n`);
   return { live, plan: p };
@@ -200,7 +207,7 @@ async function apply(
   json: boolean,
   dryRun: boolean,
 ): Promise<number> {
-  const { live, plan: p } = await liveAndPlan(ctx, config, io, config.capture.backend);
+  const { live, plan: p } = await liveAndPlan(ctx, config, io, config.capture.backend, true);
   if (dryRun) {
     const txs = pendingTransactions(p, live);
     const text =

@@ -1,3 +1,4 @@
+import { promises as fs } from 'node:fs';
 import { AgentError } from '../lib/errors';
 import type { Exec } from '../lib/exec';
 import { hasOurs, oursIn, parseSave, type SavedTable } from './live';
@@ -68,13 +69,53 @@ function ruleCount(t: readonly SavedTable[]): number {
   return t.reduce((n, x) => n + x.rules.length, 0);
 }
 
+export interface ReadOptions {
+  /** Also read ip6tables (default true). False when no IPv6 rule of ours can exist. */
+  readonly ipv6?: boolean;
+  /**
+   * The host's default iptables, as `iptables -V` prints it ("iptables v1.8.9 (nf_tables)").
+   * Default: Debian's alternatives link, read from the filesystem (no program); `iptables -V`
+   * when there is no such link.
+   */
+  readonly defaultVersion?: () => Promise<string>;
+}
+
+const ALTERNATIVES_LINK = '/etc/alternatives/iptables';
+
+async function hostDefault(exec: Exec): Promise<string> {
+  try {
+    const target = await fs.readlink(ALTERNATIVES_LINK);
+    if (/legacy/.test(target)) return '(legacy) via alternatives';
+    if (/nft/.test(target)) return '(nf_tables) via alternatives';
+  } catch {
+    /* no alternatives system: ask iptables */
+  }
+  return exec('iptables', ['-V']).then(
+    (r) => r.stdout,
+    () => '',
+  );
+}
+
+function saveFamily(
+  exec: Exec,
+  b: BackendName,
+  f: IpFamily,
+  on: boolean,
+): Promise<SaveOutput | undefined> {
+  return on ? runSave(exec, b, f) : Promise.resolve(undefined);
+}
+
 /** Reads both families with a known backend. */
 export async function readWith(
   exec: Exec,
   backend: BackendName,
   reason: string,
+  opts: ReadOptions = {},
 ): Promise<Detected> {
-  const [v4, v6] = await Promise.all([runSave(exec, backend, 4), runSave(exec, backend, 6)]);
+  const [v4, v6] = await Promise.all([
+    runSave(exec, backend, 4),
+    saveFamily(exec, backend, 6, opts.ipv6 ?? true),
+  ]);
   if (v4 === undefined) {
     throw new AgentError(
       'AGENT_E_IPTABLES_BACKEND',
@@ -88,19 +129,25 @@ export async function readWith(
  * Picks the iptables backend and reads the live tables with it, in as few programs as possible.
  * Explicit: that backend. Auto: the one that already holds our chains (a previous apply), else the
  * one holding more rules (where the host's firewall lives, as Kubernetes' iptables-wrapper
- * decides), else the one `iptables -V` names (Debian's alternatives), else nft.
+ * decides), else the host's default (Debian's alternatives, or `iptables -V`), else nft.
  *
- * The common case costs three programs run side by side (iptables-nft-save, ip6tables-nft-save,
- * iptables -V): iptables-nft-save reports on stderr when legacy tables exist, so the legacy
- * tools run only when there is something to compare.
+ * The common case costs two programs run side by side (iptables-nft-save, ip6tables-nft-save):
+ * iptables-nft-save reports on stderr when legacy tables exist, so the legacy tools run only when
+ * there is something to compare.
  */
-export async function detectBackend(exec: Exec, want: 'auto' | BackendName): Promise<Detected> {
-  if (want !== 'auto') return readWith(exec, want, 'configured');
-  const version = exec('iptables', ['-V']).then(
-    (r) => r.stdout,
-    () => '',
-  );
-  const [nft4, nft6] = await Promise.all([runSave(exec, 'nft', 4), runSave(exec, 'nft', 6)]);
+export async function detectBackend(
+  exec: Exec,
+  want: 'auto' | BackendName,
+  opts: ReadOptions = {},
+): Promise<Detected> {
+  if (want !== 'auto') return readWith(exec, want, 'configured', opts);
+  const ipv6 = opts.ipv6 ?? true;
+  const defaultVersion = (): Promise<string> =>
+    (opts.defaultVersion ?? (() => hostDefault(exec)))();
+  const [nft4, nft6] = await Promise.all([
+    runSave(exec, 'nft', 4),
+    saveFamily(exec, 'nft', 6, ipv6),
+  ]);
   const legacyPresent = nft4 === undefined || LEGACY_PRESENT.test(nft4.stderr);
   const nft = nft4 === undefined ? undefined : parseSave(nft4.stdout);
   if (nft && !legacyPresent) {
@@ -109,19 +156,19 @@ export async function detectBackend(exec: Exec, want: 'auto' | BackendName): Pro
       return detected('nft', 'our rules are there', nft4.stdout, nft6?.stdout);
     if (ruleCount(nft) > 0)
       return detected('nft', "it holds the host's rules", nft4.stdout, nft6?.stdout);
-    const v = await version;
+    const v = await defaultVersion();
     if (!/\(legacy\)/.test(v))
       return detected(
         'nft',
-        /nf_tables/.test(v) ? 'iptables -V says nf_tables' : 'default',
+        /nf_tables/.test(v) ? 'the host default' : 'default',
         nft4.stdout,
         nft6?.stdout,
       );
-    return readWith(exec, 'legacy', 'iptables -V says legacy');
+    return readWith(exec, 'legacy', 'the host default', opts);
   }
   const [legacy4, legacy6] = await Promise.all([
     runSave(exec, 'legacy', 4),
-    runSave(exec, 'legacy', 6),
+    saveFamily(exec, 'legacy', 6, ipv6),
   ]);
   if (!nft4 && !legacy4) {
     throw new AgentError(
@@ -146,7 +193,7 @@ export async function detectBackend(exec: Exec, want: 'auto' | BackendName): Pro
       nNft > nLegacy ? 'nft' : 'legacy',
       `it holds more of the host's rules (nft ${nNft}, legacy ${nLegacy})`,
     );
-  const v = await version;
-  if (/\(legacy\)/.test(v)) return pick('legacy', 'iptables -V says legacy');
-  return pick('nft', /nf_tables/.test(v) ? 'iptables -V says nf_tables' : 'default');
+  const v = await defaultVersion();
+  if (/\(legacy\)/.test(v)) return pick('legacy', 'the host default');
+  return pick('nft', /nf_tables/.test(v) ? 'the host default' : 'default');
 }

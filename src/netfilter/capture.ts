@@ -7,6 +7,7 @@ import {
   RESTORE_ARGS,
   trySave,
   type BackendName,
+  type ReadOptions,
 } from './backend';
 import {
   diffFamily,
@@ -17,7 +18,14 @@ import {
   type SavedTable,
 } from './live';
 import type { CaptureConfig } from '../config/types';
-import { familyName, planCapture, type CapturePlan, type FamilyPlan, type IpFamily } from './plan';
+import {
+  familyName,
+  planCapture,
+  wantsIpv6,
+  type CapturePlan,
+  type FamilyPlan,
+  type IpFamily,
+} from './plan';
 import {
   addEntry,
   deleteEntry,
@@ -53,9 +61,13 @@ export function families(live: LiveState): IpFamily[] {
   return [...live.tables.keys()].sort();
 }
 
-/** Detects (or uses) the backend and reads both families' tables. */
-export async function readLive(io: CaptureIo, want: 'auto' | BackendName): Promise<LiveState> {
-  return detectBackend(io.exec, want);
+/** Detects (or uses) the backend and reads the tables (both families unless told otherwise). */
+export async function readLive(
+  io: CaptureIo,
+  want: 'auto' | BackendName,
+  opts: ReadOptions = {},
+): Promise<LiveState> {
+  return detectBackend(io.exec, want, opts);
 }
 
 /** Reads both families with a known backend (the daemon's periodic check). */
@@ -82,9 +94,23 @@ export async function prepare(
   io: CaptureIo,
   cfg: CaptureConfig,
   want: 'auto' | BackendName = cfg.backend,
+  opts: PrepareOptions = {},
 ): Promise<Prepared> {
-  const [resolved, live] = await Promise.all([resolveProxyIds(cfg, io.exec), readLive(io, want)]);
+  // ip6tables is read unless nothing of ours can be there: the config wants no IPv6 and the
+  // state record says no earlier apply put rules there. (diff, clean and the daemon's checks
+  // always read both.)
+  const ipv6 =
+    !opts.skipUnusedIpv6 || wantsIpv6(cfg) || (await readRecord(io.stateDir)).families.includes(6);
+  const [resolved, live] = await Promise.all([
+    resolveProxyIds(cfg, io.exec),
+    readLive(io, want, { ipv6 }),
+  ]);
   return { live, resolved, plan: planCapture(cfg, resolved.ids, families(live)) };
+}
+
+export interface PrepareOptions {
+  /** Skip ip6tables when no IPv6 rule of ours can exist (the CLI's `apply`, to start fewer programs). */
+  readonly skipUnusedIpv6?: boolean;
 }
 
 export interface Transaction {
@@ -161,9 +187,19 @@ export async function applyPlan(
   const txs = pendingTransactions(plan, live);
 
   const created = newTables(live.backend, txs, live);
+  // Families that may hold our rules afterwards: those planned with rules, plus any in the
+  // record that this run did not read.
+  const inspected = families(live);
+  const familiesAfter = [
+    ...new Set([
+      ...record.families.filter((f) => !inspected.includes(f)),
+      ...plan.families.filter((fp) => fp.tables.length > 0).map((fp) => fp.family),
+    ]),
+  ].sort();
   const intent: CaptureRecord = {
     version: 1,
     backend: live.backend,
+    families: familiesAfter,
     createdTables: uniqueTables([...record.createdTables, ...created]),
     routing: [
       ...record.routing.filter((e) => !toAdd.some((a) => entryKey(a) === entryKey(e))),
@@ -277,6 +313,7 @@ export async function cleanCapture(io: CaptureIo, live: LiveState): Promise<Clea
   await writeRecord(io.stateDir, {
     version: 1,
     backend: undefined,
+    families: [],
     createdTables: [],
     routing: [],
   });

@@ -120,8 +120,7 @@ export function planCapture(
     list.filter((c) => c.family === f);
   const v6Ranges = cfg.serviceCidrs !== '*' && ofFamily(cfg.serviceCidrs, 6).length > 0;
   const inboundOn = inbound === '*' || inbound.length > 0;
-  const v6Wanted = v6Ranges || (cfg.enableInboundIpv6 && inboundOn) || cfg.rejectInboundIpv6;
-  if (v6Wanted && !families.includes(6)) {
+  if (wantsIpv6(cfg) && !families.includes(6)) {
     warnings.push(
       'IPv6 capture is configured but ip6tables is not usable on this host; only IPv4 is programmed',
     );
@@ -157,6 +156,13 @@ export function planCapture(
     .flatMap((f) => f.tables)
     .reduce((n, t) => n + t.jumps.length + t.chains.reduce((m, c) => m + c.rules.length, 0), 0);
   return { families: out, routing, warnings, ruleCount };
+}
+
+/** Whether this configuration asks for any IPv6 rule (pure; decides whether ip6tables matters). */
+export function wantsIpv6(cfg: CaptureConfig): boolean {
+  const v6Ranges = cfg.serviceCidrs !== '*' && cfg.serviceCidrs.some((c) => c.family === 6);
+  const inbound = cfg.inboundPorts === '*' || cfg.inboundPorts.some((p) => p !== SSH_PORT);
+  return v6Ranges || (cfg.enableInboundIpv6 && inbound) || cfg.rejectInboundIpv6;
 }
 
 function captureTables(

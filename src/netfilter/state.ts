@@ -14,6 +14,8 @@ import type { RoutingEntry } from './routing';
 export interface CaptureRecord {
   readonly version: 1;
   readonly backend: BackendName | undefined;
+  /** IP families that may hold rules of ours (so `apply` can skip reading ip6tables otherwise). */
+  readonly families: readonly IpFamily[];
   readonly createdTables: readonly { readonly family: IpFamily; readonly table: string }[];
   readonly routing: readonly RoutingEntry[];
 }
@@ -23,9 +25,13 @@ export const RECORD_FILE = 'capture.json';
 export const EMPTY_RECORD: CaptureRecord = {
   version: 1,
   backend: undefined,
+  families: [],
   createdTables: [],
   routing: [],
 };
+
+/** What to assume when the record is unreadable: rules of ours may be anywhere. */
+const UNKNOWN_RECORD: CaptureRecord = { ...EMPTY_RECORD, families: [4, 6] };
 
 export function recordPath(stateDir: string): string {
   return path.join(stateDir, RECORD_FILE);
@@ -48,15 +54,14 @@ export async function readRecord(stateDir: string): Promise<CaptureRecord> {
     return {
       version: 1,
       backend: r.backend === 'nft' || r.backend === 'legacy' ? r.backend : undefined,
+      families: Array.isArray(r.families) ? r.families : [4, 6],
       createdTables: Array.isArray(r.createdTables) ? r.createdTables : [],
       routing: Array.isArray(r.routing) ? r.routing : [],
     };
-  } catch (e) {
-    throw new AgentError(
-      'AGENT_E_IO',
-      `${recordPath(stateDir)} is not valid JSON; remove it after checking \`ip rule\``,
-      { cause: e },
-    );
+  } catch {
+    // A record cut short by a crash (it is written without fsync unless it lists routing
+    // entries, see writeRecord): look everywhere; routing entries were written durably.
+    return UNKNOWN_RECORD;
   }
 }
 
@@ -64,19 +69,30 @@ export function sameRecord(a: CaptureRecord, b: CaptureRecord): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/**
+ * Writes the record atomically (temp file + rename). Durably (fsync) only when it lists TPROXY
+ * routing entries: losing those would leak an `ip rule`; losing the rest costs nothing (an empty
+ * table left behind, one more ip6tables-save). Removes the file when nothing is left to undo.
+ */
 export async function writeRecord(stateDir: string, r: CaptureRecord): Promise<void> {
+  const file = recordPath(stateDir);
   try {
-    if (r.createdTables.length === 0 && r.routing.length === 0) {
-      await fs.rm(recordPath(stateDir), { force: true });
+    if (r.families.length === 0 && r.createdTables.length === 0 && r.routing.length === 0) {
+      await fs.rm(file, { force: true });
       return;
     }
     await fs.mkdir(stateDir, { recursive: true, mode: 0o755 });
-    await atomicWrite(recordPath(stateDir), JSON.stringify(r, null, 2) + '\n', { mode: 0o644 });
+    const text = JSON.stringify(r, null, 2) + '\n';
+    if (r.routing.length > 0) {
+      await atomicWrite(file, text, { mode: 0o644 });
+    } else {
+      const tmp = `${file}.${process.pid}.tmp`;
+      await fs.writeFile(tmp, text, { mode: 0o644 });
+      await fs.rename(tmp, file);
+    }
   } catch (e) {
-    throw new AgentError(
-      'AGENT_E_IO',
-      `cannot write ${recordPath(stateDir)}: ${(e as Error).message}`,
-      { cause: e },
-    );
+    throw new AgentError('AGENT_E_IO', `cannot write ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }

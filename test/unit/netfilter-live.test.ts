@@ -303,30 +303,28 @@ t.test('backend detection', async (t) => {
   );
   t.same([...d.tables.keys()], [4, 6]);
 
-  s = scripted({
-    'iptables-nft-save': { stdout: '' },
-    'ip6tables-nft-save': { stdout: '' },
-    'iptables -V': { stdout: 'iptables v1.8.9 (nf_tables)' },
-  });
-  d = await detectBackend(s.exec, 'auto');
-  t.same(
-    [d.backend, d.reason],
-    ['nft', 'iptables -V says nf_tables'],
-    'nothing anywhere: iptables -V decides',
-  );
+  // The host default (Debian's alternatives link, else `iptables -V`) is injected here.
+  const hostSays = (v: string) => ({ defaultVersion: () => Promise.resolve(v) });
+  s = scripted({ 'iptables-nft-save': { stdout: '' }, 'ip6tables-nft-save': { stdout: '' } });
+  d = await detectBackend(s.exec, 'auto', hostSays('iptables v1.8.9 (nf_tables)'));
+  t.same([d.backend, d.reason], ['nft', 'the host default'], 'nothing anywhere: the host default');
 
   s = scripted({
     'iptables-nft-save': { stdout: '' },
     'ip6tables-nft-save': { stdout: '' },
-    'iptables -V': { stdout: 'iptables v1.8.9 (legacy)' },
     'iptables-legacy-save': { stdout: '' },
     'ip6tables-legacy-save': { stdout: '' },
   });
   t.equal(
-    (await detectBackend(s.exec, 'auto')).backend,
+    (await detectBackend(s.exec, 'auto', hostSays('(legacy) via alternatives'))).backend,
     'legacy',
     'nothing anywhere, alternatives on legacy: legacy',
   );
+
+  s = scripted({ 'iptables-nft-save': { stdout: '' } });
+  d = await detectBackend(s.exec, 'auto', { ...hostSays('(nf_tables)'), ipv6: false });
+  t.same(s.ran, ['iptables-nft-save'], 'ipv6: false reads only IPv4: one program');
+  t.same([...d.tables.keys()], [4]);
 
   s = scripted({
     'iptables-nft-save': {
@@ -482,6 +480,7 @@ t.test('state record: written atomically, removed when nothing is left to undo',
   const rec = {
     version: 1 as const,
     backend: 'nft' as const,
+    families: [4 as const],
     createdTables: [{ family: 4 as const, table: 'nat' }],
     routing: [],
   };
@@ -490,7 +489,19 @@ t.test('state record: written atomically, removed when nothing is left to undo',
   await writeRecord(stateDir, EMPTY_RECORD);
   t.notOk(existsSync(recordPath(stateDir)), 'an empty record removes the file');
   writeFileSync(recordPath(stateDir), '{not json');
-  await t.rejects(readRecord(stateDir), { code: 'AGENT_E_IO' });
+  t.same(
+    (await readRecord(stateDir)).families,
+    [4, 6],
+    'a record cut short: assume rules of ours may be in both families',
+  );
+  writeFileSync(recordPath(stateDir), '{"version":1}');
+  t.same((await readRecord(stateDir)).families, [4, 6], 'a record without families: both');
+  const routed = {
+    ...rec,
+    routing: [{ family: 4 as const, kind: 'rule' as const, mark: 1, table: 2 }],
+  };
+  await writeRecord(stateDir, routed);
+  t.same(await readRecord(stateDir), routed, 'with routing entries (written durably)');
 });
 
 t.test('diff output: only the rules that differ', async (t) => {
