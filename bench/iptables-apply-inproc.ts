@@ -3,7 +3,7 @@
 // sync, and a clean. Prints one JSON line of milliseconds.
 import { loadConfig } from '../src/config/index';
 import { exec } from '../src/lib/exec';
-import { applyPlan, cleanCapture, diffLive, prepare, readLiveWith } from '../src/netfilter/capture';
+import { applyPlan, cleanCapture, diffLive, prepare, readLiveWith } from '../src/netfilter/index';
 
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 

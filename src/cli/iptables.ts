@@ -2,30 +2,29 @@ import { loadConfig } from '../config/index';
 import type { AgentConfig } from '../config/types';
 import { AgentError } from '../lib/errors';
 import { exec } from '../lib/exec';
-import { restoreCommand, RESTORE_ARGS } from '../netfilter/backend';
 import {
   applyPlan,
   cleanCapture,
   diffLive,
   families,
+  familyName,
   formatDiff,
   pendingTransactions,
+  planCapture,
   prepare,
   readLive,
-  type CaptureIo,
-  type LiveState,
-} from '../netfilter/capture';
-import {
-  familyName,
-  planCapture,
+  readRecord,
   renderFamily,
   renderPlan,
+  resolveProxyIds,
+  restoreCommand,
+  RESTORE_ARGS,
   routingCommands,
+  type CaptureIo,
   type CapturePlan,
   type IpFamily,
-} from '../netfilter/plan';
-import { readRecord } from '../netfilter/state';
-import { resolveProxyIds } from '../netfilter/users';
+  type LiveState,
+} from '../netfilter/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
 const USAGE = `Usage: istio-node-agent iptables <plan|apply|clean|diff> [--json]

@@ -18,7 +18,16 @@ import {
 import { planCapture, samePlan, type CapturePlan, type IpFamily } from './plan';
 import { resolveProxyIds } from './users';
 
-export { planCapture, renderPlan, renderFamily, samePlan, OUR_CHAINS } from './plan';
+export {
+  planCapture,
+  renderPlan,
+  renderFamily,
+  samePlan,
+  familyName,
+  routingCommands,
+  wantsIpv6,
+  OUR_CHAINS,
+} from './plan';
 export type {
   CapturePlan,
   FamilyPlan,
@@ -51,7 +60,10 @@ export type {
 export { resolveProxyIds } from './users';
 export { parseSave, normaliseSave, diffFamily, transaction } from './live';
 export type { DiffItem, SavedTable } from './live';
+export { restoreCommand, RESTORE_ARGS } from './backend';
 export type { BackendName } from './backend';
+export { readRecord } from './state';
+export type { CaptureRecord } from './state';
 
 /**
  * Traffic capture as a daemon component: applies the plan before the agent reports ready,
