@@ -196,6 +196,18 @@ if (requireRoot(t, 'iptables CLI tests')) {
     t.equal((await cli(ns, env, ['apply'])).code, 0, 'apply repairs it');
     t.equal((await cli(ns, env, ['diff'])).code, 0, 'in sync again');
 
+    // An IPv6 range, then none: the second apply still finds and removes the IPv6 rules (the
+    // state record says they are there, so apply reads ip6tables although the config has no IPv6).
+    writeFileSync(
+      clusterEnv,
+      [...good.slice(1), 'ISTIO_SERVICE_CIDR=10.96.0.0/16,fd00:96::/64'].join('\n') + '\n',
+    );
+    t.equal((await cli(ns, env, ['apply'])).code, 0, 'apply with an IPv6 range');
+    t.match(ns.runSync('ip6tables-save', []), /-A ISTIO_OUTPUT -d fd00:96::\/64 -j ISTIO_REDIRECT/);
+    writeFileSync(clusterEnv, good.join('\n') + '\n');
+    t.equal((await cli(ns, env, ['apply'])).code, 0, 'apply without it');
+    t.notMatch(ns.runSync('ip6tables-save', []), /ISTIO/, 'the IPv6 rules are gone');
+
     const clean = await cli(ns, env, ['clean']);
     t.equal(clean.code, 0, 'clean: exit 0');
     t.match(clean.stdout, /^capture removed/);
