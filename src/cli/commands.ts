@@ -11,12 +11,15 @@ export const COMMANDS: Record<string, CommandEntry> = {
   dev: {
     summary: 'run everything against an embedded CA, with no change to the host',
     load: () => import('./dev'),
+  iptables: {
+    summary: 'traffic capture rules: plan, apply, clean, diff',
+    load: () => import('./iptables'),
   },
+  dns: { summary: 'cluster DNS through dnsmasq: plan, apply, clean', load: () => import('./dns') },
   status: { summary: "show the running daemon's status", load: () => import('./status') },
   'dev-ca': {
     summary: 'serve the embedded Citadel-compatible CA (tests and labs)',
     load: () => import('./dev-ca'),
   },
   version: { summary: 'print the version', load: () => import('./version') },
-  dns: { summary: 'cluster DNS through dnsmasq: plan, apply, clean', load: () => import('./dns') },
 };

@@ -1,3 +1,4 @@
+import type { Origin } from '../lib/errors';
 import type { Cidr } from './net';
 
 /** Everything the agent needs, read once from cluster.env, sidecar.env and the environment. */
@@ -61,8 +62,17 @@ export interface CaptureConfig {
   readonly envoyPort: number;
   readonly inboundCapturePort: number;
   readonly envoyUser: string;
+  /**
+   * Where ENVOY_USER was set; undefined when it was not (the default `istio-proxy`). A default
+   * user that does not exist falls back to uid/gid 1337 as in 1.0; a configured one is an error.
+   */
+  readonly envoyUserOrigin: Origin | undefined;
+  /** ENABLE_INBOUND_IPV6: capture inbound IPv6 on ISTIO_INBOUND_PORTS too (ip6tables). */
+  readonly enableInboundIpv6: boolean;
   /** 1.0 rejected all inbound IPv6 unless ENABLE_INBOUND_IPV6 was set; we only do on request. */
   readonly rejectInboundIpv6: boolean;
+  /** Which iptables backend to program; auto = the one the host already uses. */
+  readonly backend: 'auto' | 'nft' | 'legacy';
   /** Keep the rules when the agent stops (fail closed) instead of removing them. */
   readonly keepOnStop: boolean;
   readonly checkIntervalMs: number;
