@@ -11,6 +11,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   dev: {
     summary: 'run everything against an embedded CA, with no change to the host',
     load: () => import('./dev'),
+  },
   iptables: {
     summary: 'traffic capture rules: plan, apply, clean, diff',
     load: () => import('./iptables'),

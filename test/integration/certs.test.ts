@@ -1,6 +1,6 @@
 // The certificate component against the real embedded CA: gRPC over TLS on loopback, real keys,
 // real files, checked with openssl.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -17,14 +17,14 @@ import { makeRoot, makeLeaf } from '../helpers/pki';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const openssl = (...args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber;
+const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber.toLowerCase();
 
 async function withCa(t: Tap, opts: Partial<DevCaOptions> & { ttlMs: number }): Promise<DevCa> {
   const ca = await startDevCa(opts);
   t.teardown(() => ca.stop());
   return ca;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = Test;
 
 function vars(ca: DevCa, certsDir: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
