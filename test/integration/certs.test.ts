@@ -53,7 +53,7 @@ function checkWithOpenssl(t: Tap, dir: string, identity: string): void {
       /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g,
     ) ?? [];
   const work = mkdtempSync(path.join(tmpdir(), 'chk-'));
-  writeFileSync(path.join(work, 'leaf.pem'), blocks[0] + '\n');
+  writeFileSync(path.join(work, 'leaf.pem'), `${blocks[0] ?? ''}\n`);
   writeFileSync(path.join(work, 'untrusted.pem'), blocks.slice(1).join('\n') + '\n');
   const verifyArgs = [
     'verify',
