@@ -1,7 +1,6 @@
 import type { ComponentDeps } from '../component';
 import type { ComponentFactory } from '../components';
 import type { AgentConfig, CaConfig } from '../config/types';
-import { createCaClient } from '../ca/index';
 import {
   detectGce,
   fetchIdentityToken,
@@ -58,9 +57,13 @@ export async function chooseIdentitySource(
   return gce ? gcpIdentity(ca) : onprem();
 }
 
+/** The gRPC stack loads on first use, so it can load while the first key is being made. */
+const loadCaClient = () => import('../ca/client');
+
 export function caConnector(ca: CaConfig): CaConnector {
-  return (credential, rootPem) =>
-    createCaClient({
+  return async (credential, rootPem) => {
+    const { createCaClient } = await loadCaClient();
+    return createCaClient({
       address: ca.address,
       serverName: ca.serverName,
       rootPem,
@@ -68,6 +71,7 @@ export function caConnector(ca: CaConfig): CaConnector {
       timeoutMs: ca.callTimeoutMs,
       credential,
     });
+  };
 }
 
 export interface CertComponentOptions {
@@ -97,6 +101,7 @@ export async function buildCertManager(
     ca,
     store: new CertStore(ca.certsDir, keyOwner ? { keyOwner } : {}),
     connect: caConnector(ca),
+    warmup: loadCaClient,
     source,
   });
 }

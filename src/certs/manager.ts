@@ -23,6 +23,8 @@ export interface CertManagerOptions {
   readonly source: IdentitySource;
   /** Makes keys; injectable so a test can count or slow it. */
   readonly keygen?: () => Promise<WorkloadKey>;
+  /** Loads what the first CSR needs (the gRPC stack) while the key is being made. */
+  readonly warmup?: () => Promise<unknown>;
 }
 
 interface Current {
@@ -59,6 +61,11 @@ export class CertManager implements Component {
     private readonly opts: CertManagerOptions,
   ) {
     this.log = deps.log.child({ component: 'certs' });
+    // The first key is made in the thread pool while the rest of the agent is built and the
+    // files are read; the gRPC stack loads meanwhile.
+    this.nextKey = this.keygen();
+    this.nextKey.catch(() => undefined);
+    this.opts.warmup?.().catch(() => undefined);
   }
 
   private keygen(): Promise<WorkloadKey> {
@@ -72,9 +79,6 @@ export class CertManager implements Component {
       this.abort.abort(signal.reason);
     };
     signal.addEventListener('abort', onAbort, { once: true });
-    // Key generation runs in the thread pool while we read and check the files.
-    this.nextKey = this.keygen();
-    this.nextKey.catch(() => undefined);
     const { store, ca, source } = this.opts;
     this.log.info(
       { certsDir: store.dir, env: source.kind, api: ca.api, ca: ca.address },
@@ -203,7 +207,7 @@ export class CertManager implements Component {
           `${path.join(store.dir, ROOT_FILE)} is missing`,
         );
       this.log.info({ attempt: this.failures }, `Sending CSR (retrial #${this.failures}) ...`);
-      const client = connect(credential, set.rootPem);
+      const client = await connect(credential, set.rootPem);
       let response: string[];
       try {
         response = await client.sign(

@@ -19,7 +19,7 @@ export interface CaClientLike {
 }
 
 /** Makes a CA client for one CSR, with this credential and trust anchor. */
-export type CaConnector = (credential: CaCredential, rootPem: string) => CaClientLike;
+export type CaConnector = (credential: CaCredential, rootPem: string) => Promise<CaClientLike>;
 
 /** How this host proves who it is. */
 export interface IdentitySource {

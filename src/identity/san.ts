@@ -1,30 +1,50 @@
 import { AgentError } from '../lib/errors';
-import { x509 } from '../lib/x509';
+import { X509Certificate } from 'node:crypto';
 
 export interface SanEntry {
   readonly type: 'uri' | 'dns' | 'ip' | 'email' | 'other';
   readonly value: string;
 }
 
-/** The SAN entries of a certificate, in order. */
+const SAN_TYPES: Record<string, SanEntry['type']> = {
+  URI: 'uri',
+  DNS: 'dns',
+  'IP Address': 'ip',
+  email: 'email',
+};
+
+/**
+ * Parses Node's `X509Certificate.subjectAltName` text: `TYPE:value` entries joined by ", ",
+ * where a value with special characters (a comma, a quote) is JSON-quoted.
+ */
+export function parseSubjectAltName(text: string | undefined): SanEntry[] {
+  const out: SanEntry[] = [];
+  let rest = text ?? '';
+  while (rest.length > 0) {
+    const colon = rest.indexOf(':');
+    if (colon < 0) break;
+    const kind = rest.slice(0, colon);
+    rest = rest.slice(colon + 1);
+    let value: string;
+    if (rest.startsWith('"')) {
+      let end = 1;
+      while (end < rest.length && !(rest[end] === '"' && rest[end - 1] !== '\\')) end++;
+      value = JSON.parse(rest.slice(0, end + 1)) as string;
+      rest = rest.slice(end + 1);
+    } else {
+      const sep = rest.indexOf(', ');
+      value = sep < 0 ? rest : rest.slice(0, sep);
+      rest = sep < 0 ? '' : rest.slice(sep);
+    }
+    if (rest.startsWith(', ')) rest = rest.slice(2);
+    out.push({ type: SAN_TYPES[kind] ?? 'other', value });
+  }
+  return out;
+}
+
+/** The SAN entries of a certificate (the first in `pem`), in order. */
 export function certificateSans(pem: string): SanEntry[] {
-  const cert = new x509.X509Certificate(pem);
-  const ext = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  if (!ext) return [];
-  return ext.names.items.map((n) => {
-    const t = n.type;
-    const type: SanEntry['type'] =
-      t === 'url'
-        ? 'uri'
-        : t === 'dns'
-          ? 'dns'
-          : t === 'ip'
-            ? 'ip'
-            : t === 'email'
-              ? 'email'
-              : 'other';
-    return { type, value: n.value };
-  });
+  return parseSubjectAltName(new X509Certificate(pem).subjectAltName);
 }
 
 /**

@@ -67,7 +67,7 @@ export async function makeLeaf(
     issuer: issuer.cert.subject,
     notBefore: new Date(o.notBefore),
     notAfter: new Date(o.notAfter),
-    publicKey: key.keys.publicKey,
+    publicKey: await publicCryptoKey(key),
     signingKey: issuer.keys.privateKey,
     signingAlgorithm: EC,
     extensions: o.sans.length
@@ -75,4 +75,14 @@ export async function makeLeaf(
       : [],
   });
   return { certPem: cert.toString('pem') + '\n', key };
+}
+
+/** The workload key's public half as a WebCrypto key, for the certificate generator. */
+export async function publicCryptoKey(key: WorkloadKey): Promise<webcrypto.CryptoKey> {
+  const spki = key.publicKey.export({ type: 'spki', format: 'der' });
+  const alg =
+    key.algorithm === 'RSA'
+      ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }
+      : { name: 'ECDSA', namedCurve: 'P-256' };
+  return webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']);
 }
