@@ -82,7 +82,9 @@ async function firstSet(ca: DevCa, alg: string): Promise<Approval> {
   const { dir, state } = await certsDir(ca);
   const t0 = performance.now();
   const child = startAgent(ca, dir, state, alg);
-  const a = await new Promise<Approval>((resolve) => approvals(child, t0, resolve));
+  const a = await new Promise<Approval>((resolve) => {
+    approvals(child, t0, resolve);
+  });
   await stop(child);
   return a;
 }
@@ -116,7 +118,9 @@ async function main(): Promise<void> {
   {
     const { dir, state } = await certsDir(ca);
     const agent = startAgent(ca, dir, state, 'RSA');
-    await new Promise<Approval>((resolve) => approvals(agent, performance.now(), resolve));
+    await new Promise<Approval>((resolve) => {
+      approvals(agent, performance.now(), resolve);
+    });
     const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], {
       stdio: 'ignore',
     });

@@ -25,7 +25,8 @@ export const octetString = (b: Uint8Array): Buffer => tlv(0x04, b);
 export const bitString = (b: Uint8Array): Buffer => tlv(0x03, Buffer.from([0]), b);
 
 export function integer(n: number): Buffer {
-  if (!Number.isInteger(n) || n < 0 || n > 127) throw new RangeError('small non-negative integers only');
+  if (!Number.isInteger(n) || n < 0 || n > 127)
+    throw new RangeError('small non-negative integers only');
   return tlv(0x02, Buffer.from([n]));
 }
 
@@ -36,7 +37,8 @@ export function oid(dotted: string): Buffer {
   const out: number[] = [a * 40 + b];
   for (const p of rest) {
     const chunk: number[] = [p & 0x7f];
-    for (let v = Math.floor(p / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
+    for (let v = Math.floor(p / 128); v > 0; v = Math.floor(v / 128))
+      chunk.unshift((v & 0x7f) | 0x80);
     out.push(...chunk);
   }
   return tlv(0x06, Buffer.from(out));
