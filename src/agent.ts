@@ -1,9 +1,11 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { Component, ComponentStatus } from './component';
+import { EventEmitter } from 'node:events';
+import type { AgentEventMap, Component, ComponentDeps, ComponentStatus } from './component';
 import type { AgentConfig } from './config/types';
 import { atomicWrite } from './lib/atomic-write';
-import type { Clock, TimerHandle } from './lib/clock';
+import { systemClock, type Clock, type TimerHandle } from './lib/clock';
+import { exec } from './lib/exec';
 import { toAgentError, type AgentError } from './lib/errors';
 import type { Logger } from './observe/logger';
 import type { Notifier } from './systemd/notify';
@@ -233,4 +235,31 @@ export class Agent {
         );
       });
   }
+}
+
+/**
+ * The real dependencies for components, wired to an agent made later: components are built
+ * before the Agent that runs them, so `fatal` and `changed` reach it through `bind`.
+ */
+export function liveDeps(log: Logger): { deps: ComponentDeps; bind: (agent: Agent) => void } {
+  let agent: Agent | undefined;
+  const deps: ComponentDeps = {
+    log,
+    clock: systemClock,
+    random: Math.random,
+    exec,
+    events: new EventEmitter<AgentEventMap>(),
+    fatal: (e) => {
+      agent?.fatal(e);
+    },
+    changed: () => {
+      agent?.refresh();
+    },
+  };
+  return {
+    deps,
+    bind: (a) => {
+      agent = a;
+    },
+  };
 }

@@ -1,14 +1,11 @@
-import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Agent } from '../agent';
-import type { AgentEventMap } from '../component';
+import { Agent, liveDeps } from '../agent';
 import { startDevCa } from '../ca/index';
 import { buildCertManager } from '../certs/index';
 import { RawEnv } from '../config/raw';
 import { buildConfig } from '../config/load';
 import { systemClock } from '../lib/clock';
-import { exec } from '../lib/exec';
 import { parseDuration } from '../config/raw';
 import { AgentError } from '../lib/errors';
 import { createLogger } from '../observe/logger';
@@ -99,21 +96,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   set('SIDECAR_MODE', 'none');
   const config = buildConfig(raw, { cluster: '(dev)', sidecar: '(dev)' });
 
-  const events = new EventEmitter<AgentEventMap>();
-  const holder: { agent?: Agent } = {};
-  const deps = {
-    log,
-    clock: systemClock,
-    random: Math.random,
-    exec,
-    events,
-    fatal: (e: Error) => {
-      holder.agent?.fatal(e);
-    },
-    changed: () => {
-      holder.agent?.refresh();
-    },
-  };
+  const { deps, bind } = liveDeps(log);
   // Dev mode changes nothing on the host: no chown of the key to the proxy user.
   const certs = await buildCertManager(config, deps, { keyOwner: 'none' });
   const agent = new Agent(config, [certs], {
@@ -122,8 +105,8 @@ export async function run(ctx: CommandContext): Promise<number> {
     notifier: createNotifier({}, log),
     statusFile: path.join(stateDir, 'agent', 'status.json'),
   });
-  holder.agent = agent;
-  events.on('certs-rotated', (info) => {
+  bind(agent);
+  deps.events.on('certs-rotated', (info) => {
     log.info(
       { component: 'dev', generation: info.generation },
       `new certificate set live in ${info.certsDir}`,

@@ -1,11 +1,8 @@
-import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
-import { Agent } from '../agent';
-import type { AgentEventMap } from '../component';
+import { Agent, liveDeps } from '../agent';
 import { buildComponents } from '../components';
 import { loadConfig } from '../config/index';
 import { systemClock } from '../lib/clock';
-import { exec } from '../lib/exec';
 import { toAgentError } from '../lib/errors';
 import { createLogger } from '../observe/logger';
 import { createNotifier } from '../systemd/notify';
@@ -28,20 +25,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   const log = createLogger({ level: config.core.logLevel });
   for (const w of warnings) log.warn({ component: 'config' }, w);
   const notifier = createNotifier(ctx.env, log);
-  const holder: { agent?: Agent } = {};
-  const deps = {
-    log,
-    clock: systemClock,
-    random: Math.random,
-    exec,
-    events: new EventEmitter<AgentEventMap>(),
-    fatal: (e: Error) => {
-      holder.agent?.fatal(e);
-    },
-    changed: () => {
-      holder.agent?.refresh();
-    },
-  };
+  const { deps, bind } = liveDeps(log);
   const components = await buildComponents(config, deps);
   const a = new Agent(config, components, {
     log,
@@ -49,7 +33,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     notifier,
     statusFile: path.join(config.core.stateDir, 'status.json'),
   });
-  holder.agent = a;
+  bind(a);
   const onStop = (sig: string) => () => {
     log.info({ component: 'agent', signal: sig }, `received ${sig}`);
     void a.stop();
