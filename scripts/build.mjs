@@ -1,5 +1,5 @@
 // Bundles the agent into one CommonJS file runnable by Node 20 with no node_modules beside it.
-// The .proto files are embedded as text by the loader (see src/ca/protos.ts), so they travel inside.
+// The CA messages are encoded by src/ca/wire.ts; no .proto file is needed at run time.
 import { build } from 'esbuild';
 import { readFileSync, mkdirSync } from 'node:fs';
 
@@ -17,6 +17,5 @@ await build({
   sourcemap: false,
   banner: { js: '#!/usr/bin/env node' },
   define: { __AGENT_VERSION__: JSON.stringify(pkg.version) },
-  loader: { '.proto': 'text' },
   logLevel: 'warning',
 });
