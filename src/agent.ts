@@ -84,8 +84,14 @@ export class Agent {
     const { log, notifier } = this.opts;
     if (this.state !== 'ready') return;
     this.state = 'reloading';
+    // MONOTONIC_USEC is CLOCK_MONOTONIC, which is what process.hrtime reads.
     await notifier.reloading(process.hrtime.bigint() / 1000n);
     this.config = next;
+    if (log.level !== next.core.logLevel) {
+      log.info({ component: 'agent', from: log.level, to: next.core.logLevel }, `log level is now ${next.core.logLevel}`);
+      // Component loggers are pino children: they inherit the level from this one.
+      log.level = next.core.logLevel;
+    }
     for (const c of this.started) {
       if (!c.reload) continue;
       try {
@@ -165,7 +171,9 @@ export class Agent {
       if (s.problem) problems.push(`${c.name}: ${s.problem}`);
     }
     if (this.state === 'starting') parts.unshift('starting');
-    return [...problems, ...parts].join('; ');
+    const all = [...problems, ...parts];
+    if (all.length === 0) return this.state === 'ready' ? 'ready; no components enabled' : this.state;
+    return all.join('; ');
   }
 
   get currentConfig(): AgentConfig {

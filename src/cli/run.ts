@@ -10,6 +10,7 @@ import { toAgentError } from '../lib/errors';
 import { createLogger } from '../observe/logger';
 import { createNotifier } from '../systemd/notify';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
+import { installTestHooks } from './test-hooks';
 
 const USAGE = `Usage: istio-node-agent run
 
@@ -28,24 +29,25 @@ export async function run(ctx: CommandContext): Promise<number> {
   const log = createLogger({ level: config.core.logLevel });
   for (const w of warnings) log.warn({ component: 'config' }, w);
   const notifier = createNotifier(ctx.env, log);
-  let agent: Agent | undefined;
+  // The components' callbacks reach the agent, which is built after them.
+  const ref: { agent?: Agent } = {};
   const deps = {
     log,
     clock: systemClock,
     random: Math.random,
     exec,
     events: new EventEmitter<AgentEventMap>(),
-    fatal: (e: Error) => agent?.fatal(e),
-    changed: () => agent?.refresh(),
+    fatal: (e: Error) => ref.agent?.fatal(e),
+    changed: () => ref.agent?.refresh(),
   };
   const components = await buildComponents(config, deps);
-  agent = new Agent(config, components, {
+  const a = new Agent(config, components, {
     log,
     clock: systemClock,
     notifier,
     statusFile: path.join(config.core.stateDir, 'status.json'),
   });
-  const a = agent;
+  ref.agent = a;
   const onStop = (sig: string) => () => {
     log.info({ component: 'agent', signal: sig }, `received ${sig}`);
     void a.stop();
@@ -60,23 +62,28 @@ export async function run(ctx: CommandContext): Promise<number> {
         const err = toAgentError(e);
         log.error({ component: 'config', code: err.code, err: err.toLine() }, `reload refused, keeping the running configuration: ${err.toLine()}`);
       },
-    ).catch((e: unknown) => log.error({ component: 'agent', err: String(e) }, 'reload failed'));
+    ).catch((e: unknown) => {
+      log.error({ component: 'agent', err: String(e) }, 'reload failed');
+    });
   };
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
   process.on('SIGHUP', onHup);
+  const removeTestHooks = installTestHooks(ctx.env, log);
   try {
     await a.start();
   } catch (e) {
     const err = toAgentError(e);
     log.fatal({ component: 'agent', code: err.code }, err.toLine());
     process.off('SIGHUP', onHup);
+    removeTestHooks();
     return err.exitCode;
   }
   await a.wait();
   process.off('SIGTERM', onTerm);
   process.off('SIGINT', onInt);
   process.off('SIGHUP', onHup);
+  removeTestHooks();
   const failed = a.failed;
   return failed ? failed.exitCode : 0;
 }

@@ -1,1 +1,9 @@
-export { createNotifier, spawnTransport, statusLine, type Notifier, type NotifyTransport } from './notify';
+export {
+  createNotifier,
+  spawnTransport,
+  statusLine,
+  watchdogInterval,
+  NOTIFY_TIMEOUT_MS,
+  type Notifier,
+  type NotifyTransport,
+} from './notify';
