@@ -61,8 +61,14 @@ export class Agent {
       try {
         await c.start(this.abort.signal);
       } catch (e) {
+        // Stopped while starting (SIGTERM during the first CSR): not a failure.
+        if (this.abort.signal.aborted) return;
+        this.watchdogTimer?.cancel();
         const err = toAgentError(e);
-        log.error({ component: 'agent', code: err.code, failed: c.name, err: err.message }, `${c.name} failed to start: ${err.message}`);
+        log.error(
+          { component: 'agent', code: err.code, failed: c.name, err: err.message },
+          `${c.name} failed to start: ${err.message}`,
+        );
         this.state = 'failed';
         await this.stopStarted();
         throw err;
@@ -88,7 +94,10 @@ export class Agent {
     await notifier.reloading(process.hrtime.bigint() / 1000n);
     this.config = next;
     if (log.level !== next.core.logLevel) {
-      log.info({ component: 'agent', from: log.level, to: next.core.logLevel }, `log level is now ${next.core.logLevel}`);
+      log.info(
+        { component: 'agent', from: log.level, to: next.core.logLevel },
+        `log level is now ${next.core.logLevel}`,
+      );
       // Component loggers are pino children: they inherit the level from this one.
       log.level = next.core.logLevel;
     }
@@ -97,8 +106,14 @@ export class Agent {
       try {
         await c.reload(next);
       } catch (e) {
+        // Stopped while starting (SIGTERM during the first CSR): not a failure.
+        if (this.abort.signal.aborted) return;
+        this.watchdogTimer?.cancel();
         const err = toAgentError(e);
-        log.error({ component: 'agent', code: err.code, failed: c.name, err: err.message }, `reload of ${c.name} failed: ${err.message}`);
+        log.error(
+          { component: 'agent', code: err.code, failed: c.name, err: err.message },
+          `reload of ${c.name} failed: ${err.message}`,
+        );
       }
     }
     this.state = 'ready';
@@ -156,9 +171,17 @@ export class Agent {
   status(): AgentStatus {
     const components: Record<string, ComponentStatus> = {};
     for (const c of this.components) {
-      components[c.name] = this.started.includes(c) ? c.status() : { ready: false, summary: `${c.name} not started` };
+      components[c.name] = this.started.includes(c)
+        ? c.status()
+        : { ready: false, summary: `${c.name} not started` };
     }
-    return { state: this.state, pid: process.pid, since: this.since, summary: this.summary(), components };
+    return {
+      state: this.state,
+      pid: process.pid,
+      since: this.since,
+      summary: this.summary(),
+      components,
+    };
   }
 
   /** The one-line summary for STATUS=: each component's phrase, problems first. */
@@ -172,7 +195,8 @@ export class Agent {
     }
     if (this.state === 'starting') parts.unshift('starting');
     const all = [...problems, ...parts];
-    if (all.length === 0) return this.state === 'ready' ? 'ready; no components enabled' : this.state;
+    if (all.length === 0)
+      return this.state === 'ready' ? 'ready; no components enabled' : this.state;
     return all.join('; ');
   }
 
@@ -185,7 +209,10 @@ export class Agent {
       try {
         await c.stop();
       } catch (e) {
-        this.opts.log.error({ component: 'agent', failed: c.name, err: (e as Error).message }, `stopping ${c.name} failed`);
+        this.opts.log.error(
+          { component: 'agent', failed: c.name, err: (e as Error).message },
+          `stopping ${c.name} failed`,
+        );
       }
     }
     this.started.length = 0;
@@ -212,7 +239,10 @@ export class Agent {
         await atomicWrite(file, body, { mode: 0o644 });
       })
       .catch((e: unknown) => {
-        this.opts.log.warn({ component: 'agent', err: (e as Error).message }, 'could not write status file');
+        this.opts.log.warn(
+          { component: 'agent', err: (e as Error).message },
+          'could not write status file',
+        );
       });
   }
 }

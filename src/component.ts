@@ -8,7 +8,9 @@ import type { EventEmitter } from 'node:events';
 /** Events between components, e.g. the sidecar restarting envoy when the cert set rotates. */
 export interface AgentEventMap {
   /** A new certificate set is live in `certsDir` (after the symlink flip). */
-  'certs-rotated': [info: { readonly certsDir: string; readonly generation: string; readonly notAfter: number }];
+  'certs-rotated': [
+    info: { readonly certsDir: string; readonly generation: string; readonly notAfter: number },
+  ];
 }
 export type AgentEvents = EventEmitter<AgentEventMap>;
 

@@ -6,13 +6,23 @@ import type { AgentConfig } from './config/types';
  * then traffic capture and DNS, then the sidecar. Each component's folder exports its factory
  * from its index.ts; a factory returns undefined when the component is off in this config.
  */
-export type ComponentFactory = (config: AgentConfig, deps: ComponentDeps) => Promise<Component | undefined>;
+export type ComponentFactory = (
+  config: AgentConfig,
+  deps: ComponentDeps,
+) => Promise<Component | undefined>;
 
-export const COMPONENT_FACTORIES: readonly { readonly name: string; readonly load: () => Promise<ComponentFactory> }[] = [
+export const COMPONENT_FACTORIES: readonly {
+  readonly name: string;
+  readonly load: () => Promise<ComponentFactory>;
+}[] = [
   // certs, capture, dns and sidecar register here, in that order.
+  { name: 'dns', load: () => import('./dns/index').then((m) => m.createDnsComponent) },
 ];
 
-export async function buildComponents(config: AgentConfig, deps: ComponentDeps): Promise<Component[]> {
+export async function buildComponents(
+  config: AgentConfig,
+  deps: ComponentDeps,
+): Promise<Component[]> {
   const out: Component[] = [];
   for (const f of COMPONENT_FACTORIES) {
     const factory = await f.load();

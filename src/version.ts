@@ -1,3 +1,4 @@
 // Replaced at build time by esbuild's `define`; the fallback serves tests run from source.
 declare const __AGENT_VERSION__: string | undefined;
-export const VERSION: string = typeof __AGENT_VERSION__ === 'string' ? __AGENT_VERSION__ : '0.0.0-dev';
+export const VERSION: string =
+  typeof __AGENT_VERSION__ === 'string' ? __AGENT_VERSION__ : '0.0.0-dev';

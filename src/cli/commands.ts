@@ -10,4 +10,5 @@ export const COMMANDS: Record<string, CommandEntry> = {
   run: { summary: 'run the daemon (what the systemd unit starts)', load: () => import('./run') },
   status: { summary: "show the running daemon's status", load: () => import('./status') },
   version: { summary: 'print the version', load: () => import('./version') },
+  dns: { summary: 'cluster DNS through dnsmasq: plan, apply, clean', load: () => import('./dns') },
 };

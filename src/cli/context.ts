@@ -21,7 +21,12 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
   argv: readonly string[],
   options: T,
   usage: string,
-): { values: ReturnType<typeof parseArgs<{ options: T; allowPositionals: true; strict: true }>>['values']; positionals: string[] } {
+): {
+  values: ReturnType<
+    typeof parseArgs<{ options: T; allowPositionals: true; strict: true }>
+  >['values'];
+  positionals: string[];
+} {
   try {
     const r = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
     return { values: r.values, positionals: r.positionals };

@@ -22,7 +22,10 @@ export function topUsage(): string {
 }
 
 /** Runs the CLI and returns the exit code. Never throws. */
-export async function main(argv: readonly string[], ctx: Omit<CommandContext, 'argv'>): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  ctx: Omit<CommandContext, 'argv'>,
+): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     ctx.out(topUsage() + '\n');

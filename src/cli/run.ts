@@ -29,16 +29,19 @@ export async function run(ctx: CommandContext): Promise<number> {
   const log = createLogger({ level: config.core.logLevel });
   for (const w of warnings) log.warn({ component: 'config' }, w);
   const notifier = createNotifier(ctx.env, log);
-  // The components' callbacks reach the agent, which is built after them.
-  const ref: { agent?: Agent } = {};
+  const holder: { agent?: Agent } = {};
   const deps = {
     log,
     clock: systemClock,
     random: Math.random,
     exec,
     events: new EventEmitter<AgentEventMap>(),
-    fatal: (e: Error) => ref.agent?.fatal(e),
-    changed: () => ref.agent?.refresh(),
+    fatal: (e: Error) => {
+      holder.agent?.fatal(e);
+    },
+    changed: () => {
+      holder.agent?.refresh();
+    },
   };
   const components = await buildComponents(config, deps);
   const a = new Agent(config, components, {
@@ -47,7 +50,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     notifier,
     statusFile: path.join(config.core.stateDir, 'status.json'),
   });
-  ref.agent = a;
+  holder.agent = a;
   const onStop = (sig: string) => () => {
     log.info({ component: 'agent', signal: sig }, `received ${sig}`);
     void a.stop();
@@ -56,15 +59,23 @@ export async function run(ctx: CommandContext): Promise<number> {
   const onInt = onStop('SIGINT');
   const onHup = (): void => {
     log.info({ component: 'agent', signal: 'SIGHUP' }, 'received SIGHUP, reloading configuration');
-    loadConfig(ctx.env).then(
-      (r) => a.reload(r.config),
-      (e: unknown) => {
-        const err = toAgentError(e);
-        log.error({ component: 'config', code: err.code, err: err.toLine() }, `reload refused, keeping the running configuration: ${err.toLine()}`);
-      },
-    ).catch((e: unknown) => {
-      log.error({ component: 'agent', err: String(e) }, 'reload failed');
-    });
+    loadConfig(ctx.env)
+      .then(
+        async (r) => {
+          for (const w of r.warnings) log.warn({ component: 'config' }, w);
+          await a.reload(r.config);
+        },
+        (e: unknown) => {
+          const err = toAgentError(e);
+          log.error(
+            { component: 'config', code: err.code, err: err.toLine() },
+            `reload refused, keeping the running configuration: ${err.toLine()}`,
+          );
+        },
+      )
+      .catch((e: unknown) => {
+        log.error({ component: 'agent', err: String(e) }, 'reload failed');
+      });
   };
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
@@ -75,6 +86,8 @@ export async function run(ctx: CommandContext): Promise<number> {
   } catch (e) {
     const err = toAgentError(e);
     log.fatal({ component: 'agent', code: err.code }, err.toLine());
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
     process.off('SIGHUP', onHup);
     removeTestHooks();
     return err.exitCode;

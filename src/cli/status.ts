@@ -22,14 +22,19 @@ export async function run(ctx: CommandContext): Promise<number> {
   try {
     st = JSON.parse(await fs.readFile(file, 'utf8')) as AgentStatus;
   } catch (e) {
-    throw new AgentError('AGENT_E_IO', `no status at ${file}: is the agent running? (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    throw new AgentError(
+      'AGENT_E_IO',
+      `no status at ${file}: is the agent running? (${(e as NodeJS.ErrnoException).code ?? String(e)})`,
+    );
   }
   if (values.json) {
     ctx.out(JSON.stringify(st, null, 2) + '\n');
   } else {
     ctx.out(`state: ${st.state} (pid ${st.pid}, since ${st.since})\n`);
     for (const [name, c] of Object.entries(st.components)) {
-      ctx.out(`${c.ready ? 'ok  ' : 'FAIL'} ${name}: ${c.summary}${c.problem ? ` (${c.problem})` : ''}\n`);
+      ctx.out(
+        `${c.ready ? 'ok  ' : 'FAIL'} ${name}: ${c.summary}${c.problem ? ` (${c.problem})` : ''}\n`,
+      );
     }
   }
   return st.state === 'ready' ? 0 : 1;

@@ -9,7 +9,15 @@ export async function run(ctx: CommandContext): Promise<number> {
     ctx.out(USAGE + '\n');
     return 0;
   }
-  const info = { version: VERSION, node: process.versions.node, platform: `${process.platform}/${process.arch}` };
-  ctx.out(values.json ? JSON.stringify(info) + '\n' : `istio-node-agent ${info.version} (node ${info.node}, ${info.platform})\n`);
+  const info = {
+    version: VERSION,
+    node: process.versions.node,
+    platform: `${process.platform}/${process.arch}`,
+  };
+  ctx.out(
+    values.json
+      ? JSON.stringify(info) + '\n'
+      : `istio-node-agent ${info.version} (node ${info.node}, ${info.platform})\n`,
+  );
   return Promise.resolve(0);
 }

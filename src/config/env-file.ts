@@ -28,7 +28,11 @@ export function parseEnvFile(text: string, file: string): EnvEntry[] {
     const eq = s.indexOf('=');
     const fail = (why: string): never => {
       throw new AgentError('AGENT_E_CONFIG_SYNTAX', why, {
-        origin: { file, line: lineNo, variable: eq > 0 ? s.slice(0, eq) : s.split(/\s/)[0] ?? '' },
+        origin: {
+          file,
+          line: lineNo,
+          variable: eq > 0 ? s.slice(0, eq) : (s.split(/\s/)[0] ?? ''),
+        },
       });
     };
     if (eq <= 0) fail('expected KEY=VALUE');
@@ -75,7 +79,8 @@ export function parseEnvFile(text: string, file: string): EnvEntry[] {
       } else if (c === ' ' || c === '\t') {
         // Unquoted whitespace ends the value; only a comment may follow.
         const tail = rest.trim();
-        if (tail !== '' && !tail.startsWith('#')) fail('unquoted whitespace in value (quote the value)');
+        if (tail !== '' && !tail.startsWith('#'))
+          fail('unquoted whitespace in value (quote the value)');
         rest = '';
       } else if (c === '#' && value === '' && rest === s.slice(eq + 1)) {
         // KEY=#x is a literal '#x' in a shell; keep it.

@@ -1,5 +1,12 @@
 export type * from './types';
-export { loadConfig, readRaw, buildConfig, DEFAULT_CLUSTER_ENV, DEFAULT_SIDECAR_ENV, type LoadResult } from './load';
+export {
+  loadConfig,
+  readRaw,
+  buildConfig,
+  DEFAULT_CLUSTER_ENV,
+  DEFAULT_SIDECAR_ENV,
+  type LoadResult,
+} from './load';
 export { parseEnvFile, type EnvEntry } from './env-file';
 export { RawEnv, parseDuration } from './raw';
 export { parseCidr, type Cidr } from './net';

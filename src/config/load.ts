@@ -34,7 +34,9 @@ async function readOptional(file: string): Promise<string | undefined> {
 }
 
 /** Builds the merged variable set: cluster.env < sidecar.env < process environment. */
-export async function readRaw(env: NodeJS.ProcessEnv): Promise<{ raw: RawEnv; files: AgentConfig['files'] }> {
+export async function readRaw(
+  env: NodeJS.ProcessEnv,
+): Promise<{ raw: RawEnv; files: AgentConfig['files'] }> {
   const files = {
     cluster: env.ISTIO_CLUSTER_CONFIG || DEFAULT_CLUSTER_ENV,
     sidecar: env.ISTIO_SIDECAR_CONFIG || DEFAULT_SIDECAR_ENV,
@@ -69,7 +71,12 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
   const config = buildConfig(raw, files);
   const warnings: string[] = [];
   for (const k of raw.keys()) {
-    if (k.startsWith('ISTIO_') && !raw.read.has(k) && !NOT_CONFIG.has(k) && !k.startsWith('ISTIO_META_')) {
+    if (
+      k.startsWith('ISTIO_') &&
+      !raw.read.has(k) &&
+      !NOT_CONFIG.has(k) &&
+      !k.startsWith('ISTIO_META_')
+    ) {
       const o = raw.origin(k);
       warnings.push(`${o.file}${o.line ? `:${o.line}` : ''}: unknown variable ${k} is ignored`);
     }

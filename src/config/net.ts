@@ -18,11 +18,14 @@ export interface Cidr {
 export function parseCidr(s: string): Cidr | string {
   const slash = s.indexOf('/');
   const address = slash < 0 ? s : s.slice(0, slash);
+  if (
+    /^[\d.]+$/.test(address) &&
+    address.split('.').some((o) => o.length > 1 && o.startsWith('0'))
+  ) {
+    return `"${s}" has an IPv4 octet with a leading zero (ambiguous: octal or decimal?)`;
+  }
   const fam = isIP(address);
   if (fam === 0) return `"${s}" is not a CIDR (address ${address} is not valid)`;
-  if (fam === 4 && address.split('.').some((o) => o.length > 1 && o.startsWith('0'))) {
-    return `"${s}" has an IPv4 octet with a leading zero`;
-  }
   const max = fam === 4 ? 32 : 128;
   let prefix = max;
   if (slash >= 0) {

@@ -49,10 +49,17 @@ export class RawEnv {
     return this.get(key)?.value;
   }
 
-  oneOf<T extends string>(key: string, allowed: readonly T[], def: T, opts: { caseInsensitive?: boolean } = {}): T {
+  oneOf<T extends string>(
+    key: string,
+    allowed: readonly T[],
+    def: T,
+    opts: { caseInsensitive?: boolean } = {},
+  ): T {
     const v = this.get(key);
     if (!v) return def;
-    const found = allowed.find((a) => (opts.caseInsensitive ? a.toLowerCase() === v.value.toLowerCase() : a === v.value));
+    const found = allowed.find((a) =>
+      opts.caseInsensitive ? a.toLowerCase() === v.value.toLowerCase() : a === v.value,
+    );
     if (found === undefined) this.fail(key, `"${v.value}" is not one of ${allowed.join(', ')}`);
     return found;
   }
@@ -94,7 +101,8 @@ export class RawEnv {
     const v = this.get(key);
     if (!v) return def;
     const n = Number(v.value);
-    if (!/^\d*\.?\d+$/.test(v.value) || !Number.isFinite(n)) this.fail(key, `"${v.value}" is not a number`);
+    if (!/^\d*\.?\d+$/.test(v.value) || !Number.isFinite(n))
+      this.fail(key, `"${v.value}" is not a number`);
     if (n < min || n > max) this.fail(key, `${n} is out of range ${min}..${max}`);
     return n;
   }

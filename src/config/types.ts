@@ -68,16 +68,29 @@ export interface CaptureConfig {
   readonly checkIntervalMs: number;
 }
 
+/** How the host's resolver is pointed at dnsmasq on 127.0.0.1 (ISTIO_DNS_RESOLVER). */
+export type DnsResolverMode =
+  'auto' | 'dhclient' | 'resolv.conf' | 'resolved' | 'resolvconf' | 'none';
+
+/** The cluster DNS server dnsmasq forwards `svc.<domain>` to. */
+export interface DnsServer {
+  readonly address: string;
+  readonly family: 4 | 6;
+  /** 53 unless ISTIO_DNS_SERVER names another port (e.g. 5353 of 1.0's ILB gateway). */
+  readonly port: number;
+}
+
 export interface DnsConfig {
+  /** On when ISTIO_DNS_SERVER or any of the address variables is set. */
   readonly enabled: boolean;
-  readonly dnsServer: string | undefined;
+  readonly dnsServer: DnsServer | undefined;
   readonly clusterDomain: string;
   readonly pilotIp: string | undefined;
   readonly citadelIp: string | undefined;
   readonly mixerIp: string | undefined;
+  /** dnsmasq's conf-dir; the drop-in is `<dropInDir>/kubedns`. */
   readonly dropInDir: string;
-  /** auto | dhclient | resolv.conf | resolved | none */
-  readonly resolver: 'auto' | 'dhclient' | 'resolv.conf' | 'resolved' | 'none';
+  readonly resolver: DnsResolverMode;
 }
 
 export type SidecarMode = 'pilot-agent' | 'envoy' | 'none' | 'auto';

@@ -24,7 +24,8 @@ export async function atomicWrite(
   try {
     await fh.writeFile(data);
     if (options.mode !== undefined) await fh.chmod(options.mode);
-    if (options.uid !== undefined && options.gid !== undefined) await fh.chown(options.uid, options.gid);
+    if (options.uid !== undefined && options.gid !== undefined)
+      await fh.chown(options.uid, options.gid);
     await fh.sync();
   } catch (e) {
     await fh.close();

@@ -96,7 +96,10 @@ export class FakeClock implements Clock {
 
   /** When the next timer fires, or undefined. */
   nextAt(): number | undefined {
-    return this.timers.reduce<number | undefined>((m, x) => (m === undefined || x.at < m ? x.at : m), undefined);
+    return this.timers.reduce<number | undefined>(
+      (m, x) => (m === undefined || x.at < m ? x.at : m),
+      undefined,
+    );
   }
 
   /**

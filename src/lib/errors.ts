@@ -71,6 +71,7 @@ export const ERROR_CODES = {
   AGENT_E_DNSMASQ_MISSING: config,
   AGENT_E_DNSMASQ_RESTART: retryable,
   AGENT_E_RESOLVER: permanent,
+  AGENT_E_DNSMASQ_REJECTED: permanent,
 
   // sidecar
   AGENT_E_SIDECAR_BINARY: config,

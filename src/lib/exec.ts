@@ -15,7 +15,11 @@ export interface ExecOptions {
 }
 
 /** Something that runs a program and collects its output; faked in unit tests. */
-export type Exec = (cmd: string, args: readonly string[], options?: ExecOptions) => Promise<ExecResult>;
+export type Exec = (
+  cmd: string,
+  args: readonly string[],
+  options?: ExecOptions,
+) => Promise<ExecResult>;
 
 /**
  * Runs `cmd` without a shell. Resolves with the exit code (non-zero is not an error here; callers
@@ -33,7 +37,9 @@ export const exec: Exec = (cmd, args, options = {}) =>
     if (options.timeoutMs !== undefined) {
       timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new AgentError('AGENT_E_EXEC', `${cmd} did not finish within ${options.timeoutMs} ms`));
+        reject(
+          new AgentError('AGENT_E_EXEC', `${cmd} did not finish within ${options.timeoutMs} ms`),
+        );
       }, options.timeoutMs);
     }
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -41,10 +47,14 @@ export const exec: Exec = (cmd, args, options = {}) =>
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer);
       reject(
-        new AgentError('AGENT_E_EXEC', `cannot run ${cmd}: ${e.code === 'ENOENT' ? 'not found' : e.message}`, {
-          cause: e,
-          details: { cmd, errno: e.code },
-        }),
+        new AgentError(
+          'AGENT_E_EXEC',
+          `cannot run ${cmd}: ${e.code === 'ENOENT' ? 'not found' : e.message}`,
+          {
+            cause: e,
+            details: { cmd, errno: e.code },
+          },
+        ),
       );
     });
     child.on('close', (code, signal) => {
@@ -60,12 +70,21 @@ export const exec: Exec = (cmd, args, options = {}) =>
   });
 
 /** Runs and throws AGENT_E_EXEC with the program's stderr when it exits non-zero. */
-export async function execOk(run: Exec, cmd: string, args: readonly string[], options?: ExecOptions): Promise<ExecResult> {
+export async function execOk(
+  run: Exec,
+  cmd: string,
+  args: readonly string[],
+  options?: ExecOptions,
+): Promise<ExecResult> {
   const r = await run(cmd, args, options);
   if (r.code !== 0) {
-    throw new AgentError('AGENT_E_EXEC', `${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`, {
-      details: { cmd, code: r.code },
-    });
+    throw new AgentError(
+      'AGENT_E_EXEC',
+      `${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`,
+      {
+        details: { cmd, code: r.code },
+      },
+    );
   }
   return r;
 }

@@ -38,6 +38,8 @@ export interface LoggerOptions {
   readonly journal?: boolean;
   /** Where lines go; default stdout (fd 1). */
   readonly write?: (line: string) => void;
+  /** Human-readable lines for a terminal (dev mode) instead of JSON. */
+  readonly pretty?: boolean;
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
@@ -51,13 +53,48 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     formatters: { level: (label) => ({ level: label }) },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   };
-  const sink = options.write ?? stdoutWriter();
+  const raw = options.write ?? stdoutWriter();
+  const sink = options.pretty
+    ? (s: string) => {
+        raw(prettyLine(s));
+      }
+    : raw;
   if (!journal) return pino(opts, { write: sink });
   const streams = (Object.keys(JOURNAL_PRIORITY) as LogLevel[]).map((level) => ({
     level,
-    stream: { write: (s: string) => sink(`<${JOURNAL_PRIORITY[level]}>${s}`) },
+    stream: {
+      write: (s: string) => {
+        sink(`<${JOURNAL_PRIORITY[level]}>${s}`);
+      },
+    },
   }));
   return pino(opts, pino.multistream(streams, { dedupe: true }));
+}
+
+const LEVEL_TAG: Record<string, string> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO ',
+  warn: 'WARN ',
+  error: 'ERROR',
+  fatal: 'FATAL',
+};
+
+/** `08:50:51.123 INFO  [certs] message key=value …` from one JSON record. */
+export function prettyLine(json: string): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const { level, time, component, msg, ...rest } = rec;
+  const t = typeof time === 'string' ? time.slice(11, 23) : new Date().toISOString().slice(11, 23);
+  const fields = Object.entries(rest)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  const tag = LEVEL_TAG[String(level)] ?? String(level);
+  return `${t} ${tag} [${typeof component === 'string' ? component : '-'}] ${typeof msg === 'string' ? msg : ''}${fields ? `  ${fields}` : ''}\n`;
 }
 
 function stdoutWriter(): (line: string) => void {

@@ -22,7 +22,8 @@ export function createNetns(prefix: string): Netns {
   const name = `${prefix}-${randomBytes(3).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', name]);
   execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  const exec: Exec = (cmd, args, options) => realExec('ip', ['netns', 'exec', name, cmd, ...args], options);
+  const exec: Exec = (cmd, args, options) =>
+    realExec('ip', ['netns', 'exec', name, cmd, ...args], options);
   return {
     name,
     exec,

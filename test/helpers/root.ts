@@ -8,7 +8,9 @@ export const isRoot = process.getuid?.() === 0;
  */
 export function requireRoot(t: Test, what: string): boolean {
   if (isRoot) return true;
-  t.comment(`skipped: ${what} needs root (network namespaces / system changes); run the tests as root`);
+  t.comment(
+    `skipped: ${what} needs root (network namespaces / system changes); run the tests as root`,
+  );
   t.pass(`skipped: ${what} needs root`, { skip: `${what} needs root` });
   return false;
 }

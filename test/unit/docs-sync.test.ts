@@ -39,7 +39,8 @@ t.test('every process.env read in src/ is in docs/configuration.md', async (t) =
     for (const m of text.matchAll(/\benv\[['"]([A-Z_][A-Z0-9_]*)['"]\]/g)) seen.add(m[1]!);
   }
   t.ok(seen.size > 0);
-  for (const name of seen) t.ok(documented.has(name), `${name} (read from the environment in src/) is documented`);
+  for (const name of seen)
+    t.ok(documented.has(name), `${name} (read from the environment in src/) is documented`);
 });
 
 t.test('every documented variable is read by the code', async (t) => {
@@ -53,16 +54,24 @@ t.test('every documented variable is read by the code', async (t) => {
   }
 });
 
-t.test('docs/errors.md and the error catalogue list the same codes with the same exit codes', async (t) => {
-  const documented = new Map<string, { exit: number; retryable: boolean }>();
-  for (const m of errorsDoc.matchAll(/^\| `(AGENT_E_[A-Z0-9_]+)` \| (\d+) \| (yes|no) \|/gm)) {
-    documented.set(m[1]!, { exit: Number(m[2]), retryable: m[3] === 'yes' });
-  }
-  for (const [code, spec] of Object.entries(ERROR_CODES)) {
-    t.same(documented.get(code), { exit: spec.exit, retryable: spec.retryable }, `${code} documented with exit ${spec.exit}`);
-  }
-  for (const code of documented.keys()) t.ok(code in ERROR_CODES, `${code} in docs exists in code`);
-});
+t.test(
+  'docs/errors.md and the error catalogue list the same codes with the same exit codes',
+  async (t) => {
+    const documented = new Map<string, { exit: number; retryable: boolean }>();
+    for (const m of errorsDoc.matchAll(/^\| `(AGENT_E_[A-Z0-9_]+)` \| (\d+) \| (yes|no) \|/gm)) {
+      documented.set(m[1]!, { exit: Number(m[2]), retryable: m[3] === 'yes' });
+    }
+    for (const [code, spec] of Object.entries(ERROR_CODES)) {
+      t.same(
+        documented.get(code),
+        { exit: spec.exit, retryable: spec.retryable },
+        `${code} documented with exit ${spec.exit}`,
+      );
+    }
+    for (const code of documented.keys())
+      t.ok(code in ERROR_CODES, `${code} in docs exists in code`);
+  },
+);
 
 t.test('every AGENT_E_ code used in src/ exists in the catalogue', async (t) => {
   for (const f of sourceFiles(path.join(root, 'src'))) {

@@ -5,7 +5,10 @@ const DAY_MS = 86_400_000;
 
 export function parseCa(raw: RawEnv): CaConfig {
   const address = raw.str('CITADEL_ADDRESS', 'istio-citadel:8060');
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):\d{1,5}$/.test(address) || Number(address.slice(address.lastIndexOf(':') + 1)) > 65535) {
+  if (
+    !/^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):\d{1,5}$/.test(address) ||
+    Number(address.slice(address.lastIndexOf(':') + 1)) > 65535
+  ) {
     raw.fail('CITADEL_ADDRESS', `"${address}" is not host:port`);
   }
   const identity = raw.optStr('WORKLOAD_IDENTITY');
@@ -13,7 +16,8 @@ export function parseCa(raw: RawEnv): CaConfig {
     raw.fail('WORKLOAD_IDENTITY', `"${identity}" is not a spiffe:// URI`);
   }
   const metaHost = raw.str('GCE_METADATA_HOST', '169.254.169.254');
-  if (/[\s/]/.test(metaHost)) raw.fail('GCE_METADATA_HOST', `"${metaHost}" is not a host or host:port`);
+  if (/[\s/]/.test(metaHost))
+    raw.fail('GCE_METADATA_HOST', `"${metaHost}" is not a host or host:port`);
   return {
     address,
     serverName: raw.str('CITADEL_SERVER_NAME', 'istio-citadel'),
@@ -22,7 +26,9 @@ export function parseCa(raw: RawEnv): CaConfig {
     certsDir: raw.str('CERTS_DIR', '/etc/certs'),
     certTtlMs: raw.duration('WORKLOAD_CERT_TTL', 90 * DAY_MS, 60_000),
     org: raw.str('WORKLOAD_CERT_ORG', ''),
-    keyAlgorithm: raw.oneOf('WORKLOAD_KEY_ALGORITHM', ['RSA', 'ECDSA'] as const, 'RSA', { caseInsensitive: true }),
+    keyAlgorithm: raw.oneOf('WORKLOAD_KEY_ALGORITHM', ['RSA', 'ECDSA'] as const, 'RSA', {
+      caseInsensitive: true,
+    }),
     rsaKeySize: rsaSize(raw),
     identity,
     renewRatio: raw.ratio('CERT_RENEW_RATIO', 0.5, 0.1, 0.9),

@@ -36,7 +36,8 @@ export function cidrs(raw: RawEnv, key: string): Cidr[] {
 
 export function ports(raw: RawEnv, key: string): number[] {
   return raw.list(key).map((s) => {
-    if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535) raw.fail(key, `"${s}" is not a port (1-65535)`);
+    if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535)
+      raw.fail(key, `"${s}" is not a port (1-65535)`);
     return Number(s);
   });
 }

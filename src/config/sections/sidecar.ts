@@ -9,10 +9,14 @@ export function parseSidecar(raw: RawEnv, systemNamespace: string): SidecarConfi
   let controlPlaneAuth: 'MUTUAL_TLS' | 'NONE' = 'MUTUAL_TLS';
   if (cp !== undefined) {
     const word = cp.replace(/^--controlPlaneAuthPolicy[ =]/, '').trim();
-    if (word !== 'MUTUAL_TLS' && word !== 'NONE') raw.fail('ISTIO_CP_AUTH', `"${cp}" is not MUTUAL_TLS or NONE`);
+    if (word !== 'MUTUAL_TLS' && word !== 'NONE')
+      raw.fail('ISTIO_CP_AUTH', `"${cp}" is not MUTUAL_TLS or NONE`);
     controlPlaneAuth = word;
   }
-  const flags = raw.str('ISTIO_AGENT_FLAGS', '').split(/\s+/).filter((s) => s !== '');
+  const flags = raw
+    .str('ISTIO_AGENT_FLAGS', '')
+    .split(/\s+/)
+    .filter((s) => s !== '');
   return {
     mode: raw.oneOf('SIDECAR_MODE', ['pilot-agent', 'envoy', 'none', 'auto'] as const, 'auto'),
     binBase: raw.str('ISTIO_BIN_BASE', '/usr/local/bin'),

@@ -1,0 +1,213 @@
+import t from 'tap';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Agent } from '../../src/agent';
+import type { Component } from '../../src/component';
+import { buildConfig } from '../../src/config/load';
+import { RawEnv } from '../../src/config/raw';
+import { FakeClock } from '../../src/lib/clock';
+import { AgentError } from '../../src/lib/errors';
+import { silentLogger } from '../../src/observe/logger';
+import { createNotifier } from '../../src/systemd/notify';
+
+const config = buildConfig(new RawEnv(), { cluster: 'c', sidecar: 's' });
+
+function recorder(env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '10000000' }) {
+  const sent: string[][] = [];
+  const notifier = createNotifier(env, silentLogger(), (fields) => {
+    sent.push([...fields]);
+    return Promise.resolve();
+  });
+  return { sent, notifier };
+}
+
+function fake(name: string, events: string[], opts: { fail?: boolean } = {}): Component {
+  let ready = false;
+  return {
+    name,
+    start() {
+      events.push(`start ${name}`);
+      if (opts.fail)
+        return Promise.reject(new AgentError('AGENT_E_IPTABLES_APPLY', `${name} broke`));
+      ready = true;
+      return Promise.resolve();
+    },
+    reload() {
+      events.push(`reload ${name}`);
+      return Promise.resolve();
+    },
+    stop() {
+      events.push(`stop ${name}`);
+      ready = false;
+      return Promise.resolve();
+    },
+    status: () => ({ ready, summary: `${name} ${ready ? 'on' : 'off'}` }),
+  };
+}
+
+t.test('starts in order, READY with the summary, stops in reverse', async (t) => {
+  const events: string[] = [];
+  const { sent, notifier } = recorder();
+  const clock = new FakeClock();
+  const statusFile = path.join(mkdtempSync(path.join(tmpdir(), 'agent-')), 'status.json');
+  const agent = new Agent(config, [fake('certs', events), fake('capture', events)], {
+    log: silentLogger(),
+    clock,
+    notifier,
+    statusFile,
+  });
+  await agent.start();
+  t.same(events, ['start certs', 'start capture']);
+  const ready = sent.find((f) => f[0] === 'READY=1');
+  t.same(ready, ['READY=1', 'STATUS=certs on; capture on']);
+  t.ok(sent.findIndex((f) => f[0] === 'READY=1') > 0, 'READY after a starting status');
+  await agent.stop();
+  t.same(events.slice(2), ['stop capture', 'stop certs']);
+  t.ok(sent.some((f) => f[0] === 'STOPPING=1'));
+  const st = JSON.parse(readFileSync(statusFile, 'utf8')) as { state: string };
+  t.equal(st.state, 'stopped');
+});
+
+t.test('watchdog pings at half the interval from the event loop', async (t) => {
+  const { sent, notifier } = recorder({
+    NOTIFY_SOCKET: '/run/x',
+    WATCHDOG_USEC: '10000000',
+    WATCHDOG_PID: String(process.pid),
+  });
+  const clock = new FakeClock();
+  const agent = new Agent(config, [], {
+    log: silentLogger(),
+    clock,
+    notifier,
+    statusFile: undefined,
+  });
+  await agent.start();
+  const pings = (): number => sent.filter((f) => f[0] === 'WATCHDOG=1').length;
+  t.equal(pings(), 1, 'one at start');
+  await clock.advance(4999);
+  t.equal(pings(), 1);
+  await clock.advance(1);
+  t.equal(pings(), 2, 'next one 5 s later');
+  await clock.advance(20_000);
+  t.equal(pings(), 6);
+  await agent.stop();
+  await clock.advance(60_000);
+  t.equal(pings(), 6, 'no pings after stop');
+});
+
+t.test('watchdog meant for another pid is ignored', async (t) => {
+  const { sent, notifier } = recorder({
+    NOTIFY_SOCKET: '/run/x',
+    WATCHDOG_USEC: '10000000',
+    WATCHDOG_PID: '1',
+  });
+  const agent = new Agent(config, [], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
+  await agent.start();
+  t.equal(sent.filter((f) => f[0] === 'WATCHDOG=1').length, 0);
+  await agent.stop();
+});
+
+t.test('no NOTIFY_SOCKET: nothing is sent', async (t) => {
+  const { sent, notifier } = recorder({});
+  const agent = new Agent(config, [fake('a', [])], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
+  await agent.start();
+  await agent.stop();
+  t.same(sent, []);
+});
+
+t.test(
+  'a failing component: earlier ones are stopped, start rejects with its error, no READY',
+  async (t) => {
+    const events: string[] = [];
+    const { sent, notifier } = recorder();
+    const agent = new Agent(
+      config,
+      [fake('certs', events), fake('capture', events, { fail: true }), fake('dns', events)],
+      {
+        log: silentLogger(),
+        clock: new FakeClock(),
+        notifier,
+        statusFile: undefined,
+      },
+    );
+    await t.rejects(agent.start(), { code: 'AGENT_E_IPTABLES_APPLY' });
+    t.same(events, ['start certs', 'start capture', 'stop certs']);
+    t.notOk(sent.some((f) => f[0] === 'READY=1'));
+  },
+);
+
+t.test('reload: RELOADING=1 with MONOTONIC_USEC, components reload, READY=1 again', async (t) => {
+  const events: string[] = [];
+  const { sent, notifier } = recorder();
+  const agent = new Agent(config, [fake('certs', events)], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
+  await agent.start();
+  sent.length = 0;
+  await agent.reload(config);
+  t.match(sent[0], ['RELOADING=1', /^MONOTONIC_USEC=\d+$/]);
+  t.equal(sent[1]![0], 'READY=1');
+  t.same(events, ['start certs', 'reload certs']);
+  await agent.stop();
+});
+
+t.test('fatal: the agent stops and reports the error', async (t) => {
+  const events: string[] = [];
+  const { notifier } = recorder();
+  const agent = new Agent(config, [fake('certs', events)], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
+  await agent.start();
+  agent.fatal(new AgentError('AGENT_E_CERT_EXPIRED', 'expired'));
+  await agent.wait();
+  t.equal(agent.failed?.code, 'AGENT_E_CERT_EXPIRED');
+  t.equal(agent.failed?.exitCode, 1);
+  t.same(events, ['start certs', 'stop certs']);
+});
+
+t.test('STATUS= follows component changes and puts problems first', async (t) => {
+  const { sent, notifier } = recorder();
+  const state: { problem?: string } = {};
+  const c: Component = {
+    name: 'certs',
+    start: () => Promise.resolve(),
+    stop: () => Promise.resolve(),
+    status: () => ({
+      ready: true,
+      summary: 'cert valid',
+      ...(state.problem ? { problem: state.problem } : {}),
+    }),
+  };
+  const agent = new Agent(config, [c], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier,
+    statusFile: undefined,
+  });
+  await agent.start();
+  state.problem = 'CA unavailable';
+  agent.refresh();
+  await new Promise((r) => setImmediate(r));
+  t.same(sent[sent.length - 1], ['STATUS=certs: CA unavailable; cert valid']);
+  const n = sent.length;
+  agent.refresh();
+  t.equal(sent.length, n, 'an unchanged status is not sent again');
+  await agent.stop();
+});

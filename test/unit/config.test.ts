@@ -1,0 +1,175 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { loadConfig } from '../../src/config/load';
+import { parseCidr } from '../../src/config/net';
+import { parseDuration } from '../../src/config/raw';
+import { AgentError } from '../../src/lib/errors';
+
+function files(cluster?: string, sidecar?: string): NodeJS.ProcessEnv {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+  const c = path.join(dir, 'cluster.env');
+  const s = path.join(dir, 'sidecar.env');
+  if (cluster !== undefined) writeFileSync(c, cluster);
+  if (sidecar !== undefined) writeFileSync(s, sidecar);
+  return { ISTIO_CLUSTER_CONFIG: c, ISTIO_SIDECAR_CONFIG: s };
+}
+
+async function configError(env: NodeJS.ProcessEnv): Promise<AgentError> {
+  try {
+    await loadConfig(env);
+  } catch (e) {
+    if (e instanceof AgentError) return e;
+    throw e;
+  }
+  throw new Error('expected a configuration error');
+}
+
+t.test('defaults with no files', async (t) => {
+  const { config, warnings } = await loadConfig(files());
+  t.equal(config.ca.address, 'istio-citadel:8060');
+  t.equal(config.ca.env, 'onprem');
+  t.equal(config.ca.api, 'HandleCSR');
+  t.equal(config.ca.certsDir, '/etc/certs');
+  t.equal(config.ca.certTtlMs, 90 * 86400_000);
+  t.equal(config.ca.renewRatio, 0.5);
+  t.equal(config.capture.envoyPort, 15001);
+  t.equal(config.capture.mode, 'REDIRECT');
+  t.same(config.capture.serviceCidrs, []);
+  t.equal(config.sidecar.pilotAddress, 'istio-pilot.istio-system:15011');
+  t.equal(config.dns.enabled, false);
+  t.same(warnings, []);
+});
+
+t.test('precedence: cluster.env < sidecar.env < environment', async (t) => {
+  const env = files(
+    'CITADEL_ADDRESS=a:1\nCA_API=CreateCertificate\nISTIO_SERVICE=c\n',
+    'CITADEL_ADDRESS=b:2\nISTIO_SERVICE=s\n',
+  );
+  const { config } = await loadConfig({ ...env, ISTIO_SERVICE: 'e' });
+  t.equal(config.ca.api, 'CreateCertificate', 'only in cluster.env');
+  t.equal(config.ca.address, 'b:2', 'sidecar.env over cluster.env');
+  t.equal(config.sidecar.service, 'e', 'environment over both');
+});
+
+t.test('an empty value means the default', async (t) => {
+  const { config } = await loadConfig(files('ENVOY_PORT=\nCITADEL_ADDRESS=""\n'));
+  t.equal(config.capture.envoyPort, 15001);
+  t.equal(config.ca.address, 'istio-citadel:8060');
+});
+
+t.test('lists, star and CIDRs', async (t) => {
+  const { config } = await loadConfig(
+    files(
+      'ISTIO_SERVICE_CIDR="10.0.0.0/8, 192.168.0.0/16,fd00::/8"\nISTIO_INBOUND_PORTS=*\nISTIO_LOCAL_EXCLUDE_PORTS=15090,15021\n',
+    ),
+  );
+  t.same(
+    (config.capture.serviceCidrs as readonly { text: string }[]).map((c) => c.text),
+    ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8'],
+  );
+  t.equal(config.capture.inboundPorts, '*');
+  t.same(config.capture.localExcludePorts, [15090, 15021]);
+});
+
+t.test('unknown ISTIO_ keys warn with file and line', async (t) => {
+  const { warnings } = await loadConfig(
+    files('ISTIO_SERVICE_CIDR=*\nISTIO_TYPO=1\nISTIO_META_FOO=bar\nOTHER=1\n'),
+  );
+  t.equal(warnings.length, 1);
+  t.match(warnings[0]!, /cluster\.env:2: unknown variable ISTIO_TYPO/);
+});
+
+t.test('a bad value names file, line and variable, exit 78', async (t) => {
+  const cases: [string, number, string, RegExp][] = [
+    ['ISTIO_SERVICE_CIDR=10.0.0.0/33', 1, 'ISTIO_SERVICE_CIDR', /above the maximum \/32/],
+    ['A=1\nISTIO_SERVICE_CIDR=010.1.1.1/32', 2, 'ISTIO_SERVICE_CIDR', /leading zero/],
+    ['ISTIO_SERVICE_EXCLUDE_CIDR=10.0.0.0/8,bogus', 1, 'ISTIO_SERVICE_EXCLUDE_CIDR', /not a CIDR/],
+    ['ISTIO_INBOUND_PORTS=80,70000', 1, 'ISTIO_INBOUND_PORTS', /not a port/],
+    ['ISTIO_INBOUND_PORTS=0', 1, 'ISTIO_INBOUND_PORTS', /not a port/],
+    ['ENVOY_PORT=abc', 1, 'ENVOY_PORT', /not a whole number/],
+    [
+      'ISTIO_INBOUND_INTERCEPTION_MODE=MAGIC',
+      1,
+      'ISTIO_INBOUND_INTERCEPTION_MODE',
+      /REDIRECT, TPROXY/,
+    ],
+    ['CITADEL_ENV=aws', 1, 'CITADEL_ENV', /onprem, gcp, auto/],
+    ['CA_API=Foo', 1, 'CA_API', /HandleCSR, CreateCertificate/],
+    ['CITADEL_ADDRESS=no-port', 1, 'CITADEL_ADDRESS', /host:port/],
+    ['WORKLOAD_CERT_TTL=forever', 1, 'WORKLOAD_CERT_TTL', /not a duration/],
+    ['WORKLOAD_CERT_TTL=10s', 1, 'WORKLOAD_CERT_TTL', /shorter than the minimum/],
+    ['CERT_RENEW_RATIO=1.5', 1, 'CERT_RENEW_RATIO', /out of range/],
+    ['WORKLOAD_IDENTITY=default', 1, 'WORKLOAD_IDENTITY', /spiffe/],
+    ['ISTIO_PILOT_IP=1.2.3', 1, 'ISTIO_PILOT_IP', /not an IPv4 or IPv6/],
+    ['ISTIO_CP_AUTH=MAYBE', 1, 'ISTIO_CP_AUTH', /MUTUAL_TLS or NONE/],
+    ['ISTIO_CAPTURE=perhaps', 1, 'ISTIO_CAPTURE', /not a boolean/],
+    ['ISTIO_NAMESPACE=Bad_NS', 1, 'ISTIO_NAMESPACE', /DNS label/],
+  ];
+  for (const [text, line, variable, msg] of cases) {
+    const env = files(text);
+    const err = await configError(env);
+    t.equal(err.code, 'AGENT_E_CONFIG_VALUE', text);
+    t.equal(err.exitCode, 78);
+    t.same(err.origin, { file: env.ISTIO_CLUSTER_CONFIG, line, variable }, `${text}: origin`);
+    t.match(err.message, msg, `${text}: message`);
+  }
+});
+
+t.test('a bad value from the environment says so', async (t) => {
+  const err = await configError({ ...files(), ENVOY_PORT: '99999' });
+  t.same(err.origin, { file: 'environment', line: 0, variable: 'ENVOY_PORT' });
+  t.match(
+    err.toLine(),
+    /^environment: ENVOY_PORT: 99999 is out of range 1\.\.65535 \[AGENT_E_CONFIG_VALUE\]$/,
+  );
+});
+
+t.test('an unreadable file is an error; a missing one is not', async (t) => {
+  const env = files('A=1');
+  if (process.getuid?.() === 0) {
+    // root reads any file; a directory in its place is unreadable for everyone
+    const dirEnv = files();
+    mkdirSync(dirEnv.ISTIO_CLUSTER_CONFIG!);
+    const err = await configError(dirEnv);
+    t.equal(err.code, 'AGENT_E_CONFIG_READ');
+    t.equal(err.exitCode, 78);
+  } else {
+    chmodSync(env.ISTIO_CLUSTER_CONFIG!, 0);
+    const err = await configError(env);
+    t.equal(err.code, 'AGENT_E_CONFIG_READ');
+  }
+  await t.resolves(loadConfig(files()));
+});
+
+t.test('parseCidr', async (t) => {
+  t.match(parseCidr('10.0.0.0/8'), { family: 4, prefix: 8, text: '10.0.0.0/8' });
+  t.match(parseCidr('10.1.2.3'), { family: 4, prefix: 32, text: '10.1.2.3/32' });
+  t.match(parseCidr('fd00::/8'), { family: 6, prefix: 8 });
+  t.match(parseCidr('::1'), { family: 6, prefix: 128 });
+  for (const bad of [
+    '10.0.0.0/33',
+    '010.1.1.1',
+    '10.0.0/8',
+    '1.2.3.4/-1',
+    '1.2.3.4/',
+    'fd00::/129',
+    'x/8',
+    '',
+  ]) {
+    t.type(parseCidr(bad), 'string', `${bad} refused`);
+  }
+});
+
+t.test('parseDuration', async (t) => {
+  t.equal(parseDuration('90'), 90_000);
+  t.equal(parseDuration('2160h'), 2160 * 3600_000);
+  t.equal(parseDuration('1h30m'), 5400_000);
+  t.equal(parseDuration('1.5s'), 1500);
+  t.equal(parseDuration('250ms'), 250);
+  t.equal(parseDuration('2d'), 2 * 86400_000);
+  t.equal(parseDuration('1x'), undefined);
+  t.equal(parseDuration('h'), undefined);
+  t.equal(parseDuration(''), undefined);
+});
