@@ -165,9 +165,12 @@ export class Container {
     return r.stdout;
   }
 
-  /** A path inside the container as seen from the host (for copying files in and out). */
+  /**
+   * A path inside the running container as seen from the host, through /proc/<pid 1>/root (so
+   * also inside the container's own mounts, e.g. the tmpfs nspawn puts on /tmp).
+   */
   hostPath(inside: string): string {
-    return path.join(this.dir, inside);
+    return path.join(`/proc/${this.leader}/root`, inside);
   }
 
   /** Powers the container off (SIGKILL if it does not stop in time) and removes the copy. */
