@@ -15,8 +15,13 @@ export const COMPONENT_FACTORIES: readonly {
   readonly name: string;
   readonly load: () => Promise<ComponentFactory>;
 }[] = [
-  // certs, capture, dns and sidecar register here, in that order.
+  { name: 'certs', load: () => import('./certs/index').then((m) => m.createCertComponent) },
+  {
+    name: 'capture',
+    load: () => import('./netfilter/index').then((m) => m.createCaptureComponent),
+  },
   { name: 'dns', load: () => import('./dns/index').then((m) => m.createDnsComponent) },
+  { name: 'sidecar', load: () => import('./sidecar/index').then((m) => m.createSidecarComponent) },
 ];
 
 export async function buildComponents(

@@ -143,7 +143,7 @@ export class CertManager implements Component {
         summary += `, next renewal in ${formatDuration(Math.max(0, this.nextRenewal - now))}`;
     }
     const problem = this.lastError
-      ? `renewal failing since ${iso(this.failingSince ?? now)}: ${this.lastError.message}`
+      ? `renewal failing since ${iso(this.failingSince ?? now)}: [${this.lastError.code}] ${this.lastError.message}`
       : undefined;
     return {
       ready: valid,

@@ -8,7 +8,19 @@ export interface CommandEntry {
 
 export const COMMANDS: Record<string, CommandEntry> = {
   run: { summary: 'run the daemon (what the systemd unit starts)', load: () => import('./run') },
-  status: { summary: "show the running daemon's status", load: () => import('./status') },
-  version: { summary: 'print the version', load: () => import('./version') },
+  dev: {
+    summary: 'run everything against an embedded CA, with no change to the host',
+    load: () => import('./dev'),
+  },
+  iptables: {
+    summary: 'traffic capture rules: plan, apply, clean, diff',
+    load: () => import('./iptables'),
+  },
   dns: { summary: 'cluster DNS through dnsmasq: plan, apply, clean', load: () => import('./dns') },
+  status: { summary: "show the running daemon's status", load: () => import('./status') },
+  'dev-ca': {
+    summary: 'serve the embedded Citadel-compatible CA (tests and labs)',
+    load: () => import('./dev-ca'),
+  },
+  version: { summary: 'print the version', load: () => import('./version') },
 };

@@ -18,11 +18,12 @@ export interface Cidr {
 export function parseCidr(s: string): Cidr | string {
   const slash = s.indexOf('/');
   const address = slash < 0 ? s : s.slice(0, slash);
+  // Checked before isIP (which also refuses it) to say why: 010 is octal 8 to some parsers.
   if (
-    /^[\d.]+$/.test(address) &&
+    /^\d+\.\d+\.\d+\.\d+$/.test(address) &&
     address.split('.').some((o) => o.length > 1 && o.startsWith('0'))
   ) {
-    return `"${s}" has an IPv4 octet with a leading zero (ambiguous: octal or decimal?)`;
+    return `"${s}" has an IPv4 octet with a leading zero (octal to some parsers); write it without`;
   }
   const fam = isIP(address);
   if (fam === 0) return `"${s}" is not a CIDR (address ${address} is not valid)`;

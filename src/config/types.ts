@@ -1,3 +1,4 @@
+import type { Origin } from '../lib/errors';
 import type { Cidr } from './net';
 
 /** Everything the agent needs, read once from cluster.env, sidecar.env and the environment. */
@@ -61,8 +62,17 @@ export interface CaptureConfig {
   readonly envoyPort: number;
   readonly inboundCapturePort: number;
   readonly envoyUser: string;
+  /**
+   * Where ENVOY_USER was set; undefined when it was not (the default `istio-proxy`). A default
+   * user that does not exist falls back to uid/gid 1337 as in 1.0; a configured one is an error.
+   */
+  readonly envoyUserOrigin: Origin | undefined;
+  /** ENABLE_INBOUND_IPV6: capture inbound IPv6 on ISTIO_INBOUND_PORTS too (ip6tables). */
+  readonly enableInboundIpv6: boolean;
   /** 1.0 rejected all inbound IPv6 unless ENABLE_INBOUND_IPV6 was set; we only do on request. */
   readonly rejectInboundIpv6: boolean;
+  /** Which iptables backend to program; auto = the one the host already uses. */
+  readonly backend: 'auto' | 'nft' | 'legacy';
   /** Keep the rules when the agent stops (fail closed) instead of removing them. */
   readonly keepOnStop: boolean;
   readonly checkIntervalMs: number;
@@ -95,11 +105,16 @@ export interface DnsConfig {
 
 export type SidecarMode = 'pilot-agent' | 'envoy' | 'none' | 'auto';
 
+/** envoy's `-l` levels. */
+export type ProxyLogLevel = 'trace' | 'debug' | 'info' | 'warning' | 'error' | 'critical' | 'off';
+
 export interface SidecarConfig {
   readonly mode: SidecarMode;
   readonly binBase: string;
+  /** Pilot's discovery address, `host:port` (PILOT_ADDRESS, default istio-pilot.<system ns>:<port>). */
   readonly pilotAddress: string;
   readonly pilotPort: number;
+  /** From ISTIO_CP_AUTH; unset means MUTUAL_TLS, as 1.0.1's istio-start.sh. */
   readonly controlPlaneAuth: 'MUTUAL_TLS' | 'NONE';
   /** undefined = the host's primary non-loopback address, found at start. */
   readonly svcIp: string | undefined;
@@ -107,10 +122,21 @@ export interface SidecarConfig {
   readonly podName: string | undefined;
   readonly namespace: string;
   readonly service: string;
+  /** ISTIO_AGENT_FLAGS split on whitespace, as the unquoted shell expansion did. */
   readonly agentFlags: readonly string[];
   readonly execUser: string;
   readonly configDir: string;
   readonly adminPort: number;
   readonly drainSeconds: number;
   readonly parentShutdownSeconds: number;
+  /** envoy `-l` (envoy mode). */
+  readonly proxyLogLevel: ProxyLogLevel;
+  /** envoy `--concurrency`; 0 = envoy's default (one worker per CPU). */
+  readonly concurrency: number;
+  /** How long `start` waits for envoy to report LIVE before the agent goes on without it. */
+  readonly readyTimeoutMs: number;
+  /** Child output lines forwarded to the journal per minute; 0 = no limit. */
+  readonly logLinesPerMinute: number;
+  /** ISTIO_META_<NAME>=value pairs, keyed by NAME: envoy node metadata. */
+  readonly metadata: Readonly<Record<string, string>>;
 }

@@ -2,8 +2,22 @@ import { parseCidr, type Cidr } from '../net';
 import type { RawEnv } from '../raw';
 import type { CaptureConfig } from '../types';
 
+/** A user name as useradd accepts it, or a numeric uid. No ':' or whitespace, no leading '-'. */
+const USER_NAME = /^(?:[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?)$/;
+
 export function parseCapture(raw: RawEnv): CaptureConfig {
   const envoyPort = raw.port('ENVOY_PORT', 15001);
+  const envoyUser = raw.str('ENVOY_USER', 'istio-proxy');
+  if (!USER_NAME.test(envoyUser))
+    raw.fail('ENVOY_USER', `"${envoyUser}" is not a user name or uid`);
+  const enableInboundIpv6 = raw.bool('ENABLE_INBOUND_IPV6', false);
+  const rejectInboundIpv6 = raw.bool('ISTIO_REJECT_INBOUND_IPV6', false);
+  if (rejectInboundIpv6 && enableInboundIpv6) {
+    raw.fail(
+      'ISTIO_REJECT_INBOUND_IPV6',
+      'cannot reject inbound IPv6 while ENABLE_INBOUND_IPV6 captures it; set only one of them',
+    );
+  }
   return {
     enabled: raw.bool('ISTIO_CAPTURE', true),
     serviceCidrs: starOr(raw, 'ISTIO_SERVICE_CIDR', () => cidrs(raw, 'ISTIO_SERVICE_CIDR')),
@@ -15,8 +29,11 @@ export function parseCapture(raw: RawEnv): CaptureConfig {
     tproxyRouteTable: raw.int('ISTIO_INBOUND_TPROXY_ROUTE_TABLE', 133, 1, 252),
     envoyPort,
     inboundCapturePort: raw.port('INBOUND_CAPTURE_PORT', envoyPort),
-    envoyUser: raw.str('ENVOY_USER', 'istio-proxy'),
-    rejectInboundIpv6: raw.bool('ISTIO_REJECT_INBOUND_IPV6', false),
+    envoyUser,
+    envoyUserOrigin: raw.get('ENVOY_USER') ? raw.origin('ENVOY_USER') : undefined,
+    enableInboundIpv6,
+    rejectInboundIpv6,
+    backend: raw.oneOf('ISTIO_IPTABLES_BACKEND', ['auto', 'nft', 'legacy'] as const, 'auto'),
     keepOnStop: raw.bool('ISTIO_CAPTURE_KEEP_ON_STOP', false),
     checkIntervalMs: raw.duration('ISTIO_CAPTURE_CHECK_INTERVAL', 30_000, 1000),
   };

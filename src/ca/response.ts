@@ -1,0 +1,153 @@
+import { status } from '@grpc/grpc-js';
+import { AgentError } from '../lib/errors';
+import type { CaApi } from './types';
+
+/**
+ * Pure pieces of the CA client: splitting what the CA sent into PEM certificates, and turning a
+ * gRPC failure into an AgentError with a code and a message that says what to do.
+ */
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n\t ]*?)-----END \1-----/g;
+
+/**
+ * Splits PEM text into its CERTIFICATE blocks, each normalized to end with one newline.
+ * Returns undefined when the text holds anything else: no block, a block of another type, or
+ * non-blank text between blocks. The blocks' contents are not parsed here: the certificate
+ * component checks what they say.
+ */
+export function splitPemCertificates(text: string): string[] | undefined {
+  const out: string[] = [];
+  let last = 0;
+  for (const m of text.matchAll(PEM_BLOCK)) {
+    if (text.slice(last, m.index).trim() !== '') return undefined;
+    if (m[1] !== 'CERTIFICATE') return undefined;
+    out.push(m[0].replace(/\r\n/g, '\n') + '\n');
+    last = m.index + m[0].length;
+  }
+  if (text.slice(last).trim() !== '') return undefined;
+  return out.length > 0 ? out : undefined;
+}
+
+/** The PEM certificates of a chain given as a list of strings (each may hold several blocks). */
+export function chainFromList(parts: readonly string[]): string[] | undefined {
+  const out: string[] = [];
+  for (const p of parts) {
+    const certs = splitPemCertificates(p);
+    if (!certs) return undefined;
+    out.push(...certs);
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+export interface CallFailure {
+  readonly code: status;
+  readonly details: string;
+}
+
+export interface CallContext {
+  readonly api: CaApi;
+  readonly address: string;
+  readonly serverName: string;
+  readonly credential: 'mtls' | 'token';
+}
+
+/**
+ * Failures of the TLS handshake as grpc-js reports them (in the UNAVAILABLE details): our check
+ * of the CA's certificate (Node's verify errors and hostname check), and alerts from the CA
+ * refusing our client certificate.
+ */
+const TLS_FAILURE =
+  /certificate|altnames|self[- ]signed|unable to (?:get|verify)|\bCERT_|ERR_TLS_|ERR_SSL_|SSL routines|alert|handshake|wrong version number|unknown ca|no shared cipher|unsupported protocol/i;
+
+/** Whether an UNAVAILABLE is a TLS handshake failure rather than the CA being unreachable. */
+export function isTlsFailure(details: string): boolean {
+  return TLS_FAILURE.test(details);
+}
+
+/**
+ * Shortens grpc-js's "No connection established. Last error: Error [CODE]: X. Resolution note: "
+ * to "X", OpenSSL's "…:error:0A000418:SSL routines:fn:tlsv1 alert unknown ca:file:line:SSL alert
+ * number 48" to "tlsv1 alert unknown ca (SSL alert number 48)", and deadline details to their
+ * first part.
+ */
+export function cleanDetails(details: string): string {
+  let d = details.replace(/\.?\s*Resolution note:.*$/s, '');
+  const m = /Last error: (?:[A-Za-z]*Error(?: \[[A-Z0-9_]+\])?: )?(.*)$/s.exec(d);
+  if (m) d = m[1]!;
+  const ssl =
+    /error:[0-9A-Fa-f]+:SSL routines:[^:]*:([^:]+)(?::[^:]*:\d+)?(?::(SSL alert number \d+))?/.exec(
+      d,
+    );
+  if (ssl) d = ssl[2] ? `${ssl[1]!} (${ssl[2]})` : ssl[1]!;
+  if (d.startsWith('Deadline exceeded')) d = d.split(',')[0]!;
+  return d.replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)$/, '').trim();
+}
+
+export function mapCallFailure(f: CallFailure, ctx: CallContext): AgentError {
+  const where = `${ctx.api} at ${ctx.address}`;
+  const said = cleanDetails(f.details) || status[f.code] || `code ${f.code}`;
+  const details = { grpcCode: status[f.code] ?? f.code, api: ctx.api, address: ctx.address };
+  switch (f.code) {
+    case status.UNAVAILABLE:
+      if (isTlsFailure(f.details)) {
+        return new AgentError(
+          'AGENT_E_CA_AUTH',
+          `TLS handshake with the CA (${where}, server name ${ctx.serverName}) failed: ${said}; check root-cert.pem (the CA's root), CITADEL_SERVER_NAME${ctx.credential === 'mtls' ? ' and the certificate in CERTS_DIR' : ''}`,
+          { details },
+        );
+      }
+      return new AgentError(
+        'AGENT_E_CA_UNAVAILABLE',
+        `the CA (${where}) is unavailable: ${said}; will retry`,
+        { details },
+      );
+    case status.DEADLINE_EXCEEDED:
+      return new AgentError(
+        'AGENT_E_CA_UNAVAILABLE',
+        `the CA (${where}) did not answer before the deadline (CA_CALL_TIMEOUT): ${said}; will retry`,
+        { details },
+      );
+    case status.RESOURCE_EXHAUSTED:
+    case status.ABORTED:
+    case status.CANCELLED:
+    case status.UNKNOWN:
+      return new AgentError(
+        'AGENT_E_CA_UNAVAILABLE',
+        `the CA (${where}) failed the call: ${said}; will retry`,
+        {
+          details,
+        },
+      );
+    case status.UNAUTHENTICATED:
+    case status.PERMISSION_DENIED:
+      return new AgentError(
+        'AGENT_E_CA_AUTH',
+        `the CA (${where}) did not accept our credential: ${said}; ${ctx.credential === 'mtls' ? 'check that the certificate in CERTS_DIR was issued by this CA and has not expired' : 'check that the CA accepts GCE identity tokens for this audience (GCE_IDENTITY_AUDIENCE)'}`,
+        { details },
+      );
+    case status.UNIMPLEMENTED:
+      return new AgentError(
+        'AGENT_E_CA_REJECTED',
+        `the CA at ${ctx.address} does not serve ${ctx.api}: ${said}; set CA_API to ${ctx.api === 'HandleCSR' ? 'CreateCertificate' : 'HandleCSR'}`,
+        { details },
+      );
+    case status.INTERNAL:
+      if (/^Response message parsing error/.test(f.details)) {
+        // grpc-js could not decode the CA's message.
+        return new AgentError(
+          'AGENT_E_CA_BAD_RESPONSE',
+          `the CA (${where}) sent an unreadable answer: ${said}`,
+          {
+            details,
+          },
+        );
+      }
+      return new AgentError('AGENT_E_CA_REJECTED', `the CA (${where}) refused the CSR: ${said}`, {
+        details,
+      });
+    default:
+      return new AgentError('AGENT_E_CA_REJECTED', `the CA (${where}) refused the CSR: ${said}`, {
+        details,
+      });
+  }
+}

@@ -1,0 +1,105 @@
+import type { ComponentDeps } from '../component';
+import type { ComponentFactory } from '../components';
+import type { AgentConfig, CaConfig } from '../config/types';
+import { createCaClient } from '../ca/index';
+import {
+  detectGce,
+  fetchIdentityToken,
+  fetchServiceAccountEmail,
+  gceIdentity,
+} from '../identity/gce';
+import { onpremIdentity } from '../identity/onprem';
+import { lookupUser } from '../lib/users';
+import { CertManager } from './manager';
+import { CertStore, CHAIN_FILE } from './store';
+import type { CaConnector, IdentitySource } from './types';
+import * as path from 'node:path';
+
+export { CertManager } from './manager';
+export { CertStore } from './store';
+
+/** How long `CITADEL_ENV=auto` waits for the metadata server before choosing onprem. */
+export const GCE_DETECT_TIMEOUT_MS = 1000;
+
+export function gcpIdentity(ca: CaConfig): IdentitySource {
+  const host = ca.gceMetadataHost;
+  return {
+    kind: 'gcp',
+    async defaultIdentity() {
+      return gceIdentity(await fetchServiceAccountEmail({ host, timeoutMs: ca.callTimeoutMs }));
+    },
+    async credential(_current, _bootstrap, _now, signal) {
+      // A fresh token for every CSR (1.0 fetched it once at start).
+      const token = await fetchIdentityToken({
+        host,
+        audience: ca.gceAudience,
+        timeoutMs: ca.callTimeoutMs,
+        signal,
+      });
+      return { kind: 'token', token, credentialType: 'gcp' };
+    },
+  };
+}
+
+export async function chooseIdentitySource(
+  ca: CaConfig,
+  deps: Pick<ComponentDeps, 'log'>,
+): Promise<IdentitySource> {
+  const onprem = (): IdentitySource => onpremIdentity(path.join(ca.certsDir, CHAIN_FILE));
+  if (ca.env === 'onprem') return onprem();
+  if (ca.env === 'gcp') return gcpIdentity(ca);
+  const gce = await detectGce({ host: ca.gceMetadataHost, timeoutMs: GCE_DETECT_TIMEOUT_MS });
+  deps.log.info(
+    { component: 'certs', gce },
+    gce
+      ? 'CITADEL_ENV=auto: the GCE metadata server answered, using gcp'
+      : 'CITADEL_ENV=auto: no GCE metadata server, using onprem',
+  );
+  return gce ? gcpIdentity(ca) : onprem();
+}
+
+export function caConnector(ca: CaConfig): CaConnector {
+  return (credential, rootPem) =>
+    createCaClient({
+      address: ca.address,
+      serverName: ca.serverName,
+      rootPem,
+      api: ca.api,
+      timeoutMs: ca.callTimeoutMs,
+      credential,
+    });
+}
+
+export interface CertComponentOptions {
+  /** Owner of key.pem; default: ENVOY_USER when running as root, else unchanged. */
+  readonly keyOwner?: { readonly uid: number; readonly gid: number } | 'none';
+}
+
+/** The certificate component for this configuration. */
+export async function buildCertManager(
+  config: AgentConfig,
+  deps: ComponentDeps,
+  options: CertComponentOptions = {},
+): Promise<CertManager> {
+  const ca = config.ca;
+  let keyOwner = options.keyOwner === 'none' ? undefined : options.keyOwner;
+  if (options.keyOwner === undefined && process.getuid?.() === 0) {
+    keyOwner = await lookupUser(config.capture.envoyUser);
+    if (!keyOwner) {
+      deps.log.warn(
+        { component: 'certs', user: config.capture.envoyUser },
+        `user ${config.capture.envoyUser} does not exist; key.pem stays owned by root`,
+      );
+    }
+  }
+  const source = await chooseIdentitySource(ca, deps);
+  return new CertManager(deps, {
+    ca,
+    store: new CertStore(ca.certsDir, keyOwner ? { keyOwner } : {}),
+    connect: caConnector(ca),
+    source,
+  });
+}
+
+export const createCertComponent: ComponentFactory = (config, deps) =>
+  buildCertManager(config, deps);

@@ -1,0 +1,281 @@
+import type { Component, ComponentDeps, ComponentStatus } from '../component';
+import type { ComponentFactory } from '../components';
+import type { AgentConfig, CaptureConfig } from '../config/types';
+import type { TimerHandle } from '../lib/clock';
+import { toAgentError } from '../lib/errors';
+import type { Logger } from '../observe/logger';
+import type { BackendName } from './backend';
+import {
+  applyPlan,
+  cleanCapture,
+  diffLive,
+  families,
+  prepare,
+  readLive,
+  readLiveWith,
+  type CaptureIo,
+} from './capture';
+import { planCapture, samePlan, type CapturePlan, type IpFamily } from './plan';
+import { resolveProxyIds } from './users';
+
+export {
+  planCapture,
+  renderPlan,
+  renderFamily,
+  samePlan,
+  familyName,
+  routingCommands,
+  wantsIpv6,
+  OUR_CHAINS,
+} from './plan';
+export type {
+  CapturePlan,
+  FamilyPlan,
+  TablePlan,
+  ChainPlan,
+  JumpPlan,
+  IpFamily,
+  ProxyIds,
+  TproxyRouting,
+} from './plan';
+export {
+  applyPlan,
+  cleanCapture,
+  diffLive,
+  readLive,
+  readLiveWith,
+  formatDiff,
+  pendingTransactions,
+  families,
+  prepare,
+} from './capture';
+export type {
+  CaptureIo,
+  LiveState,
+  ApplyResult,
+  CleanResult,
+  Transaction,
+  Prepared,
+} from './capture';
+export { resolveProxyIds } from './users';
+export { parseSave, normaliseSave, diffFamily, transaction } from './live';
+export type { DiffItem, SavedTable } from './live';
+export { restoreCommand, RESTORE_ARGS } from './backend';
+export type { BackendName } from './backend';
+export { readRecord } from './state';
+export type { CaptureRecord } from './state';
+
+/**
+ * Traffic capture as a daemon component: applies the plan before the agent reports ready,
+ * checks every `checkIntervalMs` that the live rules still match and repairs drift (with a
+ * warning), applies a changed plan on reload, and cleans on stop unless told to keep the rules
+ * (fail closed).
+ */
+export class CaptureComponent implements Component {
+  readonly name = 'capture';
+  private readonly log: Logger;
+  private cfg: CaptureConfig;
+  private stateDir: string;
+  private plan: CapturePlan | undefined;
+  private backend: BackendName | undefined;
+  private families: IpFamily[] = [];
+  private timer: TimerHandle | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private applied = false;
+  /** Capture switched off by a reload (ISTIO_CAPTURE=false): "off" is then the desired state. */
+  private disabled = false;
+  private problem: string | undefined;
+  private repairs = 0;
+  private lastCheck: number | undefined;
+
+  constructor(
+    config: AgentConfig,
+    private readonly deps: ComponentDeps,
+  ) {
+    this.cfg = config.capture;
+    this.stateDir = config.core.stateDir;
+    this.log = deps.log.child({ component: 'capture' });
+  }
+
+  private get io(): CaptureIo {
+    return { exec: this.deps.exec, stateDir: this.stateDir };
+  }
+
+  /** Runs host work one piece at a time (a check never overlaps a reload or stop). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  async start(): Promise<void> {
+    await this.serial(async () => {
+      const { live, plan, resolved } = await prepare(this.io, this.cfg);
+      if (resolved.warning) this.log.warn({ user: this.cfg.envoyUser }, resolved.warning);
+      this.backend = live.backend;
+      this.families = families(live);
+      for (const w of plan.warnings) this.log.warn(w);
+      const r = await applyPlan(this.io, plan, live);
+      this.plan = plan;
+      this.applied = true;
+      this.problem = undefined;
+      this.log.info(
+        {
+          backend: live.backend,
+          backendReason: live.reason,
+          families: this.families,
+          rules: plan.ruleCount,
+          changed: r.changed,
+          uid: resolved.ids.uid,
+          gid: resolved.ids.gid,
+        },
+        `capture on (${plan.ruleCount} rules, ${live.backend} backend)`,
+      );
+    });
+    this.arm();
+  }
+
+  private arm(): void {
+    this.timer?.cancel();
+    if (this.stopped) return;
+    this.timer = this.deps.clock.setTimeout(() => {
+      void this.serial(() => this.check()).finally(() => {
+        this.arm();
+      });
+    }, this.cfg.checkIntervalMs);
+  }
+
+  /** The drift check: live versus plan; repairs what differs. Never throws. */
+  private async check(): Promise<void> {
+    const plan = this.plan;
+    if (this.stopped || !plan || !this.backend) return;
+    try {
+      const live = await readLiveWith(this.io, this.backend, 'in use');
+      const drift = await diffLive(this.io, plan, live);
+      this.lastCheck = this.deps.clock.now();
+      if (drift.length === 0) {
+        if (this.problem !== undefined) {
+          this.problem = undefined;
+          this.deps.changed();
+        }
+        return;
+      }
+      this.log.warn(
+        {
+          drift: drift.map(
+            (d) => `${d.family === 4 ? 'ipv4' : 'ipv6'} ${d.table} ${d.kind} ${d.chain}`,
+          ),
+        },
+        'capture rules drifted from the plan (changed by someone else); repairing',
+      );
+      await applyPlan(this.io, plan, live);
+      this.repairs++;
+      this.problem = undefined;
+      this.deps.changed();
+    } catch (e) {
+      const err = toAgentError(e);
+      this.problem = `drift check failed: ${err.message}`;
+      this.log.warn(
+        { code: err.code, err: err.message },
+        `capture check failed; will retry in ${this.cfg.checkIntervalMs} ms`,
+      );
+      this.deps.changed();
+    }
+  }
+
+  async reload(config: AgentConfig): Promise<void> {
+    await this.serial(async () => {
+      const next = config.capture;
+      const intervalChanged = next.checkIntervalMs !== this.cfg.checkIntervalMs;
+      this.cfg = next;
+      this.stateDir = config.core.stateDir;
+      if (!next.enabled) {
+        // Capture switched off: remove our rules, as stop would.
+        if (this.applied && this.backend)
+          await cleanCapture(this.io, await readLiveWith(this.io, this.backend, 'in use'));
+        this.applied = false;
+        this.disabled = true;
+        this.plan = undefined;
+        this.problem = undefined;
+        this.log.info('capture off (ISTIO_CAPTURE=false); rules removed');
+        this.deps.changed();
+        return;
+      }
+      const resolved = await resolveProxyIds(next, this.deps.exec);
+      const plan = planCapture(next, resolved.ids, this.families);
+      if (this.applied && this.plan && samePlan(plan, this.plan)) {
+        this.log.debug('capture plan unchanged by reload');
+      } else {
+        for (const w of plan.warnings) this.log.warn(w);
+        const live = this.backend
+          ? await readLiveWith(this.io, this.backend, 'in use')
+          : await readLive(this.io, next.backend);
+        this.backend = live.backend;
+        const r = await applyPlan(this.io, plan, live);
+        this.plan = plan;
+        this.applied = true;
+        this.disabled = false;
+        this.problem = undefined;
+        this.log.info(
+          { rules: plan.ruleCount, changed: r.changed },
+          `capture plan changed; applied (${plan.ruleCount} rules)`,
+        );
+        this.deps.changed();
+      }
+      if (intervalChanged) this.arm();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    await this.serial(async () => {
+      if (!this.applied || !this.backend) return;
+      if (this.cfg.keepOnStop) {
+        this.log.info(
+          'keeping the capture rules on stop (ISTIO_CAPTURE_KEEP_ON_STOP=true): traffic stays pointed at the proxy',
+        );
+        return;
+      }
+      try {
+        const r = await cleanCapture(this.io, await readLiveWith(this.io, this.backend, 'in use'));
+        this.applied = false;
+        this.log.info(
+          { changed: r.changed, tablesRemoved: r.tablesRemoved, routingRemoved: r.routingRemoved },
+          'capture rules removed',
+        );
+      } catch (e) {
+        const err = toAgentError(e);
+        this.problem = `clean failed: ${err.message}`;
+        this.log.error(
+          { code: err.code, err: err.message },
+          `could not remove the capture rules; run \`istio-node-agent iptables clean\`: ${err.message}`,
+        );
+      }
+    });
+  }
+
+  status(): ComponentStatus {
+    const details = {
+      backend: this.backend,
+      families: this.families,
+      rules: this.plan?.ruleCount ?? 0,
+      repairs: this.repairs,
+      lastCheck: this.lastCheck === undefined ? undefined : new Date(this.lastCheck).toISOString(),
+    };
+    const on = this.applied && this.plan !== undefined;
+    return {
+      ready: (on || this.disabled) && this.problem === undefined,
+      summary: on ? `capture on (${this.plan!.ruleCount} rules)` : 'capture off',
+      ...(this.problem !== undefined ? { problem: this.problem } : {}),
+      details,
+    };
+  }
+}
+
+export const createCaptureComponent: ComponentFactory = (config, deps) =>
+  Promise.resolve(config.capture.enabled ? new CaptureComponent(config, deps) : undefined);

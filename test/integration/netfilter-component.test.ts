@@ -1,0 +1,217 @@
+import t from 'tap';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { requireRoot } from '../helpers/root';
+import { configFrom } from '../helpers/capture-config';
+import { createNetns, type Netns } from '../helpers/netns';
+import type { AgentEventMap, ComponentDeps } from '../../src/component';
+import { FakeClock } from '../../src/lib/clock';
+import type { Exec } from '../../src/lib/exec';
+import { createLogger } from '../../src/observe/logger';
+import { normaliseSave } from '../../src/netfilter/live';
+import { createCaptureComponent } from '../../src/netfilter/index';
+
+// The capture component in the daemon's shape, against real iptables in a namespace, with a
+// FakeClock driving the periodic drift check.
+
+function save(ns: Netns): string {
+  return normaliseSave(ns.runSync('iptables-save', []) + ns.runSync('ip6tables-save', []));
+}
+
+interface Harness {
+  readonly deps: ComponentDeps;
+  readonly clock: FakeClock;
+  readonly logs: Record<string, unknown>[];
+  readonly restores: string[];
+  /** Resolves at the next deps.changed() call. */
+  nextChange(): Promise<void>;
+}
+
+function harness(ns: Netns): Harness {
+  const clock = new FakeClock();
+  const logs: Record<string, unknown>[] = [];
+  const restores: string[] = [];
+  let waiter: (() => void) | undefined;
+  const exec: Exec = (cmd, args, o) => {
+    if (cmd.endsWith('-restore')) restores.push(cmd);
+    return ns.exec(cmd, args, o);
+  };
+  const deps: ComponentDeps = {
+    log: createLogger({
+      level: 'debug',
+      journal: false,
+      write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>),
+    }),
+    clock,
+    random: () => 0.5,
+    exec,
+    events: new EventEmitter<AgentEventMap>(),
+    fatal: (e) => {
+      throw e;
+    },
+    changed: () => {
+      const w = waiter;
+      waiter = undefined;
+      w?.();
+    },
+  };
+  return {
+    deps,
+    clock,
+    logs,
+    restores,
+    nextChange: () =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new Error('no change reported within 30 s'));
+        }, 30_000);
+        waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      }),
+  };
+}
+
+if (requireRoot(t, 'capture component tests')) {
+  t.test(
+    'the component applies on start, repairs drift on its check, reloads, and cleans on stop',
+    async (t) => {
+      const ns = createNetns('nf');
+      const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+      t.teardown(() => {
+        ns.remove();
+        rmSync(stateDir, { recursive: true, force: true });
+      });
+      const h = harness(ns);
+      const vars = {
+        ISTIO_SERVICE_CIDR: '10.96.0.0/16',
+        ISTIO_INBOUND_PORTS: '8080',
+        ENVOY_USER: 'nobody',
+        ISTIO_CAPTURE_CHECK_INTERVAL: '10s',
+        ISTIO_AGENT_STATE_DIR: stateDir,
+      };
+      ns.runSync('iptables', ['-t', 'nat', '-A', 'OUTPUT', '-d', '192.0.2.1', '-j', 'RETURN']);
+      const before = save(ns);
+
+      t.equal(
+        await createCaptureComponent(configFrom({ ...vars, ISTIO_CAPTURE: 'false' }), h.deps),
+        undefined,
+        'ISTIO_CAPTURE=false: no component',
+      );
+      const c = await createCaptureComponent(configFrom(vars), h.deps);
+      if (!c) throw new Error('no component');
+      t.match(c.status(), { ready: false, summary: 'capture off' }, 'before start: off');
+      await c.start(new AbortController().signal);
+      const applied = save(ns);
+      t.match(
+        applied,
+        /-A ISTIO_OUTPUT -d 10\.96\.0\.0\/16 -j ISTIO_REDIRECT/,
+        'start applied the plan',
+      );
+      t.match(c.status(), { ready: true, summary: 'capture on (13 rules)' });
+      t.equal(h.clock.pending, 1, 'the drift check is scheduled');
+
+      h.restores.length = 0;
+      await h.clock.advance(10_000);
+      // The check runs real iptables-save; wait (real time) until it has finished and re-armed.
+      for (let i = 0; i < 600 && !(c.status().details?.lastCheck && h.clock.pending === 1); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      t.ok(c.status().details?.lastCheck, 'the check ran');
+      t.same(h.restores, [], 'a check that finds the rules in sync changes nothing');
+      t.equal(h.clock.pending, 1, 'and schedules the next check');
+
+      ns.runSync('iptables', [
+        '-t',
+        'nat',
+        '-D',
+        'ISTIO_OUTPUT',
+        '-d',
+        '10.96.0.0/16',
+        '-j',
+        'ISTIO_REDIRECT',
+      ]);
+      ns.runSync('iptables', ['-t', 'nat', '-D', 'PREROUTING', '-p', 'tcp', '-j', 'ISTIO_INBOUND']);
+      t.not(save(ns), applied, 'rules deleted by hand');
+      const repaired = h.nextChange();
+      await h.clock.advance(10_000);
+      await repaired;
+      t.equal(
+        save(ns),
+        applied,
+        'the check repaired the drift: the ruleset is the applied one again',
+      );
+      const warn = h.logs.find((l) => l.level === 'warn' && String(l.msg).includes('drifted'));
+      t.ok(warn, 'with a warning log');
+      t.equal(warn?.component, 'capture', 'from the capture component');
+      t.match(
+        warn?.drift,
+        ['ipv4 nat chain-differs ISTIO_OUTPUT', 'ipv4 nat jump-missing PREROUTING'],
+        'naming what drifted',
+      );
+      t.match(c.status(), { ready: true, details: { repairs: 1 } });
+
+      h.restores.length = 0;
+      await c.reload!(configFrom(vars));
+      t.same(h.restores, [], 'reload with the same config: nothing applied');
+      const reloaded = h.nextChange();
+      await c.reload!(configFrom({ ...vars, ISTIO_SERVICE_CIDR: '10.96.0.0/16,10.100.0.0/16' }));
+      await reloaded;
+      t.match(
+        h.restores,
+        [/^iptables-(nft|legacy)-restore$/],
+        'reload with a changed config: one transaction',
+      );
+      t.equal(h.restores.length, 1);
+      t.match(save(ns), /-A ISTIO_OUTPUT -d 10\.100\.0\.0\/16 -j ISTIO_REDIRECT/);
+      t.match(c.status(), { summary: 'capture on (14 rules)' });
+
+      await c.stop();
+      t.equal(save(ns), before, 'stop cleaned: iptables-save as before start');
+      t.match(c.status(), { summary: 'capture off' });
+      t.equal(h.clock.pending, 0, 'no check left scheduled');
+    },
+  );
+
+  t.test(
+    'ISTIO_CAPTURE_KEEP_ON_STOP keeps the rules (fail closed); a reload to ISTIO_CAPTURE=false removes them',
+    async (t) => {
+      const ns = createNetns('nf');
+      const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+      t.teardown(() => {
+        ns.remove();
+        rmSync(stateDir, { recursive: true, force: true });
+      });
+      const h = harness(ns);
+      const vars = {
+        ISTIO_SERVICE_CIDR: '10.96.0.0/16',
+        ENVOY_USER: 'nobody',
+        ISTIO_AGENT_STATE_DIR: stateDir,
+      };
+      const before = save(ns);
+      const keep = await createCaptureComponent(
+        configFrom({ ...vars, ISTIO_CAPTURE_KEEP_ON_STOP: 'true' }),
+        h.deps,
+      );
+      await keep!.start(new AbortController().signal);
+      const applied = save(ns);
+      await keep!.stop();
+      t.equal(save(ns), applied, 'rules kept after stop');
+      t.ok(
+        h.logs.some((l) => String(l.msg).includes('keeping the capture rules')),
+        'and it says so',
+      );
+
+      const c = await createCaptureComponent(configFrom(vars), h.deps);
+      await c!.start(new AbortController().signal);
+      t.equal(save(ns), applied, 'a new start adopts the kept rules');
+      await c!.reload!(configFrom({ ...vars, ISTIO_CAPTURE: 'false' }));
+      t.equal(save(ns), before, 'reload to ISTIO_CAPTURE=false removed them');
+      t.match(c!.status(), { ready: true, summary: 'capture off' });
+      await c!.stop();
+    },
+  );
+}

@@ -1,0 +1,160 @@
+import t from 'tap';
+import { status } from '@grpc/grpc-js';
+import {
+  chainFromList,
+  cleanDetails,
+  isTlsFailure,
+  mapCallFailure,
+  splitPemCertificates,
+  type CallContext,
+} from '../../src/ca/response';
+
+const A = '-----BEGIN CERTIFICATE-----\nQUFB\n-----END CERTIFICATE-----';
+const B = '-----BEGIN CERTIFICATE-----\r\nQkJC\r\n-----END CERTIFICATE-----';
+
+void t.test('splitPemCertificates', (t) => {
+  t.same(splitPemCertificates(A), [A + '\n'], 'one block, newline added');
+  t.same(
+    splitPemCertificates(`${A}\n${B}\n`),
+    [A + '\n', B.replace(/\r\n/g, '\n') + '\n'],
+    'two blocks, CRLF normalized',
+  );
+  t.same(splitPemCertificates(`\n\n${A}\n\n`), [A + '\n'], 'blank lines around are fine');
+  t.equal(splitPemCertificates(''), undefined, 'empty');
+  t.equal(splitPemCertificates('   \n'), undefined, 'blank');
+  t.equal(splitPemCertificates('garbage'), undefined, 'no block');
+  t.equal(splitPemCertificates(`${A}\ngarbage\n${B}`), undefined, 'text between blocks');
+  t.equal(splitPemCertificates(`${A}\ntrailing`), undefined, 'text after');
+  t.equal(
+    splitPemCertificates('-----BEGIN PRIVATE KEY-----\nQUFB\n-----END PRIVATE KEY-----'),
+    undefined,
+    'a key is not a certificate',
+  );
+  t.equal(
+    splitPemCertificates('-----BEGIN CERTIFICATE-----\nQUFB\n-----END X509 CRL-----'),
+    undefined,
+    'mismatched labels',
+  );
+  t.equal(
+    splitPemCertificates('-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----'),
+    undefined,
+    'non-base64 body',
+  );
+  t.end();
+});
+
+void t.test('chainFromList splits every element and keeps order', (t) => {
+  t.same(chainFromList([A, `${B}\n${A}`]), [A + '\n', B.replace(/\r\n/g, '\n') + '\n', A + '\n']);
+  t.equal(chainFromList([]), undefined);
+  t.equal(chainFromList([A, '']), undefined, 'an empty element is malformed');
+  t.end();
+});
+
+void t.test('cleanDetails shortens grpc-js connection errors', (t) => {
+  t.equal(
+    cleanDetails(
+      'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: ',
+    ),
+    'connect ECONNREFUSED 127.0.0.1:1',
+  );
+  t.equal(
+    cleanDetails(
+      "No connection established. Last error: Error [ERR_TLS_CERT_ALTNAME_INVALID]: Hostname/IP does not match certificate's altnames: Host: evil. is not in the cert's altnames: DNS:a. Resolution note: ",
+    ),
+    "Hostname/IP does not match certificate's altnames: Host: evil. is not in the cert's altnames: DNS:a",
+  );
+  t.equal(cleanDetails('request authenticate failure'), 'request authenticate failure');
+  t.equal(
+    cleanDetails(
+      'No connection established. Last error: 804C8741DF7F0000:error:0A000418:SSL routines:ssl3_read_bytes:tlsv1 alert unknown ca:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 48. Resolution note: ',
+    ),
+    'tlsv1 alert unknown ca (SSL alert number 48)',
+  );
+  t.equal(
+    cleanDetails('Deadline exceeded after 2.001s,name resolution: 0.001s,Waiting for LB pick'),
+    'Deadline exceeded after 2.001s',
+  );
+  t.end();
+});
+
+void t.test('isTlsFailure tells handshake failures from unreachable CAs', (t) => {
+  for (const d of [
+    'self-signed certificate in certificate chain',
+    "Hostname/IP does not match certificate's altnames",
+    'unable to verify the first certificate',
+    'certificate has expired',
+    'error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate',
+    'error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required',
+    'error:0A000418:SSL routines::tlsv1 alert unknown ca',
+    'error:0A00010B:SSL routines::wrong version number',
+  ]) {
+    t.ok(isTlsFailure(d), d);
+  }
+  for (const d of [
+    'connect ECONNREFUSED 127.0.0.1:8060',
+    'getaddrinfo ENOTFOUND istio-citadel',
+    'Client network socket disconnected before secure TLS connection was established',
+    'Failed to connect',
+    'read ECONNRESET',
+  ]) {
+    t.notOk(isTlsFailure(d), d);
+  }
+  t.end();
+});
+
+void t.test('mapCallFailure maps each gRPC status to a code', (t) => {
+  const ctx: CallContext = {
+    api: 'HandleCSR',
+    address: '10.0.0.1:8060',
+    serverName: 'istio-citadel',
+    credential: 'mtls',
+  };
+  const table: [status, string, string][] = [
+    [
+      status.UNAVAILABLE,
+      'No connection established. Last error: Error: connect ECONNREFUSED 10.0.0.1:8060.',
+      'AGENT_E_CA_UNAVAILABLE',
+    ],
+    [
+      status.UNAVAILABLE,
+      'No connection established. Last error: Error: self-signed certificate in certificate chain.',
+      'AGENT_E_CA_AUTH',
+    ],
+    [status.DEADLINE_EXCEEDED, 'Deadline exceeded after 10.001s', 'AGENT_E_CA_UNAVAILABLE'],
+    [status.RESOURCE_EXHAUSTED, 'overloaded', 'AGENT_E_CA_UNAVAILABLE'],
+    [status.UNKNOWN, 'panic', 'AGENT_E_CA_UNAVAILABLE'],
+    [status.UNAUTHENTICATED, 'request authenticate failure', 'AGENT_E_CA_AUTH'],
+    [status.PERMISSION_DENIED, 'not allowed', 'AGENT_E_CA_AUTH'],
+    [status.INVALID_ARGUMENT, 'CSR parsing error', 'AGENT_E_CA_REJECTED'],
+    [status.INTERNAL, 'CSR signing error (TTL)', 'AGENT_E_CA_REJECTED'],
+    [status.INTERNAL, 'Response message parsing error: illegal buffer', 'AGENT_E_CA_BAD_RESPONSE'],
+    [status.UNIMPLEMENTED, 'The server does not implement the method', 'AGENT_E_CA_REJECTED'],
+    [status.FAILED_PRECONDITION, 'x', 'AGENT_E_CA_REJECTED'],
+  ];
+  for (const [code, details, want] of table) {
+    const e = mapCallFailure({ code, details }, ctx);
+    t.equal(e.code, want, `${status[code]} "${details}" → ${want}`);
+    t.match(e.message, /10\.0\.0\.1:8060/, 'names the CA');
+    t.same(e.details?.grpcCode, status[code]);
+  }
+  t.match(
+    mapCallFailure({ code: status.UNIMPLEMENTED, details: '' }, ctx).message,
+    /set CA_API to CreateCertificate/,
+  );
+  t.match(
+    mapCallFailure(
+      { code: status.UNIMPLEMENTED, details: '' },
+      { ...ctx, api: 'CreateCertificate' },
+    ).message,
+    /set CA_API to HandleCSR/,
+  );
+  t.match(mapCallFailure({ code: status.UNAUTHENTICATED, details: 'x' }, ctx).message, /CERTS_DIR/);
+  t.match(
+    mapCallFailure({ code: status.UNAUTHENTICATED, details: 'x' }, { ...ctx, credential: 'token' })
+      .message,
+    /GCE_IDENTITY_AUDIENCE/,
+  );
+  t.equal(mapCallFailure({ code: status.UNAVAILABLE, details: 'x' }, ctx).retryable, true);
+  t.equal(mapCallFailure({ code: status.UNAUTHENTICATED, details: 'x' }, ctx).retryable, false);
+  t.end();
+});
