@@ -25,7 +25,9 @@ export function testDeps(): TestDeps {
   const events = new EventEmitter<AgentEventMap>();
   const fatals: Error[] = [];
   const rotations: { generation: string; notAfter: number }[] = [];
-  events.on('certs-rotated', (i) => rotations.push({ generation: i.generation, notAfter: i.notAfter }));
+  events.on('certs-rotated', (i) =>
+    rotations.push({ generation: i.generation, notAfter: i.notAfter }),
+  );
   return {
     log: silentLogger(),
     clock: systemClock,
@@ -42,7 +44,11 @@ export function testDeps(): TestDeps {
 }
 
 /** A fresh CERTS_DIR holding a bootstrap set as plain files, the 1.0 way. */
-export function bootstrapDir(set: { certChainPem?: string; keyPem?: string; rootPem: string }): string {
+export function bootstrapDir(set: {
+  certChainPem?: string;
+  keyPem?: string;
+  rootPem: string;
+}): string {
   const dir = path.join(mkdtempSync(path.join(tmpdir(), 'agent-certs-')), 'certs');
   mkdirSync(dir);
   if (set.certChainPem) writeFileSync(path.join(dir, 'cert-chain.pem'), set.certChainPem);

@@ -16,7 +16,8 @@ import { bootstrapDir, configFor, testDeps, until } from '../helpers/certs';
 import { makeRoot, makeLeaf } from '../helpers/pki';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
-const openssl = (...args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const openssl = (...args: string[]): string =>
+  execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber.toLowerCase();
 
 async function withCa(t: Tap, opts: Partial<DevCaOptions> & { ttlMs: number }): Promise<DevCa> {
@@ -26,7 +27,11 @@ async function withCa(t: Tap, opts: Partial<DevCaOptions> & { ttlMs: number }): 
 }
 type Tap = Test;
 
-function vars(ca: DevCa, certsDir: string, extra: Record<string, string> = {}): Record<string, string> {
+function vars(
+  ca: DevCa,
+  certsDir: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return {
     CITADEL_ADDRESS: ca.address,
     CERTS_DIR: certsDir,
@@ -43,102 +48,169 @@ function checkWithOpenssl(t: Tap, dir: string, identity: string): void {
   const chain = path.join(dir, 'cert-chain.pem');
   const root = path.join(dir, 'root-cert.pem');
   const key = path.join(dir, 'key.pem');
-  const blocks = readFileSync(chain, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  const blocks =
+    readFileSync(chain, 'utf8').match(
+      /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g,
+    ) ?? [];
   const work = mkdtempSync(path.join(tmpdir(), 'chk-'));
-  writeFileSync(path.join(work, 'leaf.pem'), blocks[0] + '\n');
+  writeFileSync(path.join(work, 'leaf.pem'), `${blocks[0] ?? ''}\n`);
   writeFileSync(path.join(work, 'untrusted.pem'), blocks.slice(1).join('\n') + '\n');
-  const verifyArgs = ['verify', '-CAfile', root, ...(blocks.length > 1 ? ['-untrusted', path.join(work, 'untrusted.pem')] : []), path.join(work, 'leaf.pem')];
+  const verifyArgs = [
+    'verify',
+    '-CAfile',
+    root,
+    ...(blocks.length > 1 ? ['-untrusted', path.join(work, 'untrusted.pem')] : []),
+    path.join(work, 'leaf.pem'),
+  ];
   t.match(openssl(...verifyArgs), /: OK/, 'openssl verify -CAfile root-cert.pem');
-  t.match(openssl('x509', '-noout', '-ext', 'subjectAltName', '-in', chain), new RegExp(`URI:${identity.replace(/[/.]/g, '\\$&')}`), 'SAN is the identity');
-  t.equal(openssl('x509', '-noout', '-pubkey', '-in', chain), openssl('pkey', '-pubout', '-in', key), 'key.pem matches the certificate');
+  t.match(
+    openssl('x509', '-noout', '-ext', 'subjectAltName', '-in', chain),
+    new RegExp(`URI:${identity.replace(/[/.]/g, '\\$&')}`),
+    'SAN is the identity',
+  );
+  t.equal(
+    openssl('x509', '-noout', '-pubkey', '-in', chain),
+    openssl('pkey', '-pubout', '-in', key),
+    'key.pem matches the certificate',
+  );
 }
 
-t.test('onprem, HandleCSR: first issuance with the bootstrap cert, then each renewal authenticates with the newest cert', async (t) => {
-  const ca = await withCa(t, { ttlMs: 4000 });
-  const boot = await ca.issueBootstrap(ID, 3600_000);
-  const dir = bootstrapDir(boot);
-  const deps = testDeps();
-  const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
-  await mgr.start(new AbortController().signal);
-  t.equal(mgr.status().ready, true);
-  t.equal(deps.rotations.length, 1);
-  t.equal(ca.calls[0]!.peerCertSerial, serialOf(boot.certChainPem), 'first CSR authenticated with the bootstrap certificate');
-  t.equal(ca.calls[0]!.credentialType, 'onprem');
-  t.equal(ca.calls[0]!.api, 'HandleCSR');
-  checkWithOpenssl(t, dir, ID);
-  t.not(readFileSync(path.join(dir, 'key.pem'), 'utf8'), boot.keyPem, 'the bootstrap key was replaced by our own');
-  t.equal(readFileSync(path.join(dir, '..bootstrap', 'key.pem'), 'utf8'), boot.keyPem, 'and kept aside');
+t.test(
+  'onprem, HandleCSR: first issuance with the bootstrap cert, then each renewal authenticates with the newest cert',
+  async (t) => {
+    const ca = await withCa(t, { ttlMs: 4000 });
+    const boot = await ca.issueBootstrap(ID, 3600_000);
+    const dir = bootstrapDir(boot);
+    const deps = testDeps();
+    const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+    await mgr.start(new AbortController().signal);
+    t.equal(mgr.status().ready, true);
+    t.equal(deps.rotations.length, 1);
+    t.equal(
+      ca.calls[0]!.peerCertSerial,
+      serialOf(boot.certChainPem),
+      'first CSR authenticated with the bootstrap certificate',
+    );
+    t.equal(ca.calls[0]!.credentialType, 'onprem');
+    t.equal(ca.calls[0]!.api, 'HandleCSR');
+    checkWithOpenssl(t, dir, ID);
+    t.not(
+      readFileSync(path.join(dir, 'key.pem'), 'utf8'),
+      boot.keyPem,
+      'the bootstrap key was replaced by our own',
+    );
+    t.equal(
+      readFileSync(path.join(dir, '..bootstrap', 'key.pem'), 'utf8'),
+      boot.keyPem,
+      'and kept aside',
+    );
 
-  const first = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
-  await until(() => deps.rotations.length >= 3, 15_000, 'two renewals');
-  await mgr.stop();
-  const issued = ca.calls.filter((c) => c.outcome === 'issued');
-  t.ok(issued.length >= 3);
-  t.equal(issued[1]!.peerCertSerial, serialOf(first), 'the second CSR used the first issued certificate');
-  t.equal(issued[2]!.peerCertSerial, issued[1]!.issuedSerial, 'the third CSR used the second issued certificate (istio#22176)');
-  t.same(deps.fatals, []);
-  checkWithOpenssl(t, dir, ID);
-});
+    const first = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
+    await until(() => deps.rotations.length >= 3, 15_000, 'two renewals');
+    await mgr.stop();
+    const issued = ca.calls.filter((c) => c.outcome === 'issued');
+    t.ok(issued.length >= 3);
+    t.equal(
+      issued[1]!.peerCertSerial,
+      serialOf(first),
+      'the second CSR used the first issued certificate',
+    );
+    t.equal(
+      issued[2]!.peerCertSerial,
+      issued[1]!.issuedSerial,
+      'the third CSR used the second issued certificate (istio#22176)',
+    );
+    t.same(deps.fatals, []);
+    checkWithOpenssl(t, dir, ID);
+  },
+);
 
-t.test('CreateCertificate through an intermediate: the chain on disk verifies with openssl', async (t) => {
-  const ca = await withCa(t, { ttlMs: 3600_000, intermediate: true });
-  const boot = await ca.issueBootstrap(ID, 3600_000);
-  const dir = bootstrapDir(boot);
-  const mgr = await buildCertManager(configFor(vars(ca, dir, { CA_API: 'CreateCertificate', WORKLOAD_KEY_ALGORITHM: 'RSA' })), testDeps(), { keyOwner: 'none' });
-  await mgr.start(new AbortController().signal);
-  await mgr.stop();
-  t.equal(ca.calls[0]!.api, 'CreateCertificate');
-  t.equal(ca.calls[0]!.subjectId, ID);
-  const chain = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
-  t.equal(chain.match(/BEGIN CERTIFICATE/g)?.length, 2, 'leaf and intermediate; the root is not repeated');
-  t.match(openssl('x509', '-noout', '-text', '-in', path.join(dir, 'cert-chain.pem')), /Public-Key: \(2048 bit\)/);
-  checkWithOpenssl(t, dir, ID);
-});
+t.test(
+  'CreateCertificate through an intermediate: the chain on disk verifies with openssl',
+  async (t) => {
+    const ca = await withCa(t, { ttlMs: 3600_000, intermediate: true });
+    const boot = await ca.issueBootstrap(ID, 3600_000);
+    const dir = bootstrapDir(boot);
+    const mgr = await buildCertManager(
+      configFor(vars(ca, dir, { CA_API: 'CreateCertificate', WORKLOAD_KEY_ALGORITHM: 'RSA' })),
+      testDeps(),
+      { keyOwner: 'none' },
+    );
+    await mgr.start(new AbortController().signal);
+    await mgr.stop();
+    t.equal(ca.calls[0]!.api, 'CreateCertificate');
+    t.equal(ca.calls[0]!.subjectId, ID);
+    const chain = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
+    t.equal(
+      chain.match(/BEGIN CERTIFICATE/g)?.length,
+      2,
+      'leaf and intermediate; the root is not repeated',
+    );
+    t.match(
+      openssl('x509', '-noout', '-text', '-in', path.join(dir, 'cert-chain.pem')),
+      /Public-Key: \(2048 bit\)/,
+    );
+    checkWithOpenssl(t, dir, ID);
+  },
+);
 
-t.test('a restart keeps a still-valid set it issued itself and only schedules renewal', async (t) => {
-  const ca = await withCa(t, { ttlMs: 3600_000 });
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-  const cfg = configFor(vars(ca, dir));
-  const a = await buildCertManager(cfg, testDeps(), { keyOwner: 'none' });
-  await a.start(new AbortController().signal);
-  await a.stop();
-  const calls = ca.calls.length;
-  const before = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
-  const deps = testDeps();
-  const b = await buildCertManager(cfg, deps, { keyOwner: 'none' });
-  await b.start(new AbortController().signal);
-  t.equal(ca.calls.length, calls, 'no CSR on restart');
-  t.equal(readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8'), before);
-  t.equal(b.status().ready, true);
-  t.match(b.status().summary, /next renewal in \d+m/);
-  await b.stop();
-});
+t.test(
+  'a restart keeps a still-valid set it issued itself and only schedules renewal',
+  async (t) => {
+    const ca = await withCa(t, { ttlMs: 3600_000 });
+    const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+    const cfg = configFor(vars(ca, dir));
+    const a = await buildCertManager(cfg, testDeps(), { keyOwner: 'none' });
+    await a.start(new AbortController().signal);
+    await a.stop();
+    const calls = ca.calls.length;
+    const before = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
+    const deps = testDeps();
+    const b = await buildCertManager(cfg, deps, { keyOwner: 'none' });
+    await b.start(new AbortController().signal);
+    t.equal(ca.calls.length, calls, 'no CSR on restart');
+    t.equal(readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8'), before);
+    t.equal(b.status().ready, true);
+    t.match(b.status().summary, /next renewal in \d+m/);
+    await b.stop();
+  },
+);
 
-t.test('the CA away for several TTLs: the agent keeps running and recovers when it is back', async (t) => {
-  const ca1 = await startDevCa({ ttlMs: 3000 });
-  const root = { certPem: ca1.rootPem, keyPem: ca1.rootKeyPem };
-  const port = ca1.port;
-  const dir = bootstrapDir(await ca1.issueBootstrap(ID, 3600_000));
-  const deps = testDeps();
-  const mgr = await buildCertManager(configFor(vars(ca1, dir, { CA_CALL_TIMEOUT: '500ms' })), deps, { keyOwner: 'none' });
-  await mgr.start(new AbortController().signal);
-  await ca1.stop();
-  const n = deps.rotations.length;
-  await new Promise((r) => setTimeout(r, 9000)); // three lifetimes: the certificate expires meanwhile
-  t.equal(deps.rotations.length, n, 'no rotation while the CA is away');
-  t.same(deps.fatals, [], 'the agent did not give up');
-  t.match(mgr.status().problem ?? '', /AGENT_E_CA_UNAVAILABLE/, 'status says why');
-  t.equal(mgr.status().ready, false, 'not ready with an expired certificate');
-  const ca2 = await startDevCa({ ttlMs: 3000, port, root });
-  t.teardown(() => ca2.stop());
-  await until(() => deps.rotations.length > n, 20_000, 'a renewal after the CA came back');
-  t.equal(mgr.status().ready, true);
-  t.equal(mgr.status().problem, undefined);
-  const back = ca2.calls.find((c) => c.outcome === 'issued')!;
-  t.ok(back.peerCertSans?.includes(ID), 'authenticated (with the still-valid bootstrap set, ours having expired)');
-  await mgr.stop();
-  checkWithOpenssl(t, dir, ID);
-});
+t.test(
+  'the CA away for several TTLs: the agent keeps running and recovers when it is back',
+  async (t) => {
+    const ca1 = await startDevCa({ ttlMs: 3000 });
+    const root = { certPem: ca1.rootPem, keyPem: ca1.rootKeyPem };
+    const port = ca1.port;
+    const dir = bootstrapDir(await ca1.issueBootstrap(ID, 3600_000));
+    const deps = testDeps();
+    const mgr = await buildCertManager(
+      configFor(vars(ca1, dir, { CA_CALL_TIMEOUT: '500ms' })),
+      deps,
+      { keyOwner: 'none' },
+    );
+    await mgr.start(new AbortController().signal);
+    await ca1.stop();
+    const n = deps.rotations.length;
+    await new Promise((r) => setTimeout(r, 9000)); // three lifetimes: the certificate expires meanwhile
+    t.equal(deps.rotations.length, n, 'no rotation while the CA is away');
+    t.same(deps.fatals, [], 'the agent did not give up');
+    t.match(mgr.status().problem ?? '', /AGENT_E_CA_UNAVAILABLE/, 'status says why');
+    t.equal(mgr.status().ready, false, 'not ready with an expired certificate');
+    const ca2 = await startDevCa({ ttlMs: 3000, port, root });
+    t.teardown(() => ca2.stop());
+    await until(() => deps.rotations.length > n, 20_000, 'a renewal after the CA came back');
+    t.equal(mgr.status().ready, true);
+    t.equal(mgr.status().problem, undefined);
+    const back = ca2.calls.find((c) => c.outcome === 'issued')!;
+    t.ok(
+      back.peerCertSans?.includes(ID),
+      'authenticated (with the still-valid bootstrap set, ours having expired)',
+    );
+    await mgr.stop();
+    checkWithOpenssl(t, dir, ID);
+  },
+);
 
 /** Rewrites the leaf's public key into a certificate signed by another root. */
 async function foreignCopy(leafPem: string): Promise<string[]> {
@@ -159,35 +231,72 @@ async function foreignCopy(leafPem: string): Promise<string[]> {
   return [cert.toString('pem') + '\n', foreign.certPem];
 }
 
-/** The same public key and SAN, signed by the CA's own root, but already expired. */
-async function expiredCopy(ca: DevCa, leafPem: string): Promise<string[]> {
+/** Our public key, signed by the CA's own root, with a chosen SAN or validity. */
+async function resigned(
+  ca: DevCa,
+  leafPem: string,
+  o: { san?: string; notBefore?: number; notAfter?: number },
+): Promise<string[]> {
   const leaf = new x509.X509Certificate(leafPem);
   const rootCert = new x509.X509Certificate(ca.rootPem);
   const der = Buffer.from(ca.rootKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-  const alg = { name: 'ECDSA', namedCurve: 'P-256' };
-  const rootKey = await webcrypto.subtle.importKey('pkcs8', der, alg, false, ['sign']);
+  const rootKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    der,
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    false,
+    ['sign'],
+  );
+  const extensions = o.san
+    ? [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: o.san }])]
+    : leaf.extensions;
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomBytes(8).toString('hex'),
     subject: leaf.subject,
     issuer: rootCert.subject,
-    notBefore: new Date(Date.now() - 7200_000),
-    notAfter: new Date(Date.now() - 3600_000),
+    notBefore: new Date(o.notBefore ?? leaf.notBefore.getTime()),
+    notAfter: new Date(o.notAfter ?? leaf.notAfter.getTime()),
     publicKey: await leaf.publicKey.export(),
     signingKey: rootKey,
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    extensions: leaf.extensions,
+    extensions,
   });
   return [cert.toString('pem') + '\n'];
 }
 
 t.test('a bad answer from the CA is rejected and the current set stays', async (t) => {
   const cases: [string, string, (ca: DevCa, chain: string[]) => Promise<string[]>][] = [
-    ['wrong key', 'AGENT_E_CERT_KEY_MISMATCH', async (ca) => [(await ca.issueBootstrap(ID, 3600_000, 'ECDSA')).certChainPem]],
-    ['wrong SAN', 'AGENT_E_CERT_SAN_MISMATCH', async (ca) => [(await ca.issueBootstrap('spiffe://cluster.local/ns/default/sa/other', 3600_000, 'ECDSA')).certChainPem]],
-    ['expired', 'AGENT_E_CERT_VALIDITY', (ca, chain) => expiredCopy(ca, chain[0]!)],
+    [
+      'wrong key',
+      'AGENT_E_CERT_KEY_MISMATCH',
+      async (ca) => [(await ca.issueBootstrap(ID, 3600_000, 'ECDSA')).certChainPem],
+    ],
+    [
+      'wrong SAN',
+      'AGENT_E_CERT_SAN_MISMATCH',
+      (ca, chain) => resigned(ca, chain[0]!, { san: 'spiffe://cluster.local/ns/default/sa/other' }),
+    ],
+    [
+      'expired',
+      'AGENT_E_CERT_VALIDITY',
+      (ca, chain) =>
+        resigned(ca, chain[0]!, {
+          notBefore: Date.now() - 7200_000,
+          notAfter: Date.now() - 3600_000,
+        }),
+    ],
     ['foreign chain', 'AGENT_E_CERT_CHAIN', (_ca, chain) => foreignCopy(chain[0]!)],
-    ['garbage PEM', 'AGENT_E_CERT_PARSE', () => Promise.resolve(['-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n'])],
-    ['no PEM at all', 'AGENT_E_CA_BAD_RESPONSE|AGENT_E_CERT_PARSE', () => Promise.resolve(['hello'])],
+    [
+      'garbage PEM',
+      'AGENT_E_CERT_PARSE',
+      () =>
+        Promise.resolve(['-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n']),
+    ],
+    [
+      'no PEM at all',
+      'AGENT_E_CA_BAD_RESPONSE|AGENT_E_CERT_PARSE',
+      () => Promise.resolve(['hello']),
+    ],
   ];
   for (const [name, code, tamper] of cases) {
     await t.test(name, async (t) => {
@@ -196,12 +305,18 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
       holder.ca = ca;
       const boot = await ca.issueBootstrap(ID, 3600_000);
       const dir = bootstrapDir(boot);
-      const mgr = await buildCertManager(configFor(vars(ca, dir)), testDeps(), { keyOwner: 'none' });
+      const mgr = await buildCertManager(configFor(vars(ca, dir)), testDeps(), {
+        keyOwner: 'none',
+      });
       const abort = new AbortController();
       const started = mgr.start(abort.signal);
       await until(() => mgr.status().problem !== undefined, 10_000, 'the first rejection');
       t.match(mgr.status().problem!, new RegExp(code), `rejected with ${code}`);
-      t.equal(readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8'), boot.certChainPem, 'cert-chain.pem unchanged');
+      t.equal(
+        readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8'),
+        boot.certChainPem,
+        'cert-chain.pem unchanged',
+      );
       t.equal(readFileSync(path.join(dir, 'key.pem'), 'utf8'), boot.keyPem, 'key.pem unchanged');
       t.equal(mgr.status().ready, false);
       abort.abort();
@@ -212,52 +327,86 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
 });
 
 t.test('expired and the CA refuses: the agent ends with AGENT_E_CERT_EXPIRED', async (t) => {
-  const ca = await withCa(t, { ttlMs: 3600_000, fault: () => ({ kind: 'status', code: status.PERMISSION_DENIED, message: 'no' }) });
+  const ca = await withCa(t, {
+    ttlMs: 3600_000,
+    fault: () => ({ kind: 'status', code: status.PERMISSION_DENIED, message: 'no' }),
+  });
   const dir = bootstrapDir(await ca.issueBootstrap(ID, 2500));
   const deps = testDeps();
   const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
   const t0 = Date.now();
-  await t.rejects(mgr.start(new AbortController().signal), { code: 'AGENT_E_CERT_EXPIRED', message: /put a fresh bootstrap set/ });
+  await t.rejects(mgr.start(new AbortController().signal), {
+    code: 'AGENT_E_CERT_EXPIRED',
+    message: /put a fresh bootstrap set/,
+  });
   t.ok(Date.now() - t0 >= 1000, 'it kept trying while the bootstrap certificate was valid');
   t.ok(ca.calls.length >= 2, 'more than one attempt');
   await mgr.stop();
 });
 
-t.test('gcp: identity token from the metadata server, server-only TLS, identity from the service account', async (t) => {
-  const meta = await startGceMetadataDouble({ email: 'vm-1@proj.iam.gserviceaccount.com' });
-  t.teardown(() => meta.close());
-  const ca = await withCa(t, { ttlMs: 3600_000, tokenVerifier: (tok) => (tok === meta.token ? 'spiffe://cluster.local/ns/default/sa/vm-1@proj.iam.gserviceaccount.com' : undefined) });
-  const dir = bootstrapDir({ rootPem: ca.rootPem });
-  for (const api of ['HandleCSR', 'CreateCertificate']) {
-    const deps = testDeps();
-    const mgr = await buildCertManager(configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host, CA_API: api })), deps, { keyOwner: 'none' });
-    await mgr.start(new AbortController().signal);
-    await mgr.stop();
-    const call = ca.calls[ca.calls.length - 1]!;
-    t.equal(call.api, api);
-    t.equal(call.bearer, meta.token, `${api}: authorization: Bearer <token>`);
-    t.equal(call.peerCertSerial, undefined, `${api}: no client certificate`);
-    if (api === 'HandleCSR') t.equal(call.credentialType, 'gcp');
-    checkWithOpenssl(t, dir, 'spiffe://cluster.local/ns/default/sa/vm-1@proj.iam.gserviceaccount.com');
-  }
-  const identityCalls = meta.requests.filter((r) => r.path.endsWith('/identity'));
-  t.ok(identityCalls.length >= 2, 'a fresh token for each CSR');
-  t.equal(identityCalls[0]!.query.audience, 'grpc://istio-citadel:8060');
-  t.equal(identityCalls[0]!.query.format, 'full');
-  t.ok(meta.requests.every((r) => r.flavor === 'Google'));
-});
+t.test(
+  'gcp: identity token from the metadata server, server-only TLS, identity from the service account',
+  async (t) => {
+    const meta = await startGceMetadataDouble({ email: 'vm-1@proj.iam.gserviceaccount.com' });
+    t.teardown(() => meta.close());
+    const ca = await withCa(t, {
+      ttlMs: 3600_000,
+      tokenVerifier: (tok) =>
+        tok === meta.token
+          ? 'spiffe://cluster.local/ns/default/sa/vm-1@proj.iam.gserviceaccount.com'
+          : undefined,
+    });
+    for (const api of ['HandleCSR', 'CreateCertificate']) {
+      const dir = bootstrapDir({ rootPem: ca.rootPem });
+      const deps = testDeps();
+      const mgr = await buildCertManager(
+        configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host, CA_API: api })),
+        deps,
+        { keyOwner: 'none' },
+      );
+      await mgr.start(new AbortController().signal);
+      await mgr.stop();
+      const call = ca.calls[ca.calls.length - 1]!;
+      t.equal(call.api, api);
+      t.equal(call.bearer, meta.token, `${api}: authorization: Bearer <token>`);
+      t.equal(call.peerCertSerial, undefined, `${api}: no client certificate`);
+      if (api === 'HandleCSR') t.equal(call.credentialType, 'gcp');
+      checkWithOpenssl(
+        t,
+        dir,
+        'spiffe://cluster.local/ns/default/sa/vm-1@proj.iam.gserviceaccount.com',
+      );
+    }
+    const identityCalls = meta.requests.filter((r) => r.path.endsWith('/identity'));
+    t.ok(identityCalls.length >= 2, 'a fresh token for each CSR');
+    t.equal(identityCalls[0]!.query.audience, 'grpc://istio-citadel:8060');
+    t.equal(identityCalls[0]!.query.format, 'full');
+    t.ok(meta.requests.every((r) => r.flavor === 'Google'));
+  },
+);
 
 t.test('auto picks gcp when the metadata server answers, onprem when it does not', async (t) => {
   const meta = await startGceMetadataDouble();
   t.teardown(() => meta.close());
-  const ca = await withCa(t, { ttlMs: 3600_000, tokenVerifier: () => 'spiffe://cluster.local/ns/default/sa/vm@project.iam.gserviceaccount.com' });
+  const ca = await withCa(t, {
+    ttlMs: 3600_000,
+    tokenVerifier: () => 'spiffe://cluster.local/ns/default/sa/vm@project.iam.gserviceaccount.com',
+  });
   const gcpDir = bootstrapDir({ rootPem: ca.rootPem });
-  const a = await buildCertManager(configFor(vars(ca, gcpDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: meta.host })), testDeps(), { keyOwner: 'none' });
+  const a = await buildCertManager(
+    configFor(vars(ca, gcpDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: meta.host })),
+    testDeps(),
+    { keyOwner: 'none' },
+  );
   await a.start(new AbortController().signal);
   await a.stop();
   t.equal(ca.calls[ca.calls.length - 1]!.credentialType, 'gcp');
   const onpremDir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-  const b = await buildCertManager(configFor(vars(ca, onpremDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: '127.0.0.1:1' })), testDeps(), { keyOwner: 'none' });
+  const b = await buildCertManager(
+    configFor(vars(ca, onpremDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: '127.0.0.1:1' })),
+    testDeps(),
+    { keyOwner: 'none' },
+  );
   await b.start(new AbortController().signal);
   await b.stop();
   t.equal(ca.calls[ca.calls.length - 1]!.credentialType, 'onprem');
@@ -267,9 +416,20 @@ t.test('onprem without a bootstrap set: a clear configuration error', async (t) 
   const ca = await withCa(t, { ttlMs: 3600_000 });
   const dir = bootstrapDir({ rootPem: ca.rootPem });
   const mgr = await buildCertManager(configFor(vars(ca, dir)), testDeps(), { keyOwner: 'none' });
-  await t.rejects(mgr.start(new AbortController().signal), { code: 'AGENT_E_BOOTSTRAP_MISSING', message: /cert-chain\.pem.*key\.pem missing/ });
-  const leaf = await makeLeaf(await makeRoot(), { sans: [], notBefore: Date.now() - 1000, notAfter: Date.now() + 3600_000 });
-  const noSan = bootstrapDir({ certChainPem: leaf.certPem, keyPem: leaf.key.pem, rootPem: ca.rootPem });
+  await t.rejects(mgr.start(new AbortController().signal), {
+    code: 'AGENT_E_BOOTSTRAP_MISSING',
+    message: /cert-chain\.pem.*key\.pem missing/,
+  });
+  const leaf = await makeLeaf(await makeRoot(), {
+    sans: [],
+    notBefore: Date.now() - 1000,
+    notAfter: Date.now() + 3600_000,
+  });
+  const noSan = bootstrapDir({
+    certChainPem: leaf.certPem,
+    keyPem: leaf.key.pem,
+    rootPem: ca.rootPem,
+  });
   const m2 = await buildCertManager(configFor(vars(ca, noSan)), testDeps(), { keyOwner: 'none' });
   await t.rejects(m2.start(new AbortController().signal), { code: 'AGENT_E_IDENTITY_SAN' });
 });
