@@ -125,10 +125,14 @@ export class Container {
     opts: { input?: string; timeoutMs?: number; env?: Record<string, string> } = {},
   ): Promise<RunResult> {
     return new Promise((resolve, reject) => {
-      const p = spawn('nsenter', ['--target', String(this.leader), '--all', '--', ...argv], {
-        env: { ...INSIDE_ENV, ...opts.env },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
+      // `env -i` inside as well: a test runner may add variables to every child it spawns (tap
+      // adds NODE_OPTIONS to track processes), which must not reach the container.
+      const vars = Object.entries({ ...INSIDE_ENV, ...opts.env }).map(([k, v]) => `${k}=${v}`);
+      const p = spawn(
+        'nsenter',
+        ['--target', String(this.leader), '--all', '--', 'env', '-i', ...vars, ...argv],
+        { env: { ...INSIDE_ENV, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] },
+      );
       let stdout = '';
       let stderr = '';
       const timer = setTimeout(() => {

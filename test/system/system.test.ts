@@ -20,6 +20,11 @@ const CLUSTER_ENV = '/var/lib/istio/envoy/cluster.env';
 // TEST-NET-2 addresses: dnsmasq hands them out as answers; nothing is ever sent to them.
 const PILOT_IP = '198.51.100.7';
 const PILOT_IP_AFTER_RELOAD = '198.51.100.8';
+const IDENTITY = 'spiffe://cluster.local/ns/default/sa/vm';
+const CA_UNIT = 'systest-ca.service';
+// The envoy test double (test/doubles/fake-envoy.cjs) and a Node.js to run it, outside PATH: the
+// host itself has no Node.js, the agent carries its own.
+const DOUBLES = '/opt/systest';
 
 interface JournalRecord {
   readonly MESSAGE: string;
@@ -195,12 +200,32 @@ function systemTest(): void {
     process.once('exit', () => {
       c.destroySync();
     });
+    // Killed by the runner (timeout) or by hand: no teardown runs, so take the container down
+    // here, then end as the signal would have.
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+      process.once(sig, () => {
+        c.destroySync();
+        process.kill(process.pid, sig);
+      });
+    }
     t.comment(`booted ${c.name} in ${Math.round((Date.now() - t2) / 1000)} s`);
     // PID 1 logs each notification it receives at debug level: that is how this test sees
     // READY/STATUS/WATCHDOG/RELOADING/STOPPING arrive.
     await c.must('systemd-analyze set-log-level debug');
     mkdirSync(c.hostPath('/tmp/systest'), { recursive: true });
     copyFileSync(deb, c.hostPath('/tmp/systest/agent.deb'));
+    if (components.has('sidecar')) {
+      // As an operator installs envoy before the agent: part of the "before" state.
+      mkdirSync(c.hostPath(`${DOUBLES}/bin`), { recursive: true });
+      copyFileSync(process.execPath, c.hostPath(`${DOUBLES}/node`));
+      copyFileSync(
+        path.join(repo, 'test/doubles/fake-envoy.cjs'),
+        c.hostPath(`${DOUBLES}/fake-envoy.cjs`),
+      );
+      await c.must(
+        `chmod 0755 ${DOUBLES}/node && printf '#!/bin/sh\n# TEST DOUBLE of envoy (test/doubles/fake-envoy.cjs)\nexec ${DOUBLES}/node ${DOUBLES}/fake-envoy.cjs "$@"\n' > ${DOUBLES}/bin/envoy && chmod 0755 ${DOUBLES}/bin/envoy && ${DOUBLES}/bin/envoy --version`,
+      );
+    }
   });
 
   t.teardown(async () => {
@@ -276,31 +301,96 @@ function systemTest(): void {
     },
   );
 
+  /** cluster.env for this test: every present component on, against what runs in the container. */
+  function clusterEnv(): string[] {
+    const env = ['ISTIO_AGENT_LOG_LEVEL=info', 'ISTIO_SYSTEST_UNKNOWN=1'];
+    if (components.has('certs')) env.push('CITADEL_ADDRESS=127.0.0.1:8060', 'CITADEL_ENV=onprem');
+    if (components.has('capture'))
+      env.push('ISTIO_SERVICE_CIDR=10.96.0.0/12', 'ISTIO_INBOUND_PORTS=8080');
+    if (components.has('dns'))
+      env.push(
+        `ISTIO_PILOT_IP=${PILOT_IP}`,
+        'ISTIO_CITADEL_IP=198.51.100.9',
+        'ISTIO_MIXER_IP=198.51.100.10',
+      );
+    if (components.has('sidecar'))
+      env.push(
+        'SIDECAR_MODE=envoy',
+        `ISTIO_BIN_BASE=${DOUBLES}/bin`,
+        // The container has only loopback (--private-network): give the workload an address
+        // (TEST-NET-1; it only goes into envoy's node id).
+        'ISTIO_SVC_IP=192.0.2.10',
+      );
+    return env;
+  }
+
+  const startCa = (): Promise<string> =>
+    c.must(
+      `systemd-run --unit=${CA_UNIT} --collect --quiet -p SyslogIdentifier=systest-ca /usr/bin/istio-node-agent dev-ca --listen 127.0.0.1:8060 --state-dir /tmp/systest/ca --bootstrap-identity ${IDENTITY} --bootstrap-dir /etc/certs`,
+    );
+
   void t.test(
     'configured and started: READY only when every component is up, STATUS shows the summary',
     async (t) => {
-      const env = ['ISTIO_AGENT_LOG_LEVEL=info', 'ISTIO_SYSTEST_UNKNOWN=1'];
-      if (components.has('dns'))
-        env.push(
-          `ISTIO_PILOT_IP=${PILOT_IP}`,
-          'ISTIO_CITADEL_IP=198.51.100.8',
-          'ISTIO_MIXER_IP=198.51.100.9',
-        );
-      await c.must(`printf '%s\\n' ${env.map((e) => `'${e}'`).join(' ')} >> ${CLUSTER_ENV}`);
+      await c.must(
+        `printf '%s\n' ${clusterEnv()
+          .map((e) => `'${e}'`)
+          .join(' ')} >> ${CLUSTER_ENV}`,
+      );
       // The stall hook for the watchdog test, in a runtime drop-in (gone at the next boot).
       await c.must(
-        `mkdir -p /run/systemd/system/${UNIT}.d && printf '[Service]\\nEnvironment=ISTIO_AGENT_TEST_HOOKS=1\\n' > /run/systemd/system/${UNIT}.d/test-hooks.conf && systemctl daemon-reload`,
+        `mkdir -p /run/systemd/system/${UNIT}.d && printf '[Service]\nEnvironment=ISTIO_AGENT_TEST_HOOKS=1\n' > /run/systemd/system/${UNIT}.d/test-hooks.conf && systemctl daemon-reload`,
       );
-      const r = await c.sh(`systemctl start ${UNIT}`, { timeoutMs: 300_000 });
-      t.equal(r.code, 0, `systemctl start: ${r.stderr}`);
+      let bootstrapHash = '';
+      if (components.has('certs')) {
+        // The test CA, run inside as a transient service, writes the bootstrap set; then it is
+        // stopped so that the agent starts while the CA is away.
+        await startCa();
+        await waitFor(
+          'the bootstrap set',
+          async () => (await c.sh('test -s /etc/certs/cert-chain.pem')).code === 0,
+          30_000,
+        );
+        await c.must(`systemctl stop ${CA_UNIT}`);
+        bootstrapHash = await c.must('sha256sum < /etc/certs/cert-chain.pem');
+        await c.must(`systemctl start --no-block ${UNIT}`);
+        await sleep(8_000);
+        const waiting = await show(c, 'ActiveState', 'StatusText');
+        t.equal(
+          waiting.ActiveState,
+          'activating',
+          'without a certificate from the CA the unit is not active',
+        );
+        t.equal(
+          await c.must('sha256sum < /etc/certs/cert-chain.pem'),
+          bootstrapHash,
+          'still the bootstrap set',
+        );
+        t.comment(`STATUS while waiting for the CA: ${waiting.StatusText}`);
+        await startCa();
+        await waitFor(
+          'the unit to be active',
+          async () => (await show(c, 'ActiveState')).ActiveState === 'active',
+          120_000,
+        );
+      } else {
+        const r = await c.sh(`systemctl start ${UNIT}`, { timeoutMs: 300_000 });
+        t.equal(r.code, 0, `systemctl start: ${r.stderr}`);
+      }
       const st = await show(c, 'ActiveState', 'SubState', 'StatusText', 'MainPID', 'NRestarts');
       t.equal(st.ActiveState, 'active');
       t.equal(st.SubState, 'running');
       t.ok(Number(st.MainPID) > 0, 'has a main process');
-      const expected = components.size === 0 ? 'ready; no components enabled' : undefined;
-      if (expected) t.equal(st.StatusText, expected);
+      t.comment(`STATUS: ${st.StatusText}`);
+      if (components.size === 0) t.equal(st.StatusText, 'ready; no components enabled');
+      if (components.has('certs'))
+        t.match(st.StatusText, /cert/, 'STATUS has the certificate part');
+      if (components.has('capture'))
+        t.match(st.StatusText, /capture on/, 'STATUS has the capture part');
       if (components.has('dns'))
         t.match(st.StatusText, /dns on \(\d+ names\)/, 'STATUS has the DNS part');
+      if (components.has('sidecar'))
+        t.match(st.StatusText, /sidecar envoy epoch \d+/, 'STATUS has the sidecar part');
       t.notMatch(st.StatusText, /starting/, 'STATUS is the ready summary, not the start-up one');
       const notes = await notifications(c);
       const ready = notes.findIndex((n) => n.startsWith('READY=1'));
@@ -312,13 +402,77 @@ function systemTest(): void {
       );
       t.ok(notes.includes('WATCHDOG=1'), 'systemd received WATCHDOG=1');
       const status = await c.must(`systemctl status --no-pager ${UNIT} || true`);
-      t.match(
-        status,
-        new RegExp(`Status: "${st.StatusText?.replace(/[()]/g, '\\$&')}"`),
-        'systemctl status shows it',
-      );
+      t.ok(status.includes(`Status: "${st.StatusText}"`), 'systemctl status shows it');
+      if (components.has('certs')) {
+        t.not(
+          await c.must('sha256sum < /etc/certs/cert-chain.pem'),
+          bootstrapHash,
+          'the CA-issued set replaced the bootstrap',
+        );
+        // Ordering from the journal (one boot, one monotonic clock): the certificate line, written
+        // after the set is on disk, comes before the READY=1 that made the unit active.
+        const approved = (await agentLines(c)).find((r) =>
+          /CSR is approved successfully\. Will renew cert in /.test(r.line.msg),
+        );
+        t.ok(approved, 'the renewal line is in the journal');
+        t.equal(approved?.PRIORITY, '6', 'at info');
+        const readyRec = (await journal(c, `_PID=1 UNIT=${UNIT}`)).find((r) =>
+          /Got notification message from PID \d+ \(READY=1/.test(r.MESSAGE),
+        );
+        t.ok(
+          approved &&
+            readyRec &&
+            Number(approved.__MONOTONIC_TIMESTAMP) < Number(readyRec.__MONOTONIC_TIMESTAMP),
+          'the cert set was on disk before READY=1',
+        );
+      }
     },
   );
+
+  if (components.has('capture')) {
+    void t.test("capture: the ISTIO chains are in the container's netfilter", async (t) => {
+      const nat = await c.must('iptables-save -t nat');
+      t.match(nat, /^:ISTIO_OUTPUT /m, 'ISTIO_OUTPUT chain');
+      t.match(nat, /^:ISTIO_REDIRECT /m, 'ISTIO_REDIRECT chain');
+      t.match(
+        nat,
+        /-A ISTIO_OUTPUT -d 10\.96\.0\.0\/12 .*-j ISTIO_REDIRECT/,
+        'the service CIDR goes to envoy',
+      );
+      t.match(nat, /-A PREROUTING -p tcp -j ISTIO_INBOUND/, 'inbound capture');
+      t.match(nat, /--dport 8080 /, 'the inbound port');
+    });
+  }
+
+  if (components.has('sidecar')) {
+    void t.test('sidecar: the envoy test double runs as istio-proxy in the unit', async (t) => {
+      const ps = await c.must('ps -u istio-proxy -o user:32=,args=');
+      t.match(
+        ps,
+        /^istio-proxy\s+.*fake-envoy\.cjs .*--restart-epoch 0/m,
+        'envoy (double) runs as istio-proxy',
+      );
+      const cgroup = await c.must(`systemctl show -p ControlGroup --value ${UNIT}`);
+      const pids = await c.must(
+        `cat /sys/fs/cgroup/unified${cgroup.trim()}/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/systemd${cgroup.trim()}/cgroup.procs`,
+      );
+      const envoyPid = (
+        await c.must('ps -u istio-proxy -o pid=,args= | grep fake-envoy | head -n 1')
+      )
+        .trim()
+        .split(/\s+/)[0];
+      t.ok(pids.split('\n').includes(envoyPid!), "in the unit's cgroup (KillMode=mixed reaps it)");
+      t.match(
+        await c.must(
+          'curl -s http://127.0.0.1:15000/ready 2>/dev/null || ' +
+            DOUBLES +
+            "/node -e \"require('http').get('http://127.0.0.1:15000/ready', r => r.pipe(process.stdout))\"",
+        ),
+        /LIVE/,
+        'its admin port says LIVE',
+      );
+    });
+  }
 
   if (components.has('dns')) {
     void t.test('dns: the dnsmasq drop-in is in place and names resolve through it', async (t) => {
@@ -386,6 +540,10 @@ function systemTest(): void {
         await c.must(
           `sed -i 's/^ISTIO_PILOT_IP=.*/ISTIO_PILOT_IP=${PILOT_IP_AFTER_RELOAD}/' ${CLUSTER_ENV}`,
         );
+      if (components.has('capture'))
+        await c.must(
+          `sed -i 's|^ISTIO_SERVICE_CIDR=.*|ISTIO_SERVICE_CIDR=10.96.0.0/12,172.30.0.0/16|' ${CLUSTER_ENV}`,
+        );
       const seenBefore = (await notifications(c)).length;
       t.equal((await c.sh(`systemctl reload ${UNIT}`)).code, 0, 'systemctl reload');
       const after = await waitFor(
@@ -436,6 +594,17 @@ function systemTest(): void {
         );
         t.pass('dns: the changed ISTIO_PILOT_IP is served after the reload');
       }
+      if (components.has('capture')) {
+        await waitFor(
+          'the new service CIDR in the capture rules',
+          async () =>
+            /-A ISTIO_OUTPUT -d 172\.30\.0\.0\/16 .*-j ISTIO_REDIRECT/.test(
+              await c.must('iptables-save -t nat'),
+            ),
+          30_000,
+        );
+        t.pass('capture: the added ISTIO_SERVICE_CIDR range is captured after the reload');
+      }
     },
   );
 
@@ -482,6 +651,33 @@ function systemTest(): void {
     },
   );
 
+  if (components.has('certs')) {
+    void t.test(
+      'upgrade (dpkg -i again): the agent is restarted on the new binary, config and certs kept',
+      async (t) => {
+        const before = await show(c, 'MainPID');
+        const conf = await c.must(`sha256sum ${CLUSTER_ENV}`);
+        const r = await c.sh('dpkg -i /tmp/systest/agent.deb 2>&1', { timeoutMs: 300_000 });
+        t.equal(r.code, 0, `dpkg -i: ${r.stdout}`);
+        const after = await waitFor(
+          'the restarted agent',
+          async () => {
+            const s = await show(c, 'MainPID', 'ActiveState');
+            return s.ActiveState === 'active' && s.MainPID !== before.MainPID && s;
+          },
+          120_000,
+        );
+        t.ok(Number(after.MainPID) > 0, 'running again');
+        t.equal(await c.must(`sha256sum ${CLUSTER_ENV}`), conf, 'cluster.env as the admin left it');
+        t.equal(
+          (await c.sh('test -s /etc/certs/cert-chain.pem && test -s /etc/certs/key.pem')).code,
+          0,
+          'certs kept',
+        );
+      },
+    );
+  }
+
   void t.test(
     'systemctl stop: STOPPING=1, nothing of ours keeps running, no capture rules',
     async (t) => {
@@ -499,7 +695,11 @@ function systemTest(): void {
         'the agent stopped within TimeoutStopSec',
       );
       const ps = await c.must('ps -e -o user=,args=');
-      t.notMatch(ps, /istio-node-agent/, 'no agent process');
+      t.notMatch(
+        ps,
+        /istio-node-agent run/,
+        'no agent process (the test CA, a separate unit, still runs)',
+      );
       t.notMatch(ps, /^istio-proxy\s/m, 'no process of istio-proxy');
       const rules = await c.must('iptables-save; ip6tables-save');
       t.notMatch(rules, /ISTIO/, 'no capture chains');
@@ -507,6 +707,7 @@ function systemTest(): void {
   );
 
   void t.test('dpkg --purge leaves the file system as it was before the install', async (t) => {
+    if (components.has('certs')) await c.sh(`systemctl stop ${CA_UNIT}`);
     const r = await c.sh('apt-get purge -y istio-node-agent 2>&1');
     t.equal(r.code, 0, `apt-get purge: ${r.stdout.slice(-2000)}`);
     t.equal(
