@@ -225,6 +225,14 @@ function systemTest(): void {
       await c.must(
         `chmod 0755 ${DOUBLES}/node && printf '#!/bin/sh\n# TEST DOUBLE of envoy (test/doubles/fake-envoy.cjs)\nexec ${DOUBLES}/node ${DOUBLES}/fake-envoy.cjs "$@"\n' > ${DOUBLES}/bin/envoy && chmod 0755 ${DOUBLES}/bin/envoy && ${DOUBLES}/bin/envoy --version`,
       );
+      // The pilot-agent double runs the envoy beside its own script: ${DOUBLES}/bin/envoy.
+      copyFileSync(
+        path.join(repo, 'test/doubles/fake-pilot-agent.cjs'),
+        c.hostPath(`${DOUBLES}/bin/fake-pilot-agent.cjs`),
+      );
+      await c.must(
+        `printf '#!/bin/sh\n# TEST DOUBLE of pilot-agent (test/doubles/fake-pilot-agent.cjs)\nexec ${DOUBLES}/node ${DOUBLES}/bin/fake-pilot-agent.cjs "$@"\n' > ${DOUBLES}/bin/pilot-agent && chmod 0755 ${DOUBLES}/bin/pilot-agent`,
+      );
     }
   });
 
@@ -674,6 +682,38 @@ function systemTest(): void {
           0,
           'certs kept',
         );
+      },
+    );
+  }
+
+  if (components.has('sidecar')) {
+    void t.test(
+      'sidecar, pilot-agent mode: pilot-agent and its envoy run as istio-proxy in the unit',
+      async (t) => {
+        await c.must(`sed -i 's/^SIDECAR_MODE=envoy$/SIDECAR_MODE=pilot-agent/' ${CLUSTER_ENV}`);
+        const r = await c.sh(`systemctl restart ${UNIT}`, { timeoutMs: 180_000 });
+        t.equal(r.code, 0, `systemctl restart: ${r.stderr}`);
+        const ps = await waitFor(
+          'pilot-agent and envoy',
+          async () => {
+            const out = await c.must('ps -u istio-proxy -o pid=,args=');
+            return /fake-pilot-agent\.cjs proxy/.test(out) && /fake-envoy\.cjs/.test(out) && out;
+          },
+          60_000,
+        );
+        const cgroup = (await c.must(`systemctl show -p ControlGroup --value ${UNIT}`)).trim();
+        const procs = (
+          await c.must(
+            `cat /sys/fs/cgroup/unified${cgroup}/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/systemd${cgroup}/cgroup.procs`,
+          )
+        ).split('\n');
+        for (const line of ps.trim().split('\n')) {
+          const [pid, ...args] = line.trim().split(/\s+/);
+          t.ok(procs.includes(pid!), `${args.slice(0, 2).join(' ')} is in the unit's cgroup`);
+        }
+        const st = await show(c, 'ActiveState', 'StatusText');
+        t.equal(st.ActiveState, 'active');
+        t.match(st.StatusText, /sidecar pilot-agent/);
       },
     );
   }
