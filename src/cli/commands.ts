@@ -18,6 +18,10 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   dns: { summary: 'cluster DNS through dnsmasq: plan, apply, clean', load: () => import('./dns') },
   status: { summary: "show the running daemon's status", load: () => import('./status') },
+  check: {
+    summary: 'self-check: config, certificates, CA, capture, DNS, sidecar',
+    load: () => import('./check'),
+  },
   'dev-ca': {
     summary: 'serve the embedded Citadel-compatible CA (tests and labs)',
     load: () => import('./dev-ca'),

@@ -103,7 +103,7 @@ t.test('a bad value names file, line and variable, exit 78', async (t) => {
     ['CERT_RENEW_RATIO=1.5', 1, 'CERT_RENEW_RATIO', /out of range/],
     ['WORKLOAD_IDENTITY=default', 1, 'WORKLOAD_IDENTITY', /spiffe/],
     ['ISTIO_PILOT_IP=1.2.3', 1, 'ISTIO_PILOT_IP', /not an IPv4 or IPv6/],
-    ['ISTIO_CP_AUTH=MAYBE', 1, 'ISTIO_CP_AUTH', /MUTUAL_TLS or NONE/],
+    ['ISTIO_CP_AUTH=MAYBE', 1, 'ISTIO_CP_AUTH', /MUTUAL_TLS, NONE/],
     ['ISTIO_CAPTURE=perhaps', 1, 'ISTIO_CAPTURE', /not a boolean/],
     ['ISTIO_NAMESPACE=Bad_NS', 1, 'ISTIO_NAMESPACE', /DNS label/],
   ];
