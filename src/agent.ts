@@ -35,6 +35,8 @@ export class Agent {
   private watchdogTimer: TimerHandle | undefined;
   private readonly since: string;
   private lastStatusLine = '';
+  /** The component whose start() is under way. */
+  private startingNow: Component | undefined;
   private statusWrite: Promise<void> = Promise.resolve();
   private readonly abort = new AbortController();
   private failure: AgentError | undefined;
@@ -58,9 +60,11 @@ export class Agent {
     for (const c of this.components) {
       if (this.abort.signal.aborted) break;
       log.debug({ component: 'agent', starting: c.name }, `starting ${c.name}`);
+      this.startingNow = c;
       try {
         await c.start(this.abort.signal);
       } catch (e) {
+        this.startingNow = undefined;
         // Stopped while starting (SIGTERM during the first CSR): not a failure.
         if (this.abort.signal.aborted) return;
         this.watchdogTimer?.cancel();
@@ -73,6 +77,7 @@ export class Agent {
         await this.stopStarted();
         throw err;
       }
+      this.startingNow = undefined;
       this.started.push(c);
       this.refresh();
     }
@@ -193,7 +198,20 @@ export class Agent {
       parts.push(s.summary);
       if (s.problem) problems.push(`${c.name}: ${s.problem}`);
     }
-    if (this.state === 'starting') parts.unshift('starting');
+    if (this.state === 'starting') {
+      parts.unshift('starting');
+      // What the component being started says is wrong, e.g. the CA is not answering yet: the
+      // operator sees why the unit is still activating.
+      const c = this.startingNow;
+      let problem: string | undefined;
+      try {
+        problem = c?.status().problem;
+      } catch {
+        problem = undefined;
+      }
+      if (c && problem) problems.push(`${c.name}: ${problem}`);
+      else if (c) parts.push(`waiting for ${c.name}`);
+    }
     const all = [...problems, ...parts];
     if (all.length === 0)
       return this.state === 'ready' ? 'ready; no components enabled' : this.state;

@@ -375,6 +375,11 @@ function systemTest(): void {
           'still the bootstrap set',
         );
         t.comment(`STATUS while waiting for the CA: ${waiting.StatusText}`);
+        t.match(
+          waiting.StatusText,
+          /certs: .*AGENT_E_CA_UNAVAILABLE/,
+          'STATUS says why the unit is not active yet',
+        );
         await startCa();
         await waitFor(
           'the unit to be active',

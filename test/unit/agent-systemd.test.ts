@@ -220,3 +220,39 @@ void t.test(
     await agent.stop();
   },
 );
+
+void t.test(
+  'while a component is starting, STATUS= says what it waits for or what is wrong',
+  async (t) => {
+    const n = recorder();
+    let problem: string | undefined;
+    let release!: () => void;
+    const certs: Component = {
+      name: 'certs',
+      start: () => new Promise<void>((r) => (release = r)),
+      stop: () => Promise.resolve(),
+      status: () => ({ ready: false, summary: 'cert: none', ...(problem ? { problem } : {}) }),
+    };
+    const agent = new Agent(config(), [certs], {
+      log: silent(),
+      clock: new FakeClock(),
+      notifier: n,
+      statusFile: undefined,
+    });
+    const started = agent.start();
+    await new Promise((r) => setImmediate(r));
+    t.equal(agent.summary(), 'starting; waiting for certs');
+    problem = '[AGENT_E_CA_UNAVAILABLE] the CA is unavailable';
+    agent.refresh(); // what deps.changed() does
+    await new Promise((r) => setImmediate(r));
+    t.equal(
+      n.sent.at(-1),
+      'STATUS=certs: [AGENT_E_CA_UNAVAILABLE] the CA is unavailable; starting',
+    );
+    problem = undefined;
+    release();
+    await started;
+    t.match(n.sent.at(-1), /^READY=1 STATUS=cert: none$/);
+    await agent.stop();
+  },
+);
