@@ -248,7 +248,7 @@ function systemTest(): void {
     async (t) => {
       before = await c.must(LISTING);
       const r = await c.sh('dpkg -i /tmp/systest/agent.deb 2>&1');
-      t.equal(r.code, 0, `dpkg -i: ${r.stdout}`);
+      t.equal(r.code, 0, 'dpkg -i exits 0', { output: r.stdout });
       t.match(
         r.stdout,
         /not starting istio-auth-node-agent\.service yet/,
@@ -388,7 +388,7 @@ function systemTest(): void {
         );
       } else {
         const r = await c.sh(`systemctl start ${UNIT}`, { timeoutMs: 300_000 });
-        t.equal(r.code, 0, `systemctl start: ${r.stderr}`);
+        t.equal(r.code, 0, 'systemctl start exits 0', { stderr: r.stderr });
       }
       const st = await show(c, 'ActiveState', 'SubState', 'StatusText', 'MainPID', 'NRestarts');
       t.equal(st.ActiveState, 'active');
@@ -671,7 +671,7 @@ function systemTest(): void {
         const before = await show(c, 'MainPID');
         const conf = await c.must(`sha256sum ${CLUSTER_ENV}`);
         const r = await c.sh('dpkg -i /tmp/systest/agent.deb 2>&1', { timeoutMs: 300_000 });
-        t.equal(r.code, 0, `dpkg -i: ${r.stdout}`);
+        t.equal(r.code, 0, 'dpkg -i exits 0', { output: r.stdout });
         const after = await waitFor(
           'the restarted agent',
           async () => {
@@ -697,7 +697,7 @@ function systemTest(): void {
       async (t) => {
         await c.must(`sed -i 's/^SIDECAR_MODE=envoy$/SIDECAR_MODE=pilot-agent/' ${CLUSTER_ENV}`);
         const r = await c.sh(`systemctl restart ${UNIT}`, { timeoutMs: 180_000 });
-        t.equal(r.code, 0, `systemctl restart: ${r.stderr}`);
+        t.equal(r.code, 0, 'systemctl restart exits 0', { stderr: r.stderr });
         const ps = await waitFor(
           'pilot-agent and envoy',
           async () => {
@@ -754,7 +754,7 @@ function systemTest(): void {
   void t.test('dpkg --purge leaves the file system as it was before the install', async (t) => {
     if (components.has('certs')) await c.sh(`systemctl stop ${CA_UNIT}`);
     const r = await c.sh('apt-get purge -y istio-node-agent 2>&1');
-    t.equal(r.code, 0, `apt-get purge: ${r.stdout.slice(-2000)}`);
+    t.equal(r.code, 0, 'apt-get purge exits 0', { output: r.stdout.slice(-2000) });
     t.equal(
       (await c.sh('getent passwd istio-proxy; getent group istio-proxy')).stdout,
       '',
