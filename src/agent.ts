@@ -37,6 +37,8 @@ export class Agent {
   private watchdogTimer: TimerHandle | undefined;
   private readonly since: string;
   private lastStatusLine = '';
+  /** The component whose start() is under way. */
+  private startingNow: Component | undefined;
   private statusWrite: Promise<void> = Promise.resolve();
   private readonly abort = new AbortController();
   private failure: AgentError | undefined;
@@ -60,9 +62,11 @@ export class Agent {
     for (const c of this.components) {
       if (this.abort.signal.aborted) break;
       log.debug({ component: 'agent', starting: c.name }, `starting ${c.name}`);
+      this.startingNow = c;
       try {
         await c.start(this.abort.signal);
       } catch (e) {
+        this.startingNow = undefined;
         // Stopped while starting (SIGTERM during the first CSR): not a failure.
         if (this.abort.signal.aborted) return;
         this.watchdogTimer?.cancel();
@@ -75,6 +79,7 @@ export class Agent {
         await this.stopStarted();
         throw err;
       }
+      this.startingNow = undefined;
       this.started.push(c);
       this.refresh();
     }
@@ -92,8 +97,17 @@ export class Agent {
     const { log, notifier } = this.opts;
     if (this.state !== 'ready') return;
     this.state = 'reloading';
+    // MONOTONIC_USEC is CLOCK_MONOTONIC, which is what process.hrtime reads.
     await notifier.reloading(process.hrtime.bigint() / 1000n);
     this.config = next;
+    if (log.level !== next.core.logLevel) {
+      log.info(
+        { component: 'agent', from: log.level, to: next.core.logLevel },
+        `log level is now ${next.core.logLevel}`,
+      );
+      // Component loggers are pino children: they inherit the level from this one.
+      log.level = next.core.logLevel;
+    }
     for (const c of this.started) {
       if (!c.reload) continue;
       try {
@@ -186,8 +200,24 @@ export class Agent {
       parts.push(s.summary);
       if (s.problem) problems.push(`${c.name}: ${s.problem}`);
     }
-    if (this.state === 'starting') parts.unshift('starting');
-    return [...problems, ...parts].join('; ');
+    if (this.state === 'starting') {
+      parts.unshift('starting');
+      // What the component being started says is wrong, e.g. the CA is not answering yet: the
+      // operator sees why the unit is still activating.
+      const c = this.startingNow;
+      let problem: string | undefined;
+      try {
+        problem = c?.status().problem;
+      } catch {
+        problem = undefined;
+      }
+      if (c && problem) problems.push(`${c.name}: ${problem}`);
+      else if (c) parts.push(`waiting for ${c.name}`);
+    }
+    const all = [...problems, ...parts];
+    if (all.length === 0)
+      return this.state === 'ready' ? 'ready; no components enabled' : this.state;
+    return all.join('; ');
   }
 
   get currentConfig(): AgentConfig {

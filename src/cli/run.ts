@@ -7,6 +7,7 @@ import { toAgentError } from '../lib/errors';
 import { createLogger } from '../observe/logger';
 import { createNotifier } from '../systemd/notify';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
+import { installTestHooks } from './test-hooks';
 
 const USAGE = `Usage: istio-node-agent run
 
@@ -63,6 +64,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
   process.on('SIGHUP', onHup);
+  const removeTestHooks = installTestHooks(ctx.env, log);
   try {
     await a.start();
   } catch (e) {
@@ -71,12 +73,14 @@ export async function run(ctx: CommandContext): Promise<number> {
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
     process.off('SIGHUP', onHup);
+    removeTestHooks();
     return err.exitCode;
   }
   await a.wait();
   process.off('SIGTERM', onTerm);
   process.off('SIGINT', onInt);
   process.off('SIGHUP', onHup);
+  removeTestHooks();
   const failed = a.failed;
   return failed ? failed.exitCode : 0;
 }

@@ -56,6 +56,14 @@ export function defaultRuntime(deps: ComponentDeps): SidecarRuntime {
           const r = await deps.exec(file, ['--help'], { timeoutMs: 5000 }).catch(() => undefined);
           if (!r || !r.stdout.includes('--pdeathsig')) return undefined;
         }
+        if (name === 'unshare') {
+          // A sandbox may forbid new PID namespaces: the systemd unit has RestrictNamespaces=yes
+          // and no CAP_SYS_ADMIN. Then pilot-agent runs without one (see the supervisor).
+          const r = await deps
+            .exec(file, ['--pid', '--fork', '--kill-child=SIGKILL', 'true'], { timeoutMs: 5000 })
+            .catch(() => undefined);
+          if (!r || r.code !== 0) return undefined;
+        }
         return file;
       }
       return undefined;

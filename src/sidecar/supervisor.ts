@@ -149,8 +149,14 @@ export async function resolvePlan(
     );
   const unshare = rt.isRoot && mode === 'pilot-agent' ? await rt.findTool('unshare') : undefined;
   if (rt.isRoot && mode === 'pilot-agent' && !unshare) {
-    log.warn(
-      'unshare (util-linux) not found: envoy started by pilot-agent may outlive an agent killed by SIGKILL',
+    // Under systemd (INVOCATION_ID is set for every unit's processes) the unit's cgroup is killed
+    // when the agent dies, so envoy cannot outlive it: only worth a warning elsewhere.
+    const underSystemd = Boolean(rt.processEnv.INVOCATION_ID);
+    log[underSystemd ? 'debug' : 'warn'](
+      'unshare (util-linux) is missing or may not make a PID namespace here: envoy started by pilot-agent is not tied to the agent by the kernel' +
+        (underSystemd
+          ? ' (the systemd unit reaps it)'
+          : ' and may outlive an agent killed by SIGKILL'),
     );
   }
 

@@ -3,9 +3,13 @@ import type { Logger } from '../observe/logger';
 
 /**
  * sd_notify(3) for Node. Node cannot send to an AF_UNIX datagram socket, so the default transport
- * runs `systemd-notify VAR=VALUE…` (systemd ≥ 246 waits for the manager with a barrier, so the
- * message is attributed to our unit; the unit needs NotifyAccess=all). The transport is injected
- * so tests can record messages.
+ * runs `systemd-notify VAR=VALUE…`. systemd ≥ 246 makes it wait on a barrier until the manager
+ * has read the message, so the sender is still alive (and in our cgroup) when systemd attributes
+ * it to the unit; the sender is a child, hence the unit's NotifyAccess=all. The transport is
+ * injected so tests can record messages.
+ *
+ * Messages are sent one at a time, in call order: RELOADING=1 must reach systemd before the
+ * READY=1 that ends the reload, and READY=1 before a later STATUS=.
  */
 export type NotifyTransport = (fields: readonly string[]) => Promise<void>;
 
@@ -20,16 +24,30 @@ export interface Notifier {
   readonly watchdogMs: number | undefined;
 }
 
-export function spawnTransport(binary = 'systemd-notify'): NotifyTransport {
+/** How long one `systemd-notify` may take; its own barrier waits at most 5 s. */
+export const NOTIFY_TIMEOUT_MS = 10_000;
+
+export function spawnTransport(
+  binary = 'systemd-notify',
+  timeoutMs = NOTIFY_TIMEOUT_MS,
+): NotifyTransport {
   return (fields) =>
     new Promise((resolve, reject) => {
       const child = spawn(binary, [...fields], { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        err += `(killed after ${timeoutMs} ms)`;
+      }, timeoutMs);
       child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-      child.on('error', reject);
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       child.on('close', (code) => {
+        clearTimeout(timer);
         if (code === 0) resolve();
-        else reject(new Error(`systemd-notify exited ${code}: ${err.trim()}`));
+        else reject(new Error(`systemd-notify exited ${code ?? 'on a signal'}: ${err.trim()}`));
       });
     });
 }
@@ -40,23 +58,38 @@ export function statusLine(text: string): string {
   return text.replace(/[\x00-\x1f\x7f]+/g, ' ').slice(0, 400);
 }
 
+/** WATCHDOG_USEC in ms when it is meant for this process (WATCHDOG_PID unset or ours). */
+export function watchdogInterval(env: NodeJS.ProcessEnv, pid = process.pid): number | undefined {
+  if (!env.NOTIFY_SOCKET) return undefined;
+  const usec = Number(env.WATCHDOG_USEC);
+  if (!Number.isFinite(usec) || usec <= 0) return undefined;
+  if (env.WATCHDOG_PID !== undefined && env.WATCHDOG_PID !== '' && Number(env.WATCHDOG_PID) !== pid)
+    return undefined;
+  return Math.max(1, Math.floor(usec / 1000));
+}
+
 export function createNotifier(
   env: NodeJS.ProcessEnv,
   log: Logger,
   transport: NotifyTransport = spawnTransport(),
 ): Notifier {
   const enabled = Boolean(env.NOTIFY_SOCKET);
-  let watchdogMs: number | undefined;
-  const usec = Number(env.WATCHDOG_USEC);
-  const forPid = env.WATCHDOG_PID === undefined || Number(env.WATCHDOG_PID) === process.pid;
-  if (enabled && Number.isFinite(usec) && usec > 0 && forPid) watchdogMs = Math.floor(usec / 1000);
-  const send = async (fields: string[]): Promise<void> => {
-    if (!enabled) return;
-    try {
-      await transport(fields);
-    } catch (e) {
-      log.warn({ code: 'AGENT_E_NOTIFY', err: (e as Error).message }, 'could not notify systemd');
-    }
+  const watchdogMs = watchdogInterval(env);
+  let queue: Promise<void> = Promise.resolve();
+  const send = (fields: string[]): Promise<void> => {
+    if (!enabled) return Promise.resolve();
+    queue = queue.then(async () => {
+      try {
+        await transport(fields);
+        log.trace({ component: 'systemd', notify: fields }, 'notified systemd');
+      } catch (e) {
+        log.warn(
+          { component: 'systemd', code: 'AGENT_E_NOTIFY', err: (e as Error).message },
+          'could not notify systemd',
+        );
+      }
+    });
+    return queue;
   };
   return {
     enabled,

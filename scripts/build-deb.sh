@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Builds build/istio-node-agent_<version>_<arch>.deb (`npm run build:deb`):
+#   1. the bundle dist/istio-node-agent.cjs (npm run build);
+#   2. a Node.js single executable application (SEA): this machine's node binary, stripped, with
+#      the bundle injected by postject (Debian 12's own nodejs is 18, so the package carries 20);
+#   3. a staged tree build/deb/root with the unit, conffile templates generated from
+#      docs/configuration.md, the man page, copyright, changelog and the license texts;
+#   4. dpkg-deb --root-owner-group --build.
+# Needs: node 20 (the one that runs this), dpkg-dev (dpkg-shlibdeps), binutils (strip), gzip.
+# Environment: NODE_BINARY (default: the running node); DEB_COMPRESSION (xz, the default and the
+# release setting; gzip builds in seconds instead of minutes, for the system test); LINTIAN=1 to
+# run lintian afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+log() { printf 'build-deb [%3ss]: %s\n' "$SECONDS" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in dpkg-deb dpkg-shlibdeps strip gzip; do
+  command -v "$tool" >/dev/null || die "$tool is missing (apt-get install dpkg-dev binutils gzip)"
+done
+
+version=$(node -p 'require("./package.json").version')
+arch=$(dpkg --print-architecture)
+node_bin=$(readlink -f "${NODE_BINARY:-$(node -p process.execPath)}")
+node_version=$("$node_bin" --version)
+case "$node_version" in v20.*) ;; *) die "the runtime must be Node 20, $node_bin is $node_version" ;; esac
+changelog_version=$(sed -n '1s/^istio-node-agent (\([^)]*\)).*/\1/p' debian/changelog)
+[ "$changelog_version" = "$version" ] ||
+  die "debian/changelog's first entry is $changelog_version, package.json says $version: add a changelog entry"
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+
+build=$repo/build
+sea=$build/sea
+root=$build/deb/root
+deb=$build/istio-node-agent_${version}_${arch}.deb
+rm -rf "$sea" "$build/deb"
+mkdir -p "$sea" "$root"
+
+log "bundle"
+npm run --silent build
+
+log "single executable from $node_bin ($node_version)"
+cat >"$sea/sea-config.json" <<JSON
+{ "main": "$repo/dist/istio-node-agent.cjs", "output": "$sea/sea.blob",
+  "disableExperimentalSEAWarning": true, "useCodeCache": true, "useSnapshot": false }
+JSON
+"$node_bin" --experimental-sea-config "$sea/sea-config.json" >/dev/null 2>&1 ||
+  die "node --experimental-sea-config failed"
+log "strip and inject"
+# Debug symbols are most of node's size; strip before injecting (stripping after would drop the
+# blob's note). The stripped runtime and its library dependencies depend only on the node binary,
+# so they are kept in build/cache keyed by its hash.
+node_hash=$(sha256sum "$node_bin" | cut -c1-16)
+cache=$build/cache
+mkdir -p "$cache"
+if [ ! -f "$cache/node-$node_hash.stripped" ]; then
+  cp "$node_bin" "$cache/node-$node_hash.tmp"
+  chmod u+w "$cache/node-$node_hash.tmp"
+  strip --strip-all --remove-section=.comment "$cache/node-$node_hash.tmp"
+  mv "$cache/node-$node_hash.tmp" "$cache/node-$node_hash.stripped"
+fi
+cp "$cache/node-$node_hash.stripped" "$sea/istio-node-agent"
+# postject warns once per ELF note it cannot name (node has hundreds); those lines are noise.
+npx --no-install postject "$sea/istio-node-agent" NODE_SEA_BLOB "$sea/sea.blob" \
+  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 2>&1 >/dev/null |
+  { grep -v "Can't find string offset for section name" || true; } >&2
+got=$("$sea/istio-node-agent" version)
+case "$got" in "istio-node-agent $version "*) ;; *) die "the executable says '$got'" ;; esac
+
+log "staging $root"
+install -D -m 0755 "$sea/istio-node-agent" "$root/usr/bin/istio-node-agent"
+install -D -m 0644 systemd/istio-auth-node-agent.service "$root/lib/systemd/system/istio-auth-node-agent.service"
+log "conffile templates"
+node --import tsx scripts/deb/env-templates.ts "$build/deb/env"
+install -d -m 0755 "$root/var/lib/istio/envoy"
+install -m 0644 "$build/deb/env/cluster.env" "$build/deb/env/sidecar.env" "$root/var/lib/istio/envoy/"
+doc=$root/usr/share/doc/istio-node-agent
+install -d -m 0755 "$doc"
+install -m 0644 debian/copyright "$doc/copyright"
+gzip -9n <debian/changelog >"$doc/changelog.gz"
+install -D -m 0644 debian/lintian-overrides "$root/usr/share/lintian/overrides/istio-node-agent"
+log "third-party licenses"
+node --import tsx scripts/deb/third-party.ts "$doc/third-party-licenses.txt" >/dev/null
+for legal in dist/*.LEGAL.txt; do
+  [ -e "$legal" ] && install -m 0644 "$legal" "$doc/bundle-legal-comments.txt"
+done
+nodejs_license=$(dirname "$(dirname "$node_bin")")/share/doc/nodejs/LICENSE
+[ -f "$nodejs_license" ] || nodejs_license=$(dirname "$(dirname "$node_bin")")/LICENSE
+[ -f "$nodejs_license" ] || die "cannot find Node.js's LICENSE next to $node_bin"
+install -m 0644 "$nodejs_license" "$doc/nodejs-LICENSE"
+chmod 0644 "$doc"/*
+
+log "man page"
+# The man page, its COMMANDS section from the executable's own help.
+commands=$("$sea/istio-node-agent" --help | awk '
+  /^Commands:/ { on = 1; next }
+  on && /^$/ { exit }
+  on { name = $1; $1 = ""; sub(/^ +/, ""); printf ".TP\n.B %s\n%s\n", name, $0 }')
+[ -n "$commands" ] || die "no commands in the executable's --help"
+date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)
+install -d -m 0755 "$root/usr/share/man/man1"
+awk -v commands="$commands" -v version="$version" -v date="$date" '
+  { gsub(/@VERSION@/, version); gsub(/@DATE@/, date) }
+  /^@COMMANDS@$/ { print commands; next }
+  { print }' debian/istio-node-agent.1.in | gzip -9n >"$root/usr/share/man/man1/istio-node-agent.1.gz"
+chmod 0644 "$root/usr/share/man/man1/istio-node-agent.1.gz"
+
+log "control"
+if [ ! -s "$cache/node-$node_hash.shlibs" ]; then
+  (
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    mkdir "$tmp/debian"
+    printf 'Source: istio-node-agent\n\nPackage: istio-node-agent\nArchitecture: any\n' >"$tmp/debian/control"
+    cd "$tmp" && dpkg-shlibdeps -O -e "$cache/node-$node_hash.stripped" 2>/dev/null |
+      sed -n 's/^shlibs:Depends=//p' >"$cache/node-$node_hash.shlibs"
+  )
+fi
+shlibs=$(cat "$cache/node-$node_hash.shlibs")
+[ -n "$shlibs" ] || die "dpkg-shlibdeps found no library dependencies"
+install -d -m 0755 "$root/DEBIAN"
+installed_size=$(du -sk --apparent-size --exclude=DEBIAN "$root" | cut -f1)
+sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$installed_size/" \
+  -e "s/@SHLIBS@/$shlibs/" debian/control >"$root/DEBIAN/control"
+install -m 0644 debian/conffiles "$root/DEBIAN/conffiles"
+install -m 0755 debian/postinst debian/prerm debian/postrm "$root/DEBIAN/"
+log "md5sums"
+(cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
+chmod 0644 "$root/DEBIAN/md5sums"
+# Directories 0755, files as installed above, whatever the umask was.
+find "$root" -type d -exec chmod 0755 {} +
+find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+
+log "dpkg-deb"
+rm -f "$deb"
+compression=${DEB_COMPRESSION:-xz}
+case "$compression" in xz | gzip | zstd | none) ;; *) die "DEB_COMPRESSION must be xz, gzip, zstd or none" ;; esac
+dpkg-deb --root-owner-group "-Z$compression" --build "$root" "$deb" >/dev/null
+size=$(stat -c %s "$deb")
+log "$deb ($((size / 1024 / 1024)) MiB, installed $((installed_size / 1024)) MiB)"
+
+if [ "${LINTIAN:-0}" = 1 ]; then
+  log "lintian"
+  lintian --info --display-info "$deb" || die "lintian reported errors"
+fi
+echo "$deb"
