@@ -94,7 +94,7 @@ export class DnsComponent implements Component {
   }
 
   stop(): Promise<void> {
-    // Deliberately nothing: see the class comment and docs/decisions.dns.md.
+    // Deliberately nothing: see the class comment and docs/decisions.md.
     return Promise.resolve();
   }
 

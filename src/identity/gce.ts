@@ -10,7 +10,7 @@ import { AgentError } from '../lib/errors';
  * without it did not come from the metadata server (a proxy, a captive portal, a different
  * service on that address) and is refused. Tokens are returned, never logged.
  *
- * Node's global fetch is enough for these single GETs (see docs/decisions.ca.md).
+ * Node's global fetch is enough for these single GETs (see docs/decisions.md).
  */
 
 export const METADATA_FLAVOR = 'Google';

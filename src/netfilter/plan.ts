@@ -5,7 +5,7 @@ import { destMatch } from './cidr';
 /**
  * The capture plan: a pure function from configuration to the rules Istio 1.0's
  * istio-iptables.sh would have installed (same chains, same order, same meaning), minus its
- * known defects (see docs/decisions.netfilter.md). Rules are kept in the exact text form
+ * known defects (see docs/decisions.md). Rules are kept in the exact text form
  * `iptables-save` prints, so live rules and planned rules compare as strings.
  */
 

@@ -1,7 +1,7 @@
 /**
  * The sidecar component: pilot-agent (as 1.0's istio-start.sh ran it) or envoy directly (the
  * agent doing pilot-agent's job), run as EXEC_USER, restarted with backoff, hot-restarted on
- * certificate rotation, never outliving the agent. See docs/decisions.sidecar.md.
+ * certificate rotation, never outliving the agent. See docs/decisions.md.
  */
 import { constants, promises as fs } from 'node:fs';
 import type { ComponentDeps } from '../component';
