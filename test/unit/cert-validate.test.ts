@@ -215,11 +215,16 @@ t.test('identity from SANs (Istio 1.0 rules)', async (t) => {
 
 t.test("parsing Node's subjectAltName text", async (t) => {
   const { parseSubjectAltName } = await import('../../src/identity/san');
-  t.same(parseSubjectAltName('URI:spiffe://cluster.local/ns/a/sa/b, DNS:vm.example.com, IP Address:10.1.2.3'), [
-    { type: 'uri', value: 'spiffe://cluster.local/ns/a/sa/b' },
-    { type: 'dns', value: 'vm.example.com' },
-    { type: 'ip', value: '10.1.2.3' },
-  ]);
+  t.same(
+    parseSubjectAltName(
+      'URI:spiffe://cluster.local/ns/a/sa/b, DNS:vm.example.com, IP Address:10.1.2.3',
+    ),
+    [
+      { type: 'uri', value: 'spiffe://cluster.local/ns/a/sa/b' },
+      { type: 'dns', value: 'vm.example.com' },
+      { type: 'ip', value: '10.1.2.3' },
+    ],
+  );
   t.same(parseSubjectAltName('URI:"spiffe://x/a, b", DNS:y'), [
     { type: 'uri', value: 'spiffe://x/a, b' },
     { type: 'dns', value: 'y' },
@@ -227,7 +232,10 @@ t.test("parsing Node's subjectAltName text", async (t) => {
   t.same(parseSubjectAltName(undefined), []);
   const root = await makeRoot();
   const odd = await makeLeaf(root, {
-    sans: [{ type: 'url', value: 'spiffe://x/with,comma' }, { type: 'ip', value: '10.0.0.1' }],
+    sans: [
+      { type: 'url', value: 'spiffe://x/with,comma' },
+      { type: 'ip', value: '10.0.0.1' },
+    ],
     notBefore: now,
     notAfter: now + 1000,
   });
