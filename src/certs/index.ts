@@ -8,7 +8,6 @@ import {
   gceIdentity,
 } from '../identity/gce';
 import { onpremIdentity } from '../identity/onprem';
-import { lookupUser } from '../lib/users';
 import { CertManager } from './manager';
 import { CertStore, CHAIN_FILE } from './store';
 import type { CaConnector, IdentitySource } from './types';
@@ -88,12 +87,16 @@ export async function buildCertManager(
   const ca = config.ca;
   let keyOwner = options.keyOwner === 'none' ? undefined : options.keyOwner;
   if (options.keyOwner === undefined && process.getuid?.() === 0) {
-    keyOwner = await lookupUser(config.capture.envoyUser);
-    if (!keyOwner) {
+    // The proxy user (ENVOY_USER) reads the key; the same lookup as the capture rules use.
+    const { resolveProxyIds } = await import('../netfilter/index');
+    const r = await resolveProxyIds(config.capture, deps.exec);
+    if (r.warning) {
       deps.log.warn(
         { component: 'certs', user: config.capture.envoyUser },
         `user ${config.capture.envoyUser} does not exist; key.pem stays owned by root`,
       );
+    } else {
+      keyOwner = r.ids;
     }
   }
   const source = await chooseIdentitySource(ca, deps);

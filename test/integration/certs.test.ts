@@ -433,3 +433,26 @@ t.test('onprem without a bootstrap set: a clear configuration error', async (t) 
   const m2 = await buildCertManager(configFor(vars(ca, noSan)), testDeps(), { keyOwner: 'none' });
   await t.rejects(m2.start(new AbortController().signal), { code: 'AGENT_E_IDENTITY_SAN' });
 });
+
+t.test('as root, key.pem is 0600 and owned by ENVOY_USER; the other files 0644', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.pass('skipped: needs root', { skip: 'needs root to chown' });
+    return;
+  }
+  const { statSync } = await import('node:fs');
+  const nobody = /^nobody:[^:]*:(\d+):(\d+):/m.exec(readFileSync('/etc/passwd', 'utf8'))!;
+  const ca = await withCa(t, { ttlMs: 3600_000 });
+  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+  const mgr = await buildCertManager(
+    configFor(vars(ca, dir, { ENVOY_USER: 'nobody' })),
+    testDeps(),
+  );
+  await mgr.start(new AbortController().signal);
+  await mgr.stop();
+  const key = statSync(path.join(dir, 'key.pem'));
+  t.equal(key.mode & 0o777, 0o600);
+  t.equal(key.uid, Number(nobody[1]), 'owned by the uid of ENVOY_USER');
+  t.equal(key.gid, Number(nobody[2]), 'and its group');
+  t.equal(statSync(path.join(dir, 'cert-chain.pem')).mode & 0o777, 0o644);
+  t.equal(statSync(path.join(dir, 'root-cert.pem')).mode & 0o777, 0o644);
+});
