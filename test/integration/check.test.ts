@@ -55,7 +55,14 @@ t.test('check reports each part and fails on what is wrong', async (t) => {
 
   const good = await check(env);
   const by = (name: string) => good.results.find((r) => r.name === name)!;
-  t.equal(good.code, 0, JSON.stringify(good.results) + good.stderr);
+  t.equal(
+    good.code,
+    0,
+    `every check passes: ${good.results
+      .filter((r) => !r.ok)
+      .map((r) => `${r.name}: ${r.detail}`)
+      .join('; ')}${good.stderr}`,
+  );
   t.ok(by('certificates').ok);
   t.match(
     by('certificates').detail,
