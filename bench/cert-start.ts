@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { startDevCa, type DevCa } from '../src/ca/index';
+import { certsOnlyEnv } from '../test/helpers/certs';
 
 const BUNDLE = path.resolve(__dirname, '../dist/istio-node-agent.cjs');
 const ID = 'spiffe://cluster.local/ns/default/sa/bench';
@@ -35,18 +36,7 @@ async function certsDir(ca: DevCa): Promise<{ dir: string; state: string }> {
 
 function startAgent(ca: DevCa, dir: string, state: string, alg: string): ChildProcess {
   return spawn(process.execPath, [BUNDLE, 'run'], {
-    env: {
-      PATH: process.env.PATH,
-      ISTIO_CLUSTER_CONFIG: '/nonexistent/cluster.env',
-      ISTIO_SIDECAR_CONFIG: '/nonexistent/sidecar.env',
-      CITADEL_ADDRESS: ca.address,
-      CERTS_DIR: dir,
-      ISTIO_AGENT_STATE_DIR: state,
-      ISTIO_CAPTURE: 'false',
-      SIDECAR_MODE: 'none',
-      WORKLOAD_KEY_ALGORITHM: alg,
-      ENVOY_USER: 'root',
-    },
+    env: certsOnlyEnv(ca.address, dir, state, alg),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
 }

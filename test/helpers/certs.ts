@@ -65,3 +65,27 @@ export async function until(cond: () => boolean, ms: number, what: string): Prom
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * The environment for `istio-node-agent run` with only the certificate component: no files
+ * read, no capture, no sidecar, state in `stateDir`.
+ */
+export function certsOnlyEnv(
+  caAddress: string,
+  certsDir: string,
+  stateDir: string,
+  alg = 'ECDSA',
+): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    ISTIO_CLUSTER_CONFIG: '/nonexistent/cluster.env',
+    ISTIO_SIDECAR_CONFIG: '/nonexistent/sidecar.env',
+    CITADEL_ADDRESS: caAddress,
+    CERTS_DIR: certsDir,
+    ISTIO_AGENT_STATE_DIR: stateDir,
+    ISTIO_CAPTURE: 'false',
+    SIDECAR_MODE: 'none',
+    WORKLOAD_KEY_ALGORITHM: alg,
+    ENVOY_USER: 'root',
+  };
+}

@@ -8,7 +8,7 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
-import { bootstrapDir } from '../helpers/certs';
+import { bootstrapDir, certsOnlyEnv } from '../helpers/certs';
 
 const MAIN = path.join(__dirname, '../../src/main.ts');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -19,18 +19,7 @@ t.test('kill -9 during rotations leaves a complete, consistent set every time', 
   t.teardown(() => ca.stop());
   const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
   const state = mkdtempSync(path.join(tmpdir(), 'crash-state-'));
-  const env = {
-    ...process.env,
-    ISTIO_CLUSTER_CONFIG: '/nonexistent/cluster.env',
-    ISTIO_SIDECAR_CONFIG: '/nonexistent/sidecar.env',
-    CITADEL_ADDRESS: ca.address,
-    CERTS_DIR: dir,
-    ISTIO_AGENT_STATE_DIR: state,
-    ISTIO_CAPTURE: 'false',
-    SIDECAR_MODE: 'none',
-    WORKLOAD_KEY_ALGORITHM: 'ECDSA',
-    ENVOY_USER: 'root',
-  };
+  const env = { ...process.env, ...certsOnlyEnv(ca.address, dir, state) };
   let approvals = 0;
   for (let round = 0; round < ROUNDS; round++) {
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'run'], {
