@@ -113,9 +113,8 @@ export class Agent {
       try {
         await c.reload(next);
       } catch (e) {
-        // Stopped while starting (SIGTERM during the first CSR): not a failure.
-        if (this.abort.signal.aborted) return;
-        this.watchdogTimer?.cancel();
+        // A component that cannot apply the new configuration keeps running on the old one;
+        // the agent stays up (and keeps petting the watchdog).
         const err = toAgentError(e);
         log.error(
           { component: 'agent', code: err.code, failed: c.name, err: err.message },

@@ -211,3 +211,36 @@ t.test('STATUS= follows component changes and puts problems first', async (t) =>
   t.equal(sent.length, n, 'an unchanged status is not sent again');
   await agent.stop();
 });
+
+t.test(
+  'a component failing to reload: logged, the agent stays ready and keeps petting the watchdog',
+  async (t) => {
+    const { sent, notifier } = recorder({
+      NOTIFY_SOCKET: '/run/x',
+      WATCHDOG_USEC: '10000000',
+      WATCHDOG_PID: String(process.pid),
+    });
+    const clock = new FakeClock();
+    const c: Component = {
+      name: 'capture',
+      start: () => Promise.resolve(),
+      reload: () => Promise.reject(new AgentError('AGENT_E_IPTABLES_APPLY', 'refused')),
+      stop: () => Promise.resolve(),
+      status: () => ({ ready: true, summary: 'capture on' }),
+    };
+    const agent = new Agent(config, [c], {
+      log: silentLogger(),
+      clock,
+      notifier,
+      statusFile: undefined,
+    });
+    await agent.start();
+    await agent.reload(config);
+    t.equal(agent.status().state, 'ready');
+    t.same(sent[sent.length - 1], ['READY=1', 'STATUS=capture on'], 'READY=1 ends the reload');
+    const before = sent.filter((f) => f[0] === 'WATCHDOG=1').length;
+    await clock.advance(20_000);
+    t.equal(sent.filter((f) => f[0] === 'WATCHDOG=1').length, before + 4, 'watchdog still pinged');
+    await agent.stop();
+  },
+);
