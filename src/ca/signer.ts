@@ -1,7 +1,6 @@
 import {
   createHash,
   createPrivateKey,
-  createPublicKey,
   generateKeyPair,
   randomBytes,
   webcrypto,
@@ -315,11 +314,4 @@ export function fingerprint256(der: Buffer): string {
 /** PEM with \n line ends and exactly one trailing newline. */
 export function normalizePem(pem: string): string {
   return pem.replace(/\r\n/g, '\n').trimEnd() + '\n';
-}
-
-/** Whether the public key in `certPem` is the public half of `keyPem`. */
-export function certMatchesKey(certPem: string, keyPem: string): boolean {
-  const a = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
-  const b = createPublicKey(createPrivateKey(keyPem)).export({ type: 'spki', format: 'der' });
-  return a.equals(b);
 }

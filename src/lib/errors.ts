@@ -133,10 +133,6 @@ export function formatOrigin(o: Origin): string {
   return `${o.file}: ${o.variable}`;
 }
 
-export function isAgentError(e: unknown): e is AgentError {
-  return e instanceof AgentError;
-}
-
 /** Wraps anything thrown into an AgentError, keeping an AgentError as it is. */
 export function toAgentError(e: unknown, code: ErrorCode = 'AGENT_E_INTERNAL'): AgentError {
   if (e instanceof AgentError) return e;
