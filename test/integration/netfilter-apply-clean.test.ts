@@ -1,11 +1,8 @@
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
-import { createNetns, type Netns } from '../helpers/netns';
+import { createNetns, type Netns, tempDir } from '../helpers/netns';
 import { createCaptureNet, HOST_IP } from '../helpers/capture-net';
 import { connect, startServer, type Server } from '../helpers/tcp-probe';
 import type { Exec } from '../../src/lib/exec';
@@ -91,10 +88,9 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
       `${be}: host rules survive apply and clean; apply is idempotent; clean restores iptables-save`,
       async (t) => {
         const ns = createNetns('nf');
-        const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+        const stateDir = tempDir(t, 'nf-state-');
         t.teardown(() => {
           ns.remove();
-          rmSync(stateDir, { recursive: true, force: true });
         });
         const restores: string[] = [];
         const exec: Exec = (cmd, args, o) => {
@@ -207,10 +203,9 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
 
     t.test(`${be}: apply + clean on a host without any rules`, async (t) => {
       const ns = createNetns('nf');
-      const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+      const stateDir = tempDir(t, 'nf-state-');
       t.teardown(() => {
         ns.remove();
-        rmSync(stateDir, { recursive: true, force: true });
       });
       const io = { exec: ns.exec, stateDir };
       const before = save(ns, be);
@@ -257,12 +252,11 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
     'ISTIO_REJECT_INBOUND_IPV6: rejects new inbound IPv6, keeps host rules, loopback and ICMPv6',
     async (t) => {
       const net = createCaptureNet('nf');
-      const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+      const stateDir = tempDir(t, 'nf-state-');
       const servers: Server[] = [];
       t.teardown(() => {
         for (const s of servers) s.stop();
         net.remove();
-        rmSync(stateDir, { recursive: true, force: true });
       });
       servers.push(await startServer(net.host.name, 'app', '::', 8080));
       net.host.runSync('ip6tables', [

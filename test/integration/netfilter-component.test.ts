@@ -1,11 +1,8 @@
 import t from 'tap';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
-import { createNetns, type Netns } from '../helpers/netns';
+import { createNetns, type Netns, tempDir } from '../helpers/netns';
 import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { FakeClock } from '../../src/lib/clock';
 import type { Exec } from '../../src/lib/exec';
@@ -80,10 +77,9 @@ if (requireRoot(t, 'capture component tests')) {
     'the component applies on start, repairs drift on its check, reloads, and cleans on stop',
     async (t) => {
       const ns = createNetns('nf');
-      const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+      const stateDir = tempDir(t, 'nf-state-');
       t.teardown(() => {
         ns.remove();
-        rmSync(stateDir, { recursive: true, force: true });
       });
       const h = harness(ns);
       const vars = {
@@ -180,10 +176,9 @@ if (requireRoot(t, 'capture component tests')) {
     'ISTIO_CAPTURE_KEEP_ON_STOP keeps the rules (fail closed); a reload to ISTIO_CAPTURE=false removes them',
     async (t) => {
       const ns = createNetns('nf');
-      const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+      const stateDir = tempDir(t, 'nf-state-');
       t.teardown(() => {
         ns.remove();
-        rmSync(stateDir, { recursive: true, force: true });
       });
       const h = harness(ns);
       const vars = {

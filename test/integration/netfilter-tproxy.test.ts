@@ -1,7 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
+import { tempDir } from '../helpers/netns';
 import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
 import { createCaptureNet, HOST_IP, saveAll } from '../helpers/capture-net';
@@ -19,12 +17,11 @@ if (requireRoot(t, 'TPROXY capture tests')) {
     'TPROXY: inbound connections reach the proxy with their original destination',
     async (t) => {
       const net = createCaptureNet('nf');
-      const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+      const stateDir = tempDir(t, 'nf-state-');
       const servers: Server[] = [];
       t.teardown(() => {
         for (const s of servers) s.stop();
         net.remove();
-        rmSync(stateDir, { recursive: true, force: true });
       });
       const h = net.host.name;
       const p = net.peer.name;

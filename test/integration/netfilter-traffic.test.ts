@@ -1,7 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
+import { tempDir } from '../helpers/netns';
 import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
 import {
@@ -32,7 +30,7 @@ if (requireRoot(t, 'capture traffic tests')) {
       return;
     }
     const net = createCaptureNet('nf');
-    const stateDir = mkdtempSync(path.join(tmpdir(), 'nf-state-'));
+    const stateDir = tempDir(t, 'nf-state-');
     const servers: Server[] = [];
     const restores: string[] = [];
     // Wraps the namespace's Exec to count restore transactions.
@@ -44,7 +42,6 @@ if (requireRoot(t, 'capture traffic tests')) {
     t.teardown(() => {
       for (const s of servers) s.stop();
       net.remove();
-      rmSync(stateDir, { recursive: true, force: true });
     });
     const h = net.host.name;
     const p = net.peer.name;
