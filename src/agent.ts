@@ -1,9 +1,9 @@
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { AgentEventMap, Component, ComponentDeps, ComponentStatus } from './component';
 import type { AgentConfig } from './config/types';
 import { atomicWrite } from './lib/atomic-write';
+import { ensureDir } from './lib/safe-fs';
 import { systemClock, type Clock, type TimerHandle } from './lib/clock';
 import { exec } from './lib/exec';
 import { toAgentError, type AgentError } from './lib/errors';
@@ -254,8 +254,8 @@ export class Agent {
     const body = JSON.stringify(this.status(), null, 2) + '\n';
     this.statusWrite = this.statusWrite
       .then(async () => {
-        await fs.mkdir(path.dirname(file), { recursive: true });
-        await atomicWrite(file, body, { mode: 0o644 });
+        await ensureDir(path.dirname(file), 0o755);
+        await atomicWrite(file, body, { mode: 0o644, durable: false });
       })
       .catch((e: unknown) => {
         this.opts.log.warn(

@@ -85,6 +85,7 @@ export class CertManager implements Component {
       'Node Agent starts successfully.',
     );
     const took = await store.prepare();
+    for (const n of store.notes) this.log.warn({ file: n.file }, n.message);
     if (took)
       this.log.info(
         { certsDir: store.dir },

@@ -1,8 +1,9 @@
-import { promises as fs } from 'node:fs';
+import { constants as C, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fsyncDir } from '../lib/atomic-write';
+import { atomicWrite } from '../lib/atomic-write';
 import { AgentError } from '../lib/errors';
+import { ensureDir, fsyncDir, readFileSafe, trustedUids } from '../lib/safe-fs';
 
 export const KEY_FILE = 'key.pem';
 export const CHAIN_FILE = 'cert-chain.pem';
@@ -11,6 +12,12 @@ export const SET_FILES = [KEY_FILE, CHAIN_FILE, ROOT_FILE] as const;
 const DATA = '..data';
 const BOOTSTRAP = '..bootstrap';
 const META = 'meta.json';
+/** A generation directory's name: `..2026_11_26_08_50_00.123_9f2c`. */
+const GENERATION = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{3}_[0-9a-f]{4}$/;
+/** Files the agent creates: never through a symlink, never over an existing file. */
+const CREATE_FLAGS = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
+/** A PEM file or meta.json larger than this is not one: 64 KiB holds a chain of dozens. */
+export const MAX_PEM_BYTES = 64 * 1024;
 
 export interface CertSet {
   readonly keyPem: string;
@@ -37,6 +44,12 @@ export interface StoreOptions {
   readonly keyOwner?: { readonly uid: number; readonly gid: number };
 }
 
+/** What prepare() found worth a warning about the files dropped by hand. */
+export interface TakeoverNote {
+  readonly file: string;
+  readonly message: string;
+}
+
 /**
  * The certificate set on disk, replaced as one unit the way Kubernetes updates mounted secrets:
  *
@@ -50,20 +63,28 @@ export interface StoreOptions {
  * flow) are taken over as a generation, and kept in `..bootstrap` so they are never lost.
  */
 export class CertStore {
+  /** Warnings about the files taken over by the last prepare(). */
+  notes: TakeoverNote[] = [];
+
   constructor(
     readonly dir: string,
-    private readonly options: StoreOptions = {},
+    private readonly options: StoreOptions & { readonly now?: () => number } = {},
   ) {}
 
-  /** Reads the current set through the top-level names; missing files are undefined. */
+  /**
+   * Reads the current set: the files of the generation `..data` names, each opened without
+   * following a symlink; before any generation exists, the plain files. Missing files are
+   * undefined.
+   */
   async read(): Promise<StoredSet> {
-    const [keyPem, chainPem, rootPem] = await Promise.all(
-      SET_FILES.map((f) => readIfExists(path.join(this.dir, f))),
-    );
     const generation = await this.currentGeneration();
+    const base = generation === undefined ? this.dir : path.join(this.dir, generation);
+    const [keyPem, chainPem, rootPem] = await Promise.all(
+      SET_FILES.map((f) => readPem(path.join(base, f))),
+    );
     let meta: SetMeta = { issuer: 'bootstrap' };
     if (generation !== undefined) {
-      const m = await readIfExists(path.join(this.dir, generation, META));
+      const m = await readPem(path.join(base, META));
       if (m !== undefined) {
         try {
           meta = JSON.parse(m) as SetMeta;
@@ -77,39 +98,64 @@ export class CertStore {
 
   /** The bootstrap set kept at takeover, if any. */
   async readBootstrap(): Promise<Partial<CertSet>> {
+    const dir = path.join(this.dir, BOOTSTRAP);
+    const st = await lstatIfExists(dir);
+    if (!st) return {};
+    this.checkOwnDir(dir, st, 0o700);
     const [keyPem, chainPem, rootPem] = await Promise.all(
-      SET_FILES.map((f) => readIfExists(path.join(this.dir, BOOTSTRAP, f))),
+      SET_FILES.map((f) => readPem(path.join(dir, f))),
     );
     return { keyPem, chainPem, rootPem };
   }
 
+  /** The generation `..data` points at; undefined before the first one. */
   async currentGeneration(): Promise<string | undefined> {
-    try {
-      return await fs.readlink(path.join(this.dir, DATA));
-    } catch {
-      return undefined;
+    const p = path.join(this.dir, DATA);
+    const st = await lstatIfExists(p);
+    if (!st) return undefined;
+    const target = st.isSymbolicLink() ? await fs.readlink(p) : '';
+    if (!GENERATION.test(target)) {
+      throw new AgentError(
+        'AGENT_E_CERT_STORE',
+        `${p} is not the agent's link to a certificate generation; remove it and restart the agent`,
+      );
     }
+    return target;
   }
 
   /**
-   * Prepares the directory: removes leftovers of an interrupted write, and takes over plain files
-   * dropped by hand (first start, or an operator re-provisioning a bootstrap set). Returns true
-   * when files were taken over.
+   * Prepares the directory: makes it (0755, owned by root) or checks that no one but root can
+   * change it or the path to it, removes leftovers of an interrupted write, and takes over plain
+   * files dropped by hand (first start, or an operator re-provisioning a bootstrap set). Returns
+   * true when files were taken over.
    */
   async prepare(): Promise<boolean> {
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
+    await ensureDir(this.dir, 0o755);
+    this.notes = [];
     const current = await this.currentGeneration();
     const plain: Record<string, string> = {};
     for (const f of SET_FILES) {
       const p = path.join(this.dir, f);
       const st = await lstatIfExists(p);
-      if (st?.isFile()) plain[f] = await fs.readFile(p, 'utf8');
+      if (!st) continue;
+      if (st.isSymbolicLink()) {
+        const target = await fs.readlink(p);
+        if (target === `${DATA}/${f}`) continue;
+        throw new AgentError(
+          'AGENT_E_BOOTSTRAP_INVALID',
+          `${p} is a symlink to ${target}; the agent does not follow symlinks in ${this.dir}: put the file itself there`,
+        );
+      }
+      const r = await readFileSafe(p, { maxBytes: MAX_PEM_BYTES });
+      if (!r) continue;
+      plain[f] = r.data.toString('utf8');
+      if (f === KEY_FILE) this.noteKey(p, r.stat);
     }
     let took = false;
     if (Object.keys(plain).length > 0) {
       const inData: Record<string, string | undefined> = {};
       if (current !== undefined)
-        for (const f of SET_FILES) inData[f] = await readIfExists(path.join(this.dir, DATA, f));
+        for (const f of SET_FILES) inData[f] = await readPem(path.join(this.dir, current, f));
       const differs = Object.entries(plain).some(([f, text]) => inData[f] !== text);
       if (differs) {
         // New files by hand: they become the current set (with the rest from the current one).
@@ -131,8 +177,10 @@ export class CertStore {
   /** Publishes a new complete set; returns its generation name. */
   async write(set: CertSet, meta: SetMeta, opts: { partial?: boolean } = {}): Promise<string> {
     const tmp = path.join(this.dir, `..tmp-${randomBytes(4).toString('hex')}`);
-    const gen = `..${generationStamp(new Date())}_${randomBytes(2).toString('hex')}`;
+    const now = this.options.now?.() ?? Date.now();
+    const gen = `..${generationStamp(new Date(now))}_${randomBytes(2).toString('hex')}`;
     try {
+      // mkdir fails if the name exists, so the directory is ours; so is every file in it.
       await fs.mkdir(tmp, { mode: 0o755 });
       await fs.chmod(tmp, 0o755);
       const files: [string, string, number][] = [
@@ -143,7 +191,7 @@ export class CertStore {
       ];
       for (const [name, text, mode] of files) {
         if (opts.partial && text === '' && name !== META) continue;
-        const fh = await fs.open(path.join(tmp, name), 'wx', mode);
+        const fh = await fs.open(path.join(tmp, name), CREATE_FLAGS, mode);
         try {
           await fh.writeFile(text);
           await fh.chmod(mode);
@@ -165,9 +213,7 @@ export class CertStore {
       throw new AgentError(
         'AGENT_E_CERT_STORE',
         `cannot write the certificate set in ${this.dir}: ${(e as Error).message}`,
-        {
-          cause: e,
-        },
+        { cause: e },
       );
     }
     await this.linkNames();
@@ -182,6 +228,7 @@ export class CertStore {
       const target = `${DATA}/${f}`;
       const st = await lstatIfExists(p);
       if (st?.isSymbolicLink() && (await fs.readlink(p)) === target) continue;
+      // symlink(2) fails if the temporary name exists: it is ours.
       const tmp = path.join(this.dir, `.${f}.${randomBytes(3).toString('hex')}.lnk`);
       await fs.symlink(target, tmp);
       await fs.rename(tmp, p);
@@ -189,19 +236,41 @@ export class CertStore {
     await fsyncDir(this.dir);
   }
 
+  /** Keeps the files taken over in `..bootstrap` (0700), a directory only the agent uses. */
   private async saveBootstrap(plain: Record<string, string>): Promise<void> {
     const dir = path.join(this.dir, BOOTSTRAP);
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const st = await lstatIfExists(dir);
+    if (st) this.checkOwnDir(dir, st, 0o700);
+    else await ensureDir(dir, 0o700);
     for (const [f, text] of Object.entries(plain)) {
-      const mode = f === KEY_FILE ? 0o600 : 0o644;
-      const tmp = path.join(dir, `.${f}.tmp`);
-      await fs.writeFile(tmp, text, { mode });
-      const fh = await fs.open(tmp, 'r');
-      await fh.sync();
-      await fh.close();
-      await fs.rename(tmp, path.join(dir, f));
+      await atomicWrite(path.join(dir, f), text, { mode: f === KEY_FILE ? 0o600 : 0o644 });
     }
-    await fsyncDir(dir);
+  }
+
+  /** A directory of the agent's inside CERTS_DIR must be a real one, owned by it. */
+  private checkOwnDir(dir: string, st: import('node:fs').Stats, mode: number): void {
+    if (!st.isDirectory() || !trustedUids().includes(st.uid) || (st.mode & 0o022) !== 0) {
+      throw new AgentError(
+        'AGENT_E_CERT_STORE',
+        `${dir} is not the agent's directory (${st.isSymbolicLink() ? 'a symlink' : `owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}`}); remove it and restart the agent, which makes it again (mode ${mode.toString(8)})`,
+      );
+    }
+  }
+
+  /** Warns about a bootstrap key others could read or change before the agent took it over. */
+  private noteKey(p: string, st: import('node:fs').Stats): void {
+    if ((st.mode & 0o077) !== 0) {
+      this.notes.push({
+        file: p,
+        message: `${p} was readable by others (mode ${(st.mode & 0o7777).toString(8)}); the agent's copy is 0600, but treat the key as exposed and rotate the bootstrap secret`,
+      });
+    }
+    if (!trustedUids().includes(st.uid)) {
+      this.notes.push({
+        file: p,
+        message: `${p} was owned by uid ${st.uid}, who could change the bootstrap identity; provision bootstrap files owned by root`,
+      });
+    }
   }
 
   /** Removes interrupted writes and generations no longer published. */
@@ -211,7 +280,7 @@ export class CertStore {
       const stale =
         name.startsWith('..tmp-') ||
         name.startsWith('..data_tmp_') ||
-        (/^\.\.\d{4}_/.test(name) && name !== current) ||
+        (GENERATION.test(name) && name !== current) ||
         /^\.(key|cert-chain|root-cert)\.pem\.[0-9a-f]+\.lnk$/.test(name);
       if (stale) await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
     }
@@ -223,19 +292,19 @@ function generationStamp(d: Date): string {
   return `${d.getUTCFullYear()}_${p(d.getUTCMonth() + 1)}_${p(d.getUTCDate())}_${p(d.getUTCHours())}_${p(d.getUTCMinutes())}_${p(d.getUTCSeconds())}.${p(d.getUTCMilliseconds(), 3)}`;
 }
 
-async function readIfExists(p: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(p, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new AgentError('AGENT_E_IO', `cannot read ${p}: ${(e as Error).message}`, { cause: e });
-  }
+/** A PEM (or meta.json) file, opened without following a symlink, bounded; undefined if absent. */
+async function readPem(p: string): Promise<string | undefined> {
+  const r = await readFileSafe(p, { maxBytes: MAX_PEM_BYTES });
+  return r?.data.toString('utf8');
 }
 
 async function lstatIfExists(p: string): Promise<import('node:fs').Stats | undefined> {
   try {
     return await fs.lstat(p);
-  } catch {
-    return undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new AgentError('AGENT_E_IO', `cannot inspect ${p}: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }

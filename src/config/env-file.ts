@@ -35,6 +35,15 @@ export function parseEnvFile(text: string, file: string): EnvEntry[] {
         },
       });
     };
+    // eslint-disable-next-line no-control-regex -- finding control characters is the point
+    const ctl = /[\x00-\x08\x0b-\x1f\x7f]/.exec(lines[i]!.replace(/\r$/, ''));
+    if (ctl) {
+      fail(
+        ctl[0] === '\r'
+          ? 'a carriage return inside the line (old Mac line ends?); save the file with Unix line ends'
+          : `a control character ${charName(ctl[0])} in the line; remove it`,
+      );
+    }
     if (eq <= 0) fail('expected KEY=VALUE');
     const key = s.slice(0, eq);
     if (!KEY.test(key)) fail(`"${key}" is not a valid variable name`);
@@ -84,11 +93,13 @@ export function parseEnvFile(text: string, file: string): EnvEntry[] {
         rest = '';
       } else if (c === '#' && value === '' && rest === s.slice(eq + 1)) {
         // KEY=#x is a literal '#x' in a shell; keep it.
-        const m = /^[^\s'"]+/.exec(rest)!;
+        const m = /^[^\s'"]+/.exec(rest) ?? fail('unexpected character after #');
         value += m[0];
         rest = rest.slice(m[0].length);
       } else {
-        const m = /^[^\s'"]+/.exec(rest)!;
+        const m =
+          /^[^\s'"]+/.exec(rest) ??
+          fail(`unexpected ${charName(c)} in the value; use a plain space, or quote the value`);
         let word = m[0];
         word = word.replace(/\\(.)/g, '$1');
         value += word;
@@ -98,4 +109,22 @@ export function parseEnvFile(text: string, file: string): EnvEntry[] {
     out.push({ key, value, line: lineNo });
   }
   return out;
+}
+
+/** "U+00A0 (a non-breaking space)" for a message. */
+function charName(c: string): string {
+  const code = c.codePointAt(0) ?? 0;
+  const u = `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  const names: Record<number, string> = {
+    0x0b: 'a vertical tab',
+    0x0c: 'a form feed',
+    0x0d: 'a carriage return',
+    0xa0: 'a non-breaking space',
+    0x2007: 'a figure space',
+    0x202f: 'a narrow non-breaking space',
+    0x200b: 'a zero-width space',
+    0x3000: 'an ideographic space',
+    0xfeff: 'a byte-order mark',
+  };
+  return names[code] ? `${u} (${names[code]})` : u;
 }

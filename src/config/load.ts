@@ -1,5 +1,5 @@
-import { promises as fs } from 'node:fs';
 import { AgentError } from '../lib/errors';
+import { readFileSafe } from '../lib/safe-fs';
 import { parseEnvFile } from './env-file';
 import { RawEnv } from './raw';
 import { parseCa } from './sections/ca';
@@ -19,17 +19,51 @@ export interface LoadResult {
   readonly warnings: readonly string[];
 }
 
-/** Reads a file, treating "does not exist" as empty and anything else as an error. */
+/**
+ * Reads a configuration file, treating "does not exist" as empty. The agent runs as root and
+ * these files decide what it runs, so the file and every directory above it must be owned by
+ * root and writable by no one else (sshd's StrictModes); it is opened once, without following a
+ * symlink or blocking on a FIFO, and read from that descriptor. Bad UTF-8 names its line.
+ */
 async function readOptional(file: string): Promise<string | undefined> {
+  const origin = { file, line: 0, variable: '(file)' };
+  let r;
   try {
-    return await fs.readFile(file, 'utf8');
+    r = await readFileSafe(file, { trusted: true, origin });
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') return undefined;
-    throw new AgentError('AGENT_E_CONFIG_READ', `cannot read ${file}: ${err.code ?? err.message}`, {
+    if (e instanceof AgentError && e.code === 'AGENT_E_UNSAFE_PATH') throw e;
+    const err = e as AgentError;
+    throw new AgentError('AGENT_E_CONFIG_READ', `cannot read ${file}: ${err.message}`, {
       cause: e,
-      origin: { file, line: 0, variable: '(file)' },
+      origin,
     });
+  }
+  return r === undefined ? undefined : decodeUtf8(r.data, file);
+}
+
+/** The text of a configuration file; invalid UTF-8 is an error naming the line. */
+export function decodeUtf8(data: Buffer, file: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(data);
+  } catch {
+    let line = 1;
+    let start = 0;
+    for (let i = 0; i <= data.length; i++) {
+      if (i === data.length || data[i] === 0x0a) {
+        try {
+          new TextDecoder('utf-8', { fatal: true }).decode(data.subarray(start, i));
+        } catch {
+          break;
+        }
+        line++;
+        start = i + 1;
+      }
+    }
+    throw new AgentError(
+      'AGENT_E_CONFIG_SYNTAX',
+      'the line is not valid UTF-8; save the file as UTF-8 (or plain ASCII)',
+      { origin: { file, line, variable: '(line)' } },
+    );
   }
 }
 
@@ -59,7 +93,7 @@ export function buildConfig(raw: RawEnv, files: AgentConfig['files']): AgentConf
     ca: parseCa(raw),
     capture: parseCapture(raw),
     dns: parseDns(raw),
-    sidecar: parseSidecar(raw, core.systemNamespace),
+    sidecar: parseSidecar(raw, core),
   };
 }
 

@@ -25,6 +25,8 @@ export function parseCidr(s: string): Cidr | string {
   ) {
     return `"${s}" has an IPv4 octet with a leading zero (octal to some parsers); write it without`;
   }
+  if (address.includes('%'))
+    return `"${s}" has an IPv6 zone index (${address.slice(address.indexOf('%'))}); a CIDR cannot have one: remove it`;
   const fam = isIP(address);
   if (fam === 0) return `"${s}" is not a CIDR (address ${address} is not valid)`;
   const max = fam === 4 ? 32 : 128;

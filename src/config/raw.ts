@@ -110,6 +110,8 @@ export class RawEnv {
   ip(key: string): string | undefined {
     const v = this.get(key);
     if (!v) return undefined;
+    if (v.value.includes('%'))
+      this.fail(key, `"${v.value}" has an IPv6 zone index; give the address without it`);
     if (!isIP(v.value)) this.fail(key, `"${v.value}" is not an IPv4 or IPv6 address`);
     return v.value;
   }

@@ -137,7 +137,7 @@ export async function checkDropIn(exec: Exec, binary: string, content: string): 
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'istio-dns-check-'));
   const file = path.join(dir, 'kubedns');
   try {
-    await fs.writeFile(file, content, { mode: 0o644 });
+    await fs.writeFile(file, content, { mode: 0o644, flag: 'wx' });
     const r = await exec(binary, ['--test', `--conf-file=${file}`], { timeoutMs: 10_000 });
     if (r.code !== 0) {
       throw new AgentError(

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { atomicWrite, fsyncDir } from '../lib/atomic-write';
+import { readFileSafe } from '../lib/safe-fs';
 
 /**
  * What a path held, read with lstat: enough to put it back byte for byte (content, mode, owner,
@@ -56,12 +57,16 @@ export async function readFileState(realPath: string): Promise<FileState> {
   }
   if (st.isSymbolicLink()) return { kind: 'symlink', target: await fs.readlink(realPath) };
   if (!st.isFile()) throw new Error(`${realPath} is neither a file nor a symlink`);
+  // Read from one descriptor opened without following a symlink: what was lstat'ed above may
+  // have been replaced since.
+  const r = await readFileSafe(realPath);
+  if (!r) return ABSENT;
   return {
     kind: 'file',
-    bytes: await fs.readFile(realPath),
-    mode: st.mode & 0o7777,
-    uid: st.uid,
-    gid: st.gid,
+    bytes: r.data,
+    mode: r.stat.mode & 0o7777,
+    uid: r.stat.uid,
+    gid: r.stat.gid,
   };
 }
 

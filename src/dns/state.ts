@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { atomicWrite } from '../lib/atomic-write';
+import { ensureDir, readFileSafe } from '../lib/safe-fs';
 import { AgentError } from '../lib/errors';
 import type { SavedFileState } from './files';
 import type { ResolverKind } from './resolver';
@@ -43,15 +44,9 @@ export function statePath(root: string, stateDir: string): string {
 }
 
 export async function readDnsState(file: string): Promise<DnsState | undefined> {
-  let body: string;
-  try {
-    body = await fs.readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new AgentError('AGENT_E_IO', `cannot read ${file}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
+  const r = await readFileSafe(file);
+  if (!r) return undefined;
+  const body = r.data.toString('utf8');
   try {
     const s = JSON.parse(body) as DnsState;
     if (s.version !== 1 || !Array.isArray(s.changes)) throw new Error('not a version 1 record');
@@ -72,6 +67,6 @@ export async function writeDnsState(file: string, s: DnsState): Promise<void> {
     await fs.rm(file, { force: true });
     return;
   }
-  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  await ensureDir(path.dirname(file), 0o755);
   await atomicWrite(file, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
 }

@@ -1,32 +1,52 @@
-import { promises as fs } from 'node:fs';
+import { constants as C, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { fsyncDir, resolveTrusted, type TrustOptions } from './safe-fs';
+import { AgentError } from './errors';
 
-export interface AtomicWriteOptions {
+export { fsyncDir } from './safe-fs';
+
+export interface AtomicWriteOptions extends TrustOptions {
   readonly mode?: number;
   readonly uid?: number;
   readonly gid?: number;
+  /** fsync the file and the directory (default true); false where losing the write is harmless. */
+  readonly durable?: boolean;
 }
+
+/** O_CREAT|O_EXCL never follows a symlink; O_NOFOLLOW says so twice. */
+const CREATE_FLAGS = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
 
 /**
  * Writes `data` to `file` so that a reader, or a crash at any instant, sees either the old
- * content or the new, never a mix: write a temp file in the same directory, fsync it, rename it
- * over the target, then fsync the directory so the rename itself is durable.
+ * content or the new, never a mix: a new temp file (O_CREAT|O_EXCL|O_NOFOLLOW) in the same
+ * directory, fsynced, renamed over the target, then the directory fsynced so the rename itself
+ * is durable. The directory must be trusted (safe-fs.ts): writable by no one but a trusted user,
+ * on a path no one else can change; otherwise AGENT_E_UNSAFE_PATH and nothing is written.
  */
 export async function atomicWrite(
   file: string,
   data: string | Uint8Array,
   options: AtomicWriteOptions = {},
 ): Promise<void> {
-  const dir = path.dirname(file);
+  const resolved = await resolveTrusted(path.dirname(file), options);
+  if (!resolved.stat?.isDirectory()) {
+    throw new AgentError(
+      'AGENT_E_IO',
+      `cannot write ${file}: ${resolved.missingFrom ?? path.dirname(file)} does not exist`,
+    );
+  }
+  const dir = resolved.real;
+  const target = path.join(dir, path.basename(file));
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await fs.open(tmp, 'wx', options.mode ?? 0o644);
+  const durable = options.durable ?? true;
+  const fh = await fs.open(tmp, CREATE_FLAGS, options.mode ?? 0o644);
   try {
     await fh.writeFile(data);
     if (options.mode !== undefined) await fh.chmod(options.mode);
     if (options.uid !== undefined && options.gid !== undefined)
       await fh.chown(options.uid, options.gid);
-    await fh.sync();
+    if (durable) await fh.sync();
   } catch (e) {
     await fh.close();
     await fs.rm(tmp, { force: true });
@@ -34,19 +54,10 @@ export async function atomicWrite(
   }
   await fh.close();
   try {
-    await fs.rename(tmp, file);
+    await fs.rename(tmp, target);
   } catch (e) {
     await fs.rm(tmp, { force: true });
     throw e;
   }
-  await fsyncDir(dir);
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const d = await fs.open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
+  if (durable) await fsyncDir(dir);
 }

@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   AGENT_E_EXEC: retryable,
   AGENT_E_IO: permanent,
   AGENT_E_MISSING_TOOL: config,
+  AGENT_E_UNSAFE_PATH: config,
 
   // config
   AGENT_E_CONFIG_READ: config,

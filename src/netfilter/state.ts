@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { atomicWrite } from '../lib/atomic-write';
+import { ensureDir, readFileSafe } from '../lib/safe-fs';
 import { AgentError } from '../lib/errors';
 import type { BackendName } from './backend';
 import type { IpFamily } from './plan';
@@ -38,17 +39,9 @@ export function recordPath(stateDir: string): string {
 }
 
 export async function readRecord(stateDir: string): Promise<CaptureRecord> {
-  let text: string;
-  try {
-    text = await fs.readFile(recordPath(stateDir), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return EMPTY_RECORD;
-    throw new AgentError(
-      'AGENT_E_IO',
-      `cannot read ${recordPath(stateDir)}: ${(e as Error).message}`,
-      { cause: e },
-    );
-  }
+  const r = await readFileSafe(recordPath(stateDir));
+  if (!r) return EMPTY_RECORD;
+  const text = r.data.toString('utf8');
   try {
     const r = JSON.parse(text) as Partial<CaptureRecord>;
     return {
@@ -81,16 +74,11 @@ export async function writeRecord(stateDir: string, r: CaptureRecord): Promise<v
       await fs.rm(file, { force: true });
       return;
     }
-    await fs.mkdir(stateDir, { recursive: true, mode: 0o755 });
+    await ensureDir(stateDir, 0o755);
     const text = JSON.stringify(r, null, 2) + '\n';
-    if (r.routing.length > 0) {
-      await atomicWrite(file, text, { mode: 0o644 });
-    } else {
-      const tmp = `${file}.${process.pid}.tmp`;
-      await fs.writeFile(tmp, text, { mode: 0o644 });
-      await fs.rename(tmp, file);
-    }
+    await atomicWrite(file, text, { mode: 0o644, durable: r.routing.length > 0 });
   } catch (e) {
+    if (e instanceof AgentError) throw e;
     throw new AgentError('AGENT_E_IO', `cannot write ${file}: ${(e as Error).message}`, {
       cause: e,
     });

@@ -7,7 +7,9 @@ import { constants, promises as fs } from 'node:fs';
 import type { ComponentDeps } from '../component';
 import type { ComponentFactory } from '../components';
 import type { AgentConfig } from '../config/types';
+import { resolveTrusted } from '../lib/safe-fs';
 import { httpAdmin } from './admin';
+import { wrapCommand } from './plan';
 import { readHostFacts } from './host';
 import { processLauncher } from './launcher';
 import { RUNTIME_DEFAULTS, SidecarSupervisor, type SidecarRuntime } from './supervisor';
@@ -68,10 +70,13 @@ export function defaultRuntime(deps: ComponentDeps): SidecarRuntime {
       }
       return undefined;
     },
-    async envoyVersion(binary) {
-      const r = await deps
-        .exec(binary, ['--version'], { timeoutMs: 10_000 })
-        .catch(() => undefined);
+    async checkTrusted(file) {
+      await resolveTrusted(file);
+    },
+    async envoyVersion(binary, wrap) {
+      // As EXEC_USER (setpriv), never as root: the binary is the sidecar's.
+      const cmd = wrapCommand(binary, ['--version'], wrap);
+      const r = await deps.exec(cmd.file, cmd.args, { timeoutMs: 10_000 }).catch(() => undefined);
       if (!r || r.code !== 0) return undefined;
       return (r.stdout + r.stderr).trim() || undefined;
     },

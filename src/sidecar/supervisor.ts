@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { AgentConfig } from '../config/types';
 import { atomicWrite } from '../lib/atomic-write';
+import { ensureDir } from '../lib/safe-fs';
 import type { BackoffPolicy } from '../lib/backoff';
 import type { TimerHandle } from '../lib/clock';
 import { AgentError, toAgentError } from '../lib/errors';
@@ -61,8 +62,13 @@ export interface SidecarRuntime {
   /** Path of the util-linux tool when installed, and (setpriv) new enough for --pdeathsig. */
   readonly findTool: (name: 'setpriv' | 'unshare') => Promise<string | undefined>;
   readonly isExecutable: (file: string) => Promise<boolean>;
-  /** What `envoy --version` prints, or undefined. */
-  readonly envoyVersion: (binary: string) => Promise<string | undefined>;
+  /**
+   * Throws AGENT_E_UNSAFE_PATH unless `file` and every directory above it can be changed by
+   * root alone: the agent (root) starts it.
+   */
+  readonly checkTrusted: (file: string) => Promise<void>;
+  /** What `envoy --version` prints, or undefined; run as the sidecar's user (`wrap`), never root. */
+  readonly envoyVersion: (binary: string, wrap: WrapOptions) => Promise<string | undefined>;
   readonly policy: BackoffPolicy;
   readonly healthyResetMs: number;
   /** Admin polling while the current process is not LIVE, and once it is. */
@@ -122,10 +128,17 @@ export async function resolvePlan(
   if (mode === 'none')
     throw new AgentError('AGENT_E_INTERNAL', 'resolvePlan called with SIDECAR_MODE=none');
   const binary = path.join(sc.binBase, mode);
+  await rt.checkTrusted(binary);
 
   let user: ChildUser;
   if (rt.isRoot) {
     user = await rt.lookupUser(sc.execUser);
+    if (user.uid === 0) {
+      throw new AgentError(
+        'AGENT_E_CONFIG_VALUE',
+        `EXEC_USER=${sc.execUser} is uid 0: the sidecar must not run as root; use istio-proxy (the package creates it)`,
+      );
+    }
   } else {
     user = rt.currentUser();
     if (user.name !== sc.execUser && String(user.uid) !== sc.execUser) {
@@ -202,7 +215,9 @@ export async function resolvePlan(
     sc.metadata,
   );
   if (mode === 'envoy') {
-    version = (await rt.envoyVersion(binary))?.trim();
+    version = (
+      await rt.envoyVersion(binary, { ...wrap, pidNamespace: false, ambientCaps: [] })
+    )?.trim();
     const v = version === undefined ? undefined : parseEnvoyVersion(version);
     if (!v)
       log.warn({ binary, version }, `cannot tell ${binary}'s version; assuming a current envoy`);
@@ -543,7 +558,7 @@ export class SidecarSupervisor implements Component {
       if (blocked) {
         throw new AgentError(
           'AGENT_E_SIDECAR_BOOTSTRAP',
-          `envoy runs as ${plan.user.name} and cannot read ${configFile}: ${blocked} is in the way; make ISTIO_PROXY_CONFIG_DIR readable by EXEC_USER (1.0: owned by istio-proxy)`,
+          `envoy runs as ${plan.user.name} and cannot read ${configFile}: ${blocked} is in the way; make ISTIO_PROXY_CONFIG_DIR and the directories above it searchable by EXEC_USER (root-owned, mode 0755)`,
           { details: { file: configFile, blocked } },
         );
       }
@@ -829,10 +844,12 @@ export class SidecarSupervisor implements Component {
 
   private async writeBootstrap(file: string, text: string): Promise<void> {
     try {
-      await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
-      // No secrets inside (only file names); readable by EXEC_USER whoever owns the directory.
+      // A directory of the agent's (root's, 0755), never one the sidecar's user can write.
+      await ensureDir(path.dirname(file), 0o755);
+      // No secrets inside (only file names): readable by EXEC_USER.
       await atomicWrite(file, text, { mode: 0o644 });
     } catch (e) {
+      if (e instanceof AgentError && e.code === 'AGENT_E_UNSAFE_PATH') throw e;
       throw new AgentError(
         'AGENT_E_SIDECAR_BOOTSTRAP',
         `cannot write the envoy bootstrap ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}; check ISTIO_PROXY_CONFIG_DIR and its permissions`,

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -129,11 +130,12 @@ t.test('a bad value from the environment says so', async (t) => {
 t.test('an unreadable file is an error; a missing one is not', async (t) => {
   const env = files('A=1');
   if (process.getuid?.() === 0) {
-    // root reads any file; a directory in its place is unreadable for everyone
+    // root reads any file; a directory in its place is not a configuration file
     const dirEnv = files();
     mkdirSync(dirEnv.ISTIO_CLUSTER_CONFIG!);
     const err = await configError(dirEnv);
-    t.equal(err.code, 'AGENT_E_CONFIG_READ');
+    t.equal(err.code, 'AGENT_E_UNSAFE_PATH');
+    t.match(err.message, /is a directory, not a regular file/);
     t.equal(err.exitCode, 78);
   } else {
     chmodSync(env.ISTIO_CLUSTER_CONFIG!, 0);
@@ -141,6 +143,51 @@ t.test('an unreadable file is an error; a missing one is not', async (t) => {
     t.equal(err.code, 'AGENT_E_CONFIG_READ');
   }
   await t.resolves(loadConfig(files()));
+});
+
+t.test('a zone index is refused, not silently dropped', async (t) => {
+  t.match(parseCidr('fe80::1%eth0/64'), /zone index \(%eth0\)/);
+  const err = await configError({ ...files(), ISTIO_SVC_IP: 'fe80::1%eth0' });
+  t.match(err.toLine(), /ISTIO_SVC_IP: "fe80::1%eth0" has an IPv6 zone index/);
+});
+
+t.test('a FIFO, a symlink or bad UTF-8 as a config file: exit 78 naming the file', async (t) => {
+  const fifo = files();
+  execFileSync('mkfifo', [fifo.ISTIO_CLUSTER_CONFIG!]);
+  const e1 = await configError(fifo);
+  t.equal(e1.exitCode, 78, 'a FIFO does not hang the agent');
+  t.match(e1.toLine(), /cluster\.env is a FIFO, not a regular file/);
+
+  const link = files(undefined, 'A=1\n');
+  execFileSync('ln', ['-s', link.ISTIO_SIDECAR_CONFIG!, link.ISTIO_CLUSTER_CONFIG!]);
+  const e2 = await configError(link);
+  t.equal(e2.code, 'AGENT_E_UNSAFE_PATH');
+  t.match(e2.message, /cluster\.env is a symlink/);
+
+  const utf8 = files(undefined, '');
+  writeFileSync(utf8.ISTIO_SIDECAR_CONFIG!, Buffer.from('A=1\n# ok\nB=\xff\xfe\n', 'latin1'));
+  const e3 = await configError(utf8);
+  t.equal(e3.code, 'AGENT_E_CONFIG_SYNTAX');
+  t.match(e3.toLine(), /sidecar\.env:3: .*not valid UTF-8/);
+});
+
+t.test('a config file others can write is refused, with the fix', async (t) => {
+  const env = files('SIDECAR_MODE=none\n');
+  chmodSync(env.ISTIO_CLUSTER_CONFIG!, 0o666);
+  const err = await configError(env);
+  t.equal(err.code, 'AGENT_E_UNSAFE_PATH');
+  t.equal(err.exitCode, 78);
+  t.match(err.toLine(), /cluster\.env is writable by every user \(mode 0666\).*chmod go-w/);
+  const dirEnv = files('SIDECAR_MODE=none\n');
+  chmodSync(path.dirname(dirEnv.ISTIO_CLUSTER_CONFIG!), 0o775);
+  t.match((await configError(dirEnv)).message, /is writable by its group \(mode 0775\)/);
+});
+
+t.test('EXEC_USER may not be root', async (t) => {
+  for (const u of ['root', '0', '000']) {
+    const err = await configError({ ...files(), EXEC_USER: u });
+    t.match(err.toLine(), /EXEC_USER: the sidecar must not run as root/, u);
+  }
 });
 
 t.test('parseCidr', async (t) => {
@@ -157,6 +204,7 @@ t.test('parseCidr', async (t) => {
     'fd00::/129',
     'x/8',
     '',
+    'fe80::1%eth0/64',
   ]) {
     t.type(parseCidr(bad), 'string', `${bad} refused`);
   }

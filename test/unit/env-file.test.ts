@@ -62,3 +62,29 @@ t.test('syntax errors name file, line and variable', async (t) => {
     }
   }
 });
+
+t.test(
+  'stray control and space characters: a syntax error with the line, never a crash',
+  async (t) => {
+    const cases: [string, string, RegExp][] = [
+      ['lone CR', 'A=1\rB=2\n', /carriage return inside the line/],
+      ['vertical tab', 'A=\u000b1', /control character U\+000B \(a vertical tab\)/],
+      ['NUL', 'A=x\u0000y', /control character U\+0000/],
+      ['non-breaking space', 'A=1\u00a0# note', /U\+00A0 \(a non-breaking space\)/],
+      ['NBSP inside an unquoted value', 'A=b\u00a0c', /U\+00A0/],
+    ];
+    for (const [name, text, re] of cases) {
+      let err: unknown;
+      try {
+        parseEnvFile('# first\n' + text, 'f.env');
+      } catch (e) {
+        err = e;
+      }
+      t.ok(err instanceof AgentError, `${name}: an AgentError`);
+      t.equal((err as AgentError).code, 'AGENT_E_CONFIG_SYNTAX', `${name}: syntax error`);
+      t.equal((err as AgentError).origin?.line, 2, `${name}: names line 2`);
+      t.match((err as AgentError).message, re, name);
+    }
+    t.same(kv('A="b\u00a0c"'), { A: 'b\u00a0c' }, 'inside quotes it is part of the value');
+  },
+);

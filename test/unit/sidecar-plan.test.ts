@@ -133,7 +133,11 @@ void t.test('config: defaults and ISTIO_META_*', (t) => {
   t.equal(c.mode, 'auto');
   t.equal(c.execUser, 'istio-proxy');
   t.equal(c.controlPlaneAuth, 'MUTUAL_TLS');
-  t.equal(c.configDir, '/etc/istio/proxy');
+  t.equal(
+    c.configDir,
+    '/var/lib/istio/agent/envoy',
+    'the bootstrap goes to a directory of the agent (root), under its state directory',
+  );
   t.equal(c.adminPort, 15000);
   t.equal(c.proxyLogLevel, 'warning');
   t.equal(c.svcIp, undefined);

@@ -1,10 +1,12 @@
 import { dnsLabel } from './core';
 import type { RawEnv } from '../raw';
-import type { ProxyLogLevel, SidecarConfig } from '../types';
+import * as path from 'node:path';
+import type { CoreConfig, ProxyLogLevel, SidecarConfig } from '../types';
 
 const META_PREFIX = 'ISTIO_META_';
 
-export function parseSidecar(raw: RawEnv, systemNamespace: string): SidecarConfig {
+export function parseSidecar(raw: RawEnv, core: CoreConfig): SidecarConfig {
+  const systemNamespace = core.systemNamespace;
   const pilotPort = raw.port('ISTIO_PILOT_PORT', 15011);
   // 1.0.1's istio-start.sh: CONTROL_PLANE_AUTH_POLICY="--controlPlaneAuthPolicy MUTUAL_TLS", and a
   // non-empty ISTIO_CP_AUTH replaces the policy word. pilot-agent knows MUTUAL_TLS and NONE only,
@@ -27,6 +29,12 @@ export function parseSidecar(raw: RawEnv, systemNamespace: string): SidecarConfi
     .filter((s) => s !== '');
   const execUser = raw.str('EXEC_USER', 'istio-proxy');
   if (/[\s:/]/.test(execUser)) raw.fail('EXEC_USER', `"${execUser}" is not a user name or uid`);
+  // The sidecar runs what the Pilot and the network hand it: never as root.
+  if (execUser === 'root' || /^0+$/.test(execUser))
+    raw.fail(
+      'EXEC_USER',
+      'the sidecar must not run as root; use istio-proxy (the package creates it)',
+    );
   const podName = raw.optStr('POD_NAME');
   if (podName !== undefined && /[\s~]/.test(podName)) {
     raw.fail('POD_NAME', `"${podName}" contains whitespace or '~' (the service node separator)`);
@@ -43,7 +51,7 @@ export function parseSidecar(raw: RawEnv, systemNamespace: string): SidecarConfi
     service: raw.str('ISTIO_SERVICE', 'rawvm'),
     agentFlags: flags,
     execUser,
-    configDir: raw.str('ISTIO_PROXY_CONFIG_DIR', '/etc/istio/proxy'),
+    configDir: raw.str('ISTIO_PROXY_CONFIG_DIR', path.join(core.stateDir, 'envoy')),
     adminPort: raw.port('ISTIO_PROXY_ADMIN_PORT', 15000),
     drainSeconds: raw.int('ISTIO_PROXY_DRAIN_SECONDS', 2, 0, 3600),
     parentShutdownSeconds: raw.int('ISTIO_PROXY_PARENT_SHUTDOWN_SECONDS', 3, 1, 3600),
