@@ -26,7 +26,9 @@ const SECRET = '-----BEGIN PRIVATE KEY-----\nroot only secret\n-----END PRIVATE 
 
 function tmp(t: Test): string {
   const d = mkdtempSync(path.join(tmpdir(), 'store-trust-'));
-  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  t.teardown(() => {
+    rmSync(d, { recursive: true, force: true });
+  });
   return d;
 }
 
@@ -114,8 +116,18 @@ t.test('..data pointing outside CERTS_DIR is refused, not read', async (t) => {
 t.test('PEM names as symlinks to /dev/zero or a secret, or as a FIFO: refused', async (t) => {
   const set = await bootstrapSet();
   for (const [name, plant] of [
-    ['/dev/zero', (p: string) => symlinkSync('/dev/zero', p)],
-    ['a secret', (p: string) => symlinkSync(path.join(path.dirname(p), '..', 'secret'), p)],
+    [
+      '/dev/zero',
+      (p: string) => {
+        symlinkSync('/dev/zero', p);
+      },
+    ],
+    [
+      'a secret',
+      (p: string) => {
+        symlinkSync(path.join(path.dirname(p), '..', 'secret'), p);
+      },
+    ],
     ['a FIFO', (p: string) => execFileSync('mkfifo', [p])],
   ] as const) {
     for (const f of ['key.pem', 'cert-chain.pem', 'root-cert.pem']) {

@@ -23,7 +23,9 @@ const OTHER = 65534;
 
 function tmp(t: Test): string {
   const d = mkdtempSync(path.join(tmpdir(), 'safe-fs-'));
-  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  t.teardown(() => {
+    rmSync(d, { recursive: true, force: true });
+  });
   return d;
 }
 
