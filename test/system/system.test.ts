@@ -271,14 +271,14 @@ function systemTest(): void {
         owners.trim(),
         [
           '/var/lib/istio root root 755',
-          '/var/lib/istio/envoy istio-proxy istio-proxy 755',
+          '/var/lib/istio/envoy root root 755',
           '/var/lib/istio/proxy istio-proxy istio-proxy 755',
           '/var/lib/istio/config istio-proxy istio-proxy 755',
           '/var/lib/istio/config/mesh istio-proxy istio-proxy 644',
           '/var/log/istio istio-proxy istio-proxy 755',
-          '/etc/certs istio-proxy istio-proxy 755',
+          '/etc/certs root root 755',
         ].join('\n'),
-        'owners and modes as Istio 1.0 had them',
+        "owners and modes as Istio 1.0 had them, but configuration and certificates are root's",
       );
       t.equal((await c.must('readlink /etc/istio')).trim(), '/var/lib/istio');
       t.match(
@@ -670,6 +670,10 @@ function systemTest(): void {
       async (t) => {
         const before = await show(c, 'MainPID');
         const conf = await c.must(`sha256sum ${CLUSTER_ENV}`);
+        // An install with Istio 1.0's owners: the upgrade gives them back to root.
+        await c.must(
+          `chown istio-proxy:istio-proxy /var/lib/istio/envoy /etc/certs ${CLUSTER_ENV} && chmod 0664 ${CLUSTER_ENV}`,
+        );
         const r = await c.sh('dpkg -i /tmp/systest/agent.deb 2>&1', { timeoutMs: 300_000 });
         t.equal(r.code, 0, 'dpkg -i exits 0', { output: r.stdout });
         const after = await waitFor(
@@ -682,6 +686,15 @@ function systemTest(): void {
         );
         t.ok(Number(after.MainPID) > 0, 'running again');
         t.equal(await c.must(`sha256sum ${CLUSTER_ENV}`), conf, 'cluster.env as the admin left it');
+        t.equal(
+          (await c.must(`stat -c "%n %U %G %a" /var/lib/istio/envoy /etc/certs ${CLUSTER_ENV}`)).trim(),
+          [
+            '/var/lib/istio/envoy root root 755',
+            '/etc/certs root root 755',
+            `${CLUSTER_ENV} root root 644`,
+          ].join('\n'),
+          "the upgrade made the configuration and certificate directories root's again",
+        );
         t.equal(
           (await c.sh('test -s /etc/certs/cert-chain.pem && test -s /etc/certs/key.pem')).code,
           0,
