@@ -26,13 +26,16 @@ t.test('kill -9 during rotations leaves a complete, consistent set every time', 
       env,
       stdio: ['ignore', 'pipe', 'inherit'],
     });
+    // Listened for from the start: a child that ends on its own before the kill is seen too.
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.stdout.on('data', (b: Buffer) => {
       approvals += (b.toString().match(/CSR is approved successfully/g) ?? []).length;
     });
     // Somewhere in the first few rotations of this run.
     await new Promise((r) => setTimeout(r, 1500 + Math.floor(Math.random() * 3000)));
+    t.equal(child.exitCode, null, `round ${round}: the agent was still running when killed`);
     child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    await exited;
     const key = readFileSync(path.join(dir, 'key.pem'), 'utf8');
     const chain = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
     const root = readFileSync(path.join(dir, 'root-cert.pem'), 'utf8');
