@@ -27,12 +27,22 @@ t.test('kill -9 during rotations leaves a complete, consistent set every time', 
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     // Listened for from the start: a child that ends on its own before the kill is seen too.
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const exited = new Promise<number | null>((r) =>
+      child.once('exit', (code) => {
+        r(code);
+      }),
+    );
+    let ready: () => void = () => undefined;
+    const isReady = new Promise<void>((r) => (ready = r));
     child.stdout.on('data', (b: Buffer) => {
-      approvals += (b.toString().match(/CSR is approved successfully/g) ?? []).length;
+      const text = b.toString();
+      approvals += (text.match(/CSR is approved successfully/g) ?? []).length;
+      if (text.includes('agent is ready')) ready();
     });
-    // Somewhere in the first few rotations of this run.
-    await new Promise((r) => setTimeout(r, 1500 + Math.floor(Math.random() * 3000)));
+    // Somewhere in the first few rotations of this run, however long the start took (a loaded
+    // machine takes seconds to start tsx).
+    await Promise.race([isReady, exited]);
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 3000)));
     t.equal(child.exitCode, null, `round ${round}: the agent was still running when killed`);
     child.kill('SIGKILL');
     await exited;
