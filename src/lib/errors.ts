@@ -34,6 +34,9 @@ export const ERROR_CODES = {
   AGENT_E_EXEC: retryable,
   AGENT_E_IO: permanent,
   AGENT_E_MISSING_TOOL: config,
+  AGENT_E_STATE_DIR: config,
+  AGENT_E_ALREADY_RUNNING: permanent,
+  AGENT_E_LOCK_TIMEOUT: retryable,
 
   // config
   AGENT_E_CONFIG_READ: config,
