@@ -5,12 +5,13 @@
 // after the first certificate, in a loop: every run must exit 0 and leave no rule.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { bootstrapDir, certsOnlyEnv } from '../helpers/certs';
 import { createNetns } from '../helpers/netns';
+import { netnsPath } from '../helpers/netns-path';
 import { requireRoot } from '../helpers/root';
 
 const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
@@ -20,20 +21,6 @@ const TRIES = Number(process.env.SIGTERM_START_TRIES ?? 100);
 const EXIT_BOUND_MS = 30_000;
 /** SIGTERM lands this long (at random, up to) after the first certificate. */
 const SPREAD_MS = 1500;
-const PROGRAMS = [
-  'iptables',
-  'iptables-nft-save',
-  'iptables-nft-restore',
-  'ip6tables-nft-save',
-  'ip6tables-nft-restore',
-  'iptables-legacy-save',
-  'iptables-legacy-restore',
-  'ip6tables-legacy-save',
-  'ip6tables-legacy-restore',
-  'nft',
-  'ip',
-];
-
 if (requireRoot(t, 'the SIGTERM-during-start test')) {
   t.setTimeout(Math.max(300_000, TRIES * 6000));
   t.test(`SIGTERM at random moments of start-up: ${TRIES} tries`, async (t) => {
@@ -45,22 +32,8 @@ if (requireRoot(t, 'the SIGTERM-during-start test')) {
       rmSync(work, { recursive: true, force: true });
       await ca.stop();
     });
-    // The wrappers: each program runs in the namespace; the restore programs after 0.3 s.
-    const bin = path.join(work, 'bin');
-    mkdirSync(bin);
-    const ipTool = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((f) =>
-      existsSync(f),
-    )!;
-    for (const p of PROGRAMS) {
-      const real = ['/usr/sbin', '/sbin', '/usr/bin', '/bin']
-        .map((d) => path.join(d, p))
-        .find((f) => existsSync(f));
-      if (!real) continue;
-      const slow = p.endsWith('-restore') ? 'sleep 0.3\n' : '';
-      const file = path.join(bin, p);
-      writeFileSync(file, `#!/bin/sh\n${slow}exec ${ipTool} netns exec ${ns.name} ${real} "$@"\n`);
-      chmodSync(file, 0o755);
-    }
+    // Capture's programs run in the namespace; the restore programs after 0.3 s.
+    const bin = netnsPath(path.join(work, 'bin'), ns, 0.3);
     const certs = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
     const state = path.join(work, 'state');
     const env = {
