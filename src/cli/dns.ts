@@ -8,6 +8,7 @@ import {
   applyDns,
   cleanDns,
   dnsSettings,
+  installedDnsmasq,
   offNote,
   planDns,
   probeHost,
@@ -114,7 +115,9 @@ export async function run(ctx: CommandContext): Promise<number> {
     else ctx.out(planText(plan, det));
     return EXIT_OK;
   }
-  // Read, plan and apply under the state directory's lock (the daemon takes it too).
+  // No dnsmasq service is exit 78 before anything is created; then read, plan and apply under
+  // the state directory's lock (the daemon takes it too).
+  installedDnsmasq(await host.detectDnsmasq());
   const { plan, r } = await withHostLock(lockDir, 'istio-node-agent dns apply', async () => {
     const facts = await probeHost(settings, root);
     const plan = planDns(settings, facts);

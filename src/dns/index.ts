@@ -22,7 +22,16 @@ import {
 } from './apply';
 import { detectDnsmasq, detectResolved } from './dnsmasq';
 
-export { applyDns, cleanDns, dnsSettings, offNote, planDns, probeHost, undoChange } from './apply';
+export {
+  applyDns,
+  cleanDns,
+  dnsSettings,
+  installedDnsmasq,
+  offNote,
+  planDns,
+  probeHost,
+  undoChange,
+} from './apply';
 export type { ApplyResult, CleanResult, DnsHost, DnsPlan, DnsSettings, HostFacts } from './apply';
 export type { DnsmasqControl, DnsmasqDetection, ResolvedControl } from './dnsmasq';
 export { renderKubedns, isManaged, MANAGED_MARK } from './render';
