@@ -39,6 +39,10 @@ export class Agent {
   private lastStatusLine = '';
   /** The component whose start() is under way. */
   private startingNow: Component | undefined;
+  /** Settles once the start under way has (never rejects). */
+  private inflight: Promise<void> | undefined;
+  /** The stop or rollback of the started components, once begun. */
+  private teardown: Promise<void> | undefined;
   private statusWrite: Promise<void> = Promise.resolve();
   private readonly abort = new AbortController();
   private failure: AgentError | undefined;
@@ -54,21 +58,60 @@ export class Agent {
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
-  /** Starts every component in order; rejects (after undoing what started) if one fails. */
+  /**
+   * Runs every component's preflight, then starts them in order. Rejects with the first
+   * preflight error before anything changed on the host, or, when a start fails, after undoing
+   * (rollback) what every component started so far did, the failing one included.
+   */
   async start(): Promise<void> {
     const { log, notifier } = this.opts;
+    const signal = this.abort.signal;
     this.startWatchdog();
     await notifier.status('starting');
+    const failures: AgentError[] = [];
     for (const c of this.components) {
-      if (this.abort.signal.aborted) break;
+      if (signal.aborted) return;
+      if (!c.preflight) continue;
+      try {
+        await c.preflight(signal);
+      } catch (e) {
+        if (signal.aborted) return;
+        const err = toAgentError(e);
+        log.error(
+          { component: 'agent', code: err.code, failed: c.name, err: err.message },
+          `${c.name}: ${err.toLine()}`,
+        );
+        failures.push(err);
+      }
+    }
+    if (failures.length > 0) {
+      // Nothing was changed: every check runs before the first start.
+      this.watchdogTimer?.cancel();
+      this.state = 'failed';
+      throw failures[0]!;
+    }
+    for (const c of this.components) {
+      if (signal.aborted) break;
       log.debug({ component: 'agent', starting: c.name }, `starting ${c.name}`);
       this.startingNow = c;
+      const attempt = (async () => {
+        try {
+          await c.start(signal);
+        } finally {
+          // Started, or failed part-way: either way stop() or rollback() must undo it, and a
+          // stop racing this start (SIGTERM) finds it here once the start has settled.
+          this.started.push(c);
+        }
+      })();
+      this.inflight = attempt.then(
+        () => undefined,
+        () => undefined,
+      );
       try {
-        await c.start(this.abort.signal);
+        await attempt;
       } catch (e) {
-        this.startingNow = undefined;
-        // Stopped while starting (SIGTERM during the first CSR): not a failure.
-        if (this.abort.signal.aborted) return;
+        // Stopped while starting (SIGTERM during the first CSR): not a failure; stop() undoes it.
+        if (signal.aborted) return;
         this.watchdogTimer?.cancel();
         const err = toAgentError(e);
         log.error(
@@ -76,14 +119,15 @@ export class Agent {
           `${c.name} failed to start: ${err.message}`,
         );
         this.state = 'failed';
-        await this.stopStarted();
+        await this.undoStarted('rollback');
         throw err;
+      } finally {
+        this.startingNow = undefined;
+        this.inflight = undefined;
       }
-      this.startingNow = undefined;
-      this.started.push(c);
       this.refresh();
     }
-    if (this.abort.signal.aborted) return;
+    if (signal.aborted) return;
     this.state = 'ready';
     const summary = this.summary();
     this.lastStatusLine = summary;
@@ -137,7 +181,10 @@ export class Agent {
     this.abort.abort(new Error('agent stopping'));
     await this.opts.notifier.stopping();
     this.opts.log.info({ component: 'agent' }, 'stopping');
-    await this.stopStarted();
+    // A start under way is let finish (components give up early on the aborted signal), then
+    // undone with the rest.
+    await this.inflight;
+    await this.undoStarted('stop');
     this.watchdogTimer?.cancel();
     this.state = this.failure ? 'failed' : 'stopped';
     this.writeStatusFile();
@@ -223,18 +270,25 @@ export class Agent {
     return this.config;
   }
 
-  private async stopStarted(): Promise<void> {
-    for (const c of [...this.started].reverse()) {
-      try {
-        await c.stop();
-      } catch (e) {
-        this.opts.log.error(
-          { component: 'agent', failed: c.name, err: (e as Error).message },
-          `stopping ${c.name} failed`,
-        );
+  /**
+   * Stops (or, after a failed start, rolls back) the started components in reverse order, once:
+   * a stop arriving during a rollback waits for it.
+   */
+  private undoStarted(how: 'stop' | 'rollback'): Promise<void> {
+    this.teardown ??= (async () => {
+      for (const c of [...this.started].reverse()) {
+        try {
+          await (how === 'rollback' && c.rollback ? c.rollback() : c.stop());
+        } catch (e) {
+          this.opts.log.error(
+            { component: 'agent', failed: c.name, err: (e as Error).message },
+            `${how === 'rollback' ? 'undoing' : 'stopping'} ${c.name} failed`,
+          );
+        }
       }
-    }
-    this.started.length = 0;
+      this.started.length = 0;
+    })();
+    return this.teardown;
   }
 
   private startWatchdog(): void {

@@ -40,16 +40,31 @@ export interface ComponentDeps {
 }
 
 /**
- * One part of the agent (certificates, capture, dns, sidecar). The orchestrator starts
- * components in order, awaiting each `start`, and stops them in reverse order.
+ * One part of the agent (certificates, capture, dns, sidecar). The orchestrator runs every
+ * component's `preflight` first, then starts components in order, awaiting each `start`, and
+ * stops them in reverse order. Building a component does no I/O.
  */
 export interface Component {
   readonly name: string;
+  /**
+   * Checks, with I/O but without changing anything on the host, what `start` will need: users,
+   * binaries, tools, files, the plan. Runs for every component before any component starts, so
+   * a configuration that cannot work exits (78 for configuration errors) with the host as it
+   * was. Rejects with an AgentError.
+   */
+  preflight?(signal: AbortSignal): Promise<void>;
   /** Brings the component up. Resolves once it is ready; rejects with an AgentError. */
   start(signal: AbortSignal): Promise<void>;
   /** Applies a changed configuration (SIGHUP); applies only what changed. */
   reload?(config: AgentConfig): Promise<void>;
   /** Stops and undoes what must be undone on stop. Never rejects. */
   stop(): Promise<void>;
+  /**
+   * After a failed start of the agent (this component's or a later one's): stops and puts back
+   * everything this start changed on the host, also what `stop` deliberately leaves in place.
+   * Called for a component whose own start rejected too, so it copes with a partial start.
+   * Never rejects. Without it the orchestrator calls `stop`.
+   */
+  rollback?(): Promise<void>;
   status(): ComponentStatus;
 }

@@ -1,4 +1,4 @@
-import type { ComponentDeps } from '../component';
+import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { ComponentFactory } from '../components';
 import type { AgentConfig, CaConfig } from '../config/types';
 import {
@@ -109,5 +109,41 @@ export async function buildCertManager(
   });
 }
 
+/**
+ * The certificate component as `run` builds it: building does no I/O; the user lookup for the
+ * key's owner and the CITADEL_ENV=auto probe of the metadata server (buildCertManager) happen in
+ * preflight, with the check that the bootstrap set is there.
+ */
+class CertComponent implements Component {
+  readonly name = 'certs';
+  private manager: CertManager | undefined;
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly deps: ComponentDeps,
+  ) {}
+
+  private async built(): Promise<CertManager> {
+    this.manager ??= await buildCertManager(this.config, this.deps);
+    return this.manager;
+  }
+
+  async preflight(): Promise<void> {
+    await (await this.built()).preflight();
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    await (await this.built()).start(signal);
+  }
+
+  async stop(): Promise<void> {
+    await this.manager?.stop();
+  }
+
+  status(): ComponentStatus {
+    return this.manager?.status() ?? { ready: false, summary: 'cert: none' };
+  }
+}
+
 export const createCertComponent: ComponentFactory = (config, deps) =>
-  buildCertManager(config, deps);
+  Promise.resolve(new CertComponent(config, deps));

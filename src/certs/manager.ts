@@ -130,6 +130,11 @@ export class CertManager implements Component {
     }
   }
 
+  /** Before anything changes (agent preflight): the files start needs are there. */
+  async preflight(): Promise<void> {
+    this.checkPresent(await this.opts.store.read());
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();

@@ -8,7 +8,8 @@ import { buildConfig } from '../config/load';
 import { systemClock } from '../lib/clock';
 import { parseDuration } from '../config/raw';
 import { AgentError } from '../lib/errors';
-import { createLogger } from '../observe/logger';
+import { acquireLock, AGENT_LOCK } from '../lib/lock';
+import { createLogger, type Logger } from '../observe/logger';
 import { createNotifier } from '../systemd/notify';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
@@ -52,6 +53,24 @@ export async function run(ctx: CommandContext): Promise<number> {
       `--ttl ${values.ttl}: give a duration of at least 10s\n${USAGE}`,
     );
   const log = createLogger({ level: 'info', pretty: !values.json, journal: false });
+  await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  // One dev per state directory: a second one would share the CA's and the certificates' files.
+  const lock = await acquireLock(path.join(stateDir, 'agent'), AGENT_LOCK, {
+    holder: 'istio-node-agent dev',
+  });
+  try {
+    return await runDev(values, stateDir, ttlMs, log);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runDev(
+  values: { api?: string; key?: string; once?: boolean; ttl?: string },
+  stateDir: string,
+  ttlMs: number,
+  log: Logger,
+): Promise<number> {
   const caDir = path.join(stateDir, 'ca');
   const certsDir = path.join(stateDir, 'certs');
   await fs.mkdir(caDir, { recursive: true, mode: 0o700 });

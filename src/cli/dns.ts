@@ -2,11 +2,13 @@ import * as path from 'node:path';
 import { systemClock } from '../lib/clock';
 import { AgentError, EXIT_OK } from '../lib/errors';
 import { exec } from '../lib/exec';
+import { withHostLock } from '../lib/lock';
 import { createLogger } from '../observe/logger';
 import {
   applyDns,
   cleanDns,
   dnsSettings,
+  installedDnsmasq,
   offNote,
   planDns,
   probeHost,
@@ -72,9 +74,13 @@ export async function run(ctx: CommandContext): Promise<number> {
     },
   });
   const host = systemHost(root, exec, () => systemClock.now());
+  // The lock lives next to the state it guards: <root>/<ISTIO_AGENT_STATE_DIR>.
+  const lockDir = path.join(root, settings.stateDir);
 
   if (sub === 'clean') {
-    const r = await cleanDns(settings, host, log);
+    const r = await withHostLock(lockDir, 'istio-node-agent dns clean', () =>
+      cleanDns(settings, host, log),
+    );
     if (json) {
       ctx.out(JSON.stringify(r, null, 2) + '\n');
     } else {
@@ -102,15 +108,21 @@ export async function run(ctx: CommandContext): Promise<number> {
     return EXIT_OK;
   }
 
-  const facts = await probeHost(settings, root);
-  const plan = planDns(settings, facts);
   if (sub === 'plan') {
+    const plan = planDns(settings, await probeHost(settings, root));
     const det = await host.detectDnsmasq();
     if (json) ctx.out(JSON.stringify(planJson(plan, det), null, 2) + '\n');
     else ctx.out(planText(plan, det));
     return EXIT_OK;
   }
-  const r = await applyDns(settings, plan, facts, host, log);
+  // No dnsmasq service is exit 78 before anything is created; then read, plan and apply under
+  // the state directory's lock (the daemon takes it too).
+  installedDnsmasq(await host.detectDnsmasq());
+  const { plan, r } = await withHostLock(lockDir, 'istio-node-agent dns apply', async () => {
+    const facts = await probeHost(settings, root);
+    const plan = planDns(settings, facts);
+    return { plan, r: await applyDns(settings, plan, facts, host, log) };
+  });
   if (json) {
     ctx.out(
       JSON.stringify(

@@ -2,6 +2,7 @@ import { loadConfig } from '../config/index';
 import type { AgentConfig } from '../config/types';
 import { AgentError } from '../lib/errors';
 import { exec } from '../lib/exec';
+import { withHostLock } from '../lib/lock';
 import {
   applyPlan,
   cleanCapture,
@@ -105,10 +106,19 @@ export async function run(ctx: CommandContext): Promise<number> {
       return plan(ctx, config, json);
     case 'apply':
       requireRoot('apply');
-      return apply(ctx, config, io, json, dryRun);
+      if (dryRun) return apply(ctx, config, io, json, dryRun);
+      // A configured ENVOY_USER that does not exist is exit 78 before anything is created.
+      if (config.capture.enabled) await resolveProxyIds(config.capture, exec);
+      // Read, plan and apply under the state directory's lock: two at once would both see no
+      // rules and both add the jumps.
+      return withHostLock(config.core.stateDir, 'istio-node-agent iptables apply', () =>
+        apply(ctx, config, io, json, dryRun),
+      );
     case 'clean':
       requireRoot('clean');
-      return clean(ctx, config, io, json);
+      return withHostLock(config.core.stateDir, 'istio-node-agent iptables clean', () =>
+        clean(ctx, config, io, json),
+      );
     case 'diff':
       requireRoot('diff');
       return diff(ctx, config, io, json);

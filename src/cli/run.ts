@@ -4,7 +4,9 @@ import { buildComponents } from '../components';
 import { loadConfig } from '../config/index';
 import { systemClock } from '../lib/clock';
 import { toAgentError } from '../lib/errors';
-import { createLogger } from '../observe/logger';
+import { acquireLock, AGENT_LOCK } from '../lib/lock';
+import type { AgentConfig } from '../config/types';
+import { createLogger, type Logger } from '../observe/logger';
 import { createNotifier } from '../systemd/notify';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 import { installTestHooks } from './test-hooks';
@@ -25,6 +27,19 @@ export async function run(ctx: CommandContext): Promise<number> {
   const { config, warnings } = await loadConfig(ctx.env);
   const log = createLogger({ level: config.core.logLevel });
   for (const w of warnings) log.warn({ component: 'config' }, w);
+  // One daemon per state directory, for the daemon's whole life (the kernel drops the lock if
+  // the process dies); a second one refuses with AGENT_E_ALREADY_RUNNING.
+  const lock = await acquireLock(config.core.stateDir, AGENT_LOCK, {
+    holder: 'istio-node-agent run',
+  });
+  try {
+    return await runDaemon(ctx, config, log);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runDaemon(ctx: CommandContext, config: AgentConfig, log: Logger): Promise<number> {
   const notifier = createNotifier(ctx.env, log);
   const { deps, bind } = liveDeps(log);
   const components = await buildComponents(config, deps);

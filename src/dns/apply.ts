@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { AgentConfig, DnsConfig } from '../config/types';
 import { AgentError, toAgentError } from '../lib/errors';
 import type { Logger } from '../observe/logger';
-import type { DnsmasqDetection, ResolvedControl } from './dnsmasq';
+import type { DnsmasqControl, DnsmasqDetection, ResolvedControl } from './dnsmasq';
 import {
   ABSENT,
   ensureParents,
@@ -182,6 +182,116 @@ export interface ApplyResult {
   readonly undone: readonly { readonly path: string; readonly outcome: UndoOutcome }[];
 }
 
+/** The host's dnsmasq control; AGENT_E_DNSMASQ_MISSING (78) when there is no dnsmasq service. */
+export function installedDnsmasq(det: DnsmasqDetection): DnsmasqControl {
+  if (!det.installed) {
+    throw new AgentError(
+      'AGENT_E_DNSMASQ_MISSING',
+      `DNS is configured (ISTIO_DNS_SERVER or ISTIO_*_IP) but ${det.why}: install the package with \`apt-get install dnsmasq\``,
+    );
+  }
+  return det.control;
+}
+
+/**
+ * What start checks before anything changes: dnsmasq is installed as a service, the change
+ * record is readable, and `dnsmasq --test` accepts the drop-in it would write.
+ */
+export async function preflightDns(s: DnsSettings, host: DnsHost): Promise<void> {
+  const control = installedDnsmasq(await host.detectDnsmasq());
+  const plan = planDns(s, await probeHost(s, host.root));
+  if (plan.dropIn !== 'unchanged') await control.check(plan.content);
+}
+
+/**
+ * Every path an apply of `plan` may change, as it is now, with the record: what a failed start
+ * puts back (restoreSnapshot). Directories an apply would create are noted too.
+ */
+export interface DnsSnapshot {
+  readonly files: ReadonlyMap<string, FileState>;
+  /** Missing ancestors of each path (host paths, outermost first). */
+  readonly missingDirs: ReadonlyMap<string, readonly string[]>;
+  readonly state: DnsState | undefined;
+}
+
+export async function snapshotDns(
+  plan: DnsPlan,
+  facts: HostFacts,
+  host: DnsHost,
+  earlier: DnsSnapshot | undefined,
+): Promise<DnsSnapshot> {
+  const files = new Map(earlier?.files ?? []);
+  const missingDirs = new Map(earlier?.missingDirs ?? []);
+  const paths = [
+    ...plan.resolver.edits.map((e) => e.path),
+    ...plan.undo.map((u) => u.path),
+    plan.dropInPath,
+  ];
+  for (const p of paths) {
+    if (files.has(p)) continue;
+    files.set(p, await readFileState(under(host.root, p)));
+    const missing: string[] = [];
+    for (let d = path.dirname(p); d !== path.dirname(d); d = path.dirname(d)) {
+      if (
+        await fs.stat(under(host.root, d)).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
+      missing.unshift(d);
+    }
+    missingDirs.set(p, missing);
+  }
+  return { files, missingDirs, state: earlier ? earlier.state : facts.state };
+}
+
+function identical(a: FileState, b: FileState): boolean {
+  if (!sameState(a, b)) return false;
+  return (
+    a.kind !== 'file' ||
+    b.kind !== 'file' ||
+    (a.mode === b.mode && a.uid === b.uid && a.gid === b.gid)
+  );
+}
+
+/**
+ * Puts every path of the snapshot back exactly as it was (resolver files first, then the
+ * drop-in), removes the directories the apply created, restores the change record, and lets
+ * dnsmasq (and systemd-resolved) read the restored configuration. Returns the paths restored.
+ */
+export async function restoreSnapshot(
+  snap: DnsSnapshot,
+  s: DnsSettings,
+  host: DnsHost,
+  log: Logger,
+): Promise<string[]> {
+  const restored: string[] = [];
+  const drop = dropInPath(s);
+  const order = [...snap.files.keys()].sort((a, b) => Number(a === drop) - Number(b === drop));
+  for (const p of order) {
+    const before = snap.files.get(p)!;
+    const real = under(host.root, p);
+    if (identical(await readFileState(real), before)) continue;
+    await restoreState(real, before);
+    await removeCreatedDirs((snap.missingDirs.get(p) ?? []).map((d) => under(host.root, d)));
+    restored.push(p);
+    log.info({ file: p }, `put ${p} back as it was before this start`);
+  }
+  await writeDnsState(statePath(host.root, s.stateDir), snap.state ?? EMPTY_STATE);
+  const dropIns = restored.filter((p) => !isResolverPath(p));
+  if (dropIns.length > 0) {
+    const det = await host.detectDnsmasq();
+    if (det.installed) await det.control.restart({ onlyIfRunning: true });
+  }
+  if (restored.includes(RESOLVED_DROP_IN)) await host.resolved.reload();
+  return restored;
+}
+
+function isResolverPath(p: string): boolean {
+  return [RESOLV_CONF, DHCLIENT_CONF, RESOLVED_DROP_IN].includes(p);
+}
+
 /**
  * Makes the host match the plan: the drop-in (checked by dnsmasq first, dnsmasq restarted only
  * when it changed, the old one put back if dnsmasq does not come up), then the resolver.
@@ -193,13 +303,8 @@ export async function applyDns(
   host: DnsHost,
   log: Logger,
 ): Promise<ApplyResult> {
-  const det = await host.detectDnsmasq();
-  if (!det.installed) {
-    throw new AgentError(
-      'AGENT_E_DNSMASQ_MISSING',
-      `DNS is configured (ISTIO_DNS_SERVER or ISTIO_*_IP) but ${det.why}: install the package with \`apt-get install dnsmasq\``,
-    );
-  }
+  const control = installedDnsmasq(await host.detectDnsmasq());
+  const det = { control };
   const journal = new Journal(statePath(host.root, s.stateDir), facts.state ?? EMPTY_STATE, host);
 
   // Earlier resolver changes this setup does not use any more (the setup or its detection changed).

@@ -1,8 +1,10 @@
+import * as path from 'node:path';
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { ComponentFactory } from '../components';
 import type { AgentConfig } from '../config/types';
 import { Backoff } from '../lib/backoff';
 import { toAgentError } from '../lib/errors';
+import { withHostLock } from '../lib/lock';
 import type { Exec } from '../lib/exec';
 import type { Logger } from '../observe/logger';
 import {
@@ -10,13 +12,26 @@ import {
   dnsSettings,
   offNote,
   planDns,
+  preflightDns,
   probeHost,
+  restoreSnapshot,
+  snapshotDns,
   type DnsHost,
   type DnsSettings,
+  type DnsSnapshot,
 } from './apply';
 import { detectDnsmasq, detectResolved } from './dnsmasq';
 
-export { applyDns, cleanDns, dnsSettings, offNote, planDns, probeHost, undoChange } from './apply';
+export {
+  applyDns,
+  cleanDns,
+  dnsSettings,
+  installedDnsmasq,
+  offNote,
+  planDns,
+  probeHost,
+  undoChange,
+} from './apply';
 export type { ApplyResult, CleanResult, DnsHost, DnsPlan, DnsSettings, HostFacts } from './apply';
 export type { DnsmasqControl, DnsmasqDetection, ResolvedControl } from './dnsmasq';
 export { renderKubedns, isManaged, MANAGED_MARK } from './render';
@@ -40,7 +55,8 @@ const START_BACKOFF = { initialMs: 1000, maxMs: 10_000, multiplier: 3, jitter: 0
  * Cluster DNS: keeps `<ISTIO_DNSMASQ_DIR>/kubedns` equal to what the configuration says,
  * restarting dnsmasq only when it changes, and the host's resolver pointed at dnsmasq.
  * Stop leaves both in place (the host keeps resolving mesh names while the agent restarts or
- * upgrades); `istio-node-agent dns clean` undoes them.
+ * upgrades); `istio-node-agent dns clean` undoes them. A failed start of the agent (rollback)
+ * puts back what this start changed.
  */
 export class DnsComponent implements Component {
   readonly name = 'dns';
@@ -50,6 +66,9 @@ export class DnsComponent implements Component {
   private problem: string | undefined;
   private lastApplied: string | undefined;
   private running: Promise<unknown> = Promise.resolve();
+  /** While starting: the host as it was before this start's first change. */
+  private starting = false;
+  private snapshot: DnsSnapshot | undefined;
   private readonly log: Logger;
 
   constructor(
@@ -61,7 +80,22 @@ export class DnsComponent implements Component {
     this.log = deps.log.child({ component: 'dns' });
   }
 
+  /** dnsmasq is installed, the record readable, the drop-in accepted by `dnsmasq --test`. */
+  async preflight(): Promise<void> {
+    await preflightDns(this.settings, this.host);
+  }
+
   async start(signal: AbortSignal): Promise<void> {
+    this.starting = true;
+    this.snapshot = undefined;
+    try {
+      await this.startApplying(signal);
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async startApplying(signal: AbortSignal): Promise<void> {
     const backoff = new Backoff(START_BACKOFF, this.deps.random);
     for (;;) {
       try {
@@ -98,6 +132,30 @@ export class DnsComponent implements Component {
     return Promise.resolve();
   }
 
+  /** After a failed start: the drop-in, the resolver files and the record as before it. */
+  async rollback(): Promise<void> {
+    const snap = this.snapshot;
+    this.snapshot = undefined;
+    if (!snap) return;
+    try {
+      const restored = await this.serial(() =>
+        restoreSnapshot(snap, this.settings, this.host, this.log),
+      );
+      this.log.info(
+        { restored },
+        restored.length > 0
+          ? `the agent did not start: DNS changes of this start undone (${restored.join(', ')})`
+          : 'the agent did not start: this start changed nothing in DNS',
+      );
+    } catch (e) {
+      const err = toAgentError(e);
+      this.log.error(
+        { code: err.code, err: err.message },
+        `could not undo the DNS changes of this start; run \`istio-node-agent dns clean\`: ${err.message}`,
+      );
+    }
+  }
+
   status(): ComponentStatus {
     return {
       ready: this.lastApplied !== undefined,
@@ -111,7 +169,10 @@ export class DnsComponent implements Component {
     };
   }
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
+  /** One change at a time, under the state directory's lock (the CLI and capture take it too). */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const dir = path.join(this.host.root, this.settings.stateDir);
+    const fn = (): Promise<T> => withHostLock(dir, 'istio-node-agent (dns)', work);
     const p = this.running.then(fn, fn);
     this.running = p.catch(() => undefined);
     return p;
@@ -120,6 +181,7 @@ export class DnsComponent implements Component {
   private async apply(): Promise<void> {
     const facts = await probeHost(this.settings, this.host.root);
     const plan = planDns(this.settings, facts);
+    if (this.starting) this.snapshot = await snapshotDns(plan, facts, this.host, this.snapshot);
     for (const n of plan.resolver.notes) this.log.warn({ resolver: plan.resolver.kind }, n);
     const r = await applyDns(this.settings, plan, facts, this.host, this.log);
     this.names = plan.names;

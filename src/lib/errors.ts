@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   AGENT_E_IO: permanent,
   AGENT_E_MISSING_TOOL: config,
   AGENT_E_UNSAFE_PATH: config,
+  AGENT_E_ALREADY_RUNNING: permanent,
+  AGENT_E_LOCK_TIMEOUT: retryable,
 
   // config
   AGENT_E_CONFIG_READ: config,

@@ -2,9 +2,11 @@ import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { ComponentFactory } from '../components';
 import type { AgentConfig, CaptureConfig } from '../config/types';
 import type { TimerHandle } from '../lib/clock';
-import { toAgentError } from '../lib/errors';
+import { AgentError, toAgentError } from '../lib/errors';
+import { withHostLock } from '../lib/lock';
 import type { Logger } from '../observe/logger';
-import type { BackendName } from './backend';
+import { restoreCommand, type BackendName } from './backend';
+import { transaction } from './live';
 import {
   applyPlan,
   cleanCapture,
@@ -83,6 +85,10 @@ export class CaptureComponent implements Component {
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
   private applied = false;
+  /** This run's start may have changed rules (set before the first restore). */
+  private touched = false;
+  /** Rules of ours were there before this run's start (kept by an earlier run). */
+  private hadRulesBefore = false;
   /** Capture switched off by a reload (ISTIO_CAPTURE=false): "off" is then the desired state. */
   private disabled = false;
   private problem: string | undefined;
@@ -102,8 +108,12 @@ export class CaptureComponent implements Component {
     return { exec: this.deps.exec, stateDir: this.stateDir };
   }
 
-  /** Runs host work one piece at a time (a check never overlaps a reload or stop). */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs host work one piece at a time (a check never overlaps a reload or stop), each piece
+   * under the state directory's lock (the CLI and the DNS component take it too).
+   */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const fn = (): Promise<T> => withHostLock(this.stateDir, 'istio-node-agent (capture)', work);
     const run = this.queue.then(fn, fn);
     this.queue = run.then(
       () => undefined,
@@ -112,13 +122,38 @@ export class CaptureComponent implements Component {
     return run;
   }
 
+  /**
+   * Reads the live rules and plans (ENVOY_USER must exist, a backend must work), and checks that
+   * the restore program of each family is there. Changes nothing.
+   */
+  async preflight(): Promise<void> {
+    const { live } = await prepare(this.io, this.cfg);
+    for (const f of families(live)) {
+      const cmd = restoreCommand(live.backend, f);
+      const r = await this.deps
+        .exec(cmd, ['--version'], { timeoutMs: 10_000 })
+        .catch((e: unknown) => ({ code: -1, stdout: '', stderr: (e as Error).message }));
+      if (r.code !== 0) {
+        throw new AgentError(
+          'AGENT_E_MISSING_TOOL',
+          `${cmd} does not run (${r.stderr.trim().split('\n')[0] || `exit ${r.code}`}); install iptables`,
+          { details: { cmd, code: r.code } },
+        );
+      }
+    }
+  }
+
   async start(): Promise<void> {
     await this.serial(async () => {
       const { live, plan, resolved } = await prepare(this.io, this.cfg);
       if (resolved.warning) this.log.warn({ user: this.cfg.envoyUser }, resolved.warning);
       this.backend = live.backend;
       this.families = families(live);
+      this.hadRulesBefore = families(live).some(
+        (f) => transaction({ family: f, tables: [] }, live.tables.get(f) ?? []) !== undefined,
+      );
       for (const w of plan.warnings) this.log.warn(w);
+      this.touched = true;
       const r = await applyPlan(this.io, plan, live);
       this.plan = plan;
       this.applied = true;
@@ -198,6 +233,7 @@ export class CaptureComponent implements Component {
         if (this.applied && this.backend)
           await cleanCapture(this.io, await readLiveWith(this.io, this.backend, 'in use'));
         this.applied = false;
+        this.touched = false;
         this.disabled = true;
         this.plan = undefined;
         this.problem = undefined;
@@ -231,11 +267,24 @@ export class CaptureComponent implements Component {
   }
 
   async stop(): Promise<void> {
+    await this.shutdown(this.cfg.keepOnStop);
+  }
+
+  /**
+   * After a failed start: removes the rules, also with ISTIO_CAPTURE_KEEP_ON_STOP=true unless
+   * they were already there before this start (then the host is as it was).
+   */
+  async rollback(): Promise<void> {
+    await this.shutdown(this.cfg.keepOnStop && this.hadRulesBefore);
+  }
+
+  private async shutdown(keep: boolean): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
     await this.serial(async () => {
-      if (!this.applied || !this.backend) return;
-      if (this.cfg.keepOnStop) {
+      // `touched`: a start that failed part-way may have left some of the rules.
+      if (!(this.applied || this.touched) || !this.backend) return;
+      if (keep) {
         this.log.info(
           'keeping the capture rules on stop (ISTIO_CAPTURE_KEEP_ON_STOP=true): traffic stays pointed at the proxy',
         );
@@ -244,6 +293,7 @@ export class CaptureComponent implements Component {
       try {
         const r = await cleanCapture(this.io, await readLiveWith(this.io, this.backend, 'in use'));
         this.applied = false;
+        this.touched = false;
         this.log.info(
           { changed: r.changed, tablesRemoved: r.tablesRemoved, routingRemoved: r.routingRemoved },
           'capture rules removed',

@@ -309,6 +309,8 @@ interface Running {
 export class SidecarSupervisor implements Component {
   readonly name = 'sidecar';
   private plan: SidecarPlan | undefined;
+  /** The plan resolved by preflight, used by the start that follows. */
+  private preflighted: SidecarPlan | undefined;
   private readonly log: Logger;
   private readonly output: OutputForwarder;
   private running: Running[] = [];
@@ -343,8 +345,14 @@ export class SidecarSupervisor implements Component {
     this.output = new OutputForwarder(this.log, deps.clock, config.sidecar.logLinesPerMinute);
   }
 
+  /** Resolves the plan (binary, EXEC_USER, setpriv, addresses) before anything changes. */
+  async preflight(): Promise<void> {
+    this.preflighted = await resolvePlan(this.config, this.rt, this.log);
+  }
+
   async start(signal: AbortSignal): Promise<void> {
-    const plan = await resolvePlan(this.config, this.rt, this.log);
+    const plan = this.preflighted ?? (await resolvePlan(this.config, this.rt, this.log));
+    this.preflighted = undefined;
     this.plan = plan;
     this.admin = this.rt.admin(plan.adminPort);
     this.log.info(

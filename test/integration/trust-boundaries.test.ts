@@ -49,7 +49,7 @@ if (requireRoot(t, 'the trust-boundary tests (chown to another user)')) {
   function host(t: Test): Host {
     const work = mkdtempSync(path.join(tmpdir(), 'trust-'));
     chmodSync(work, 0o755);
-    t.teardown(() => rmSync(work, { recursive: true, force: true }));
+    t.teardown(() => { rmSync(work, { recursive: true, force: true }); });
     const h: Host = {
       work,
       conf: path.join(work, 'envoy'),
@@ -116,7 +116,7 @@ if (requireRoot(t, 'the trust-boundary tests (chown to another user)')) {
         ? undefined
         : setTimeout(() => child.kill('SIGTERM'), opts.stopAfterMs);
     const hang = setTimeout(() => child.kill('SIGKILL'), HANG_MS);
-    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => { r(c); }));
     clearTimeout(hang);
     if (stop) clearTimeout(stop);
     return { code, out };

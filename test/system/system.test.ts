@@ -687,7 +687,9 @@ function systemTest(): void {
         t.ok(Number(after.MainPID) > 0, 'running again');
         t.equal(await c.must(`sha256sum ${CLUSTER_ENV}`), conf, 'cluster.env as the admin left it');
         t.equal(
-          (await c.must(`stat -c "%n %U %G %a" /var/lib/istio/envoy /etc/certs ${CLUSTER_ENV}`)).trim(),
+          (
+            await c.must(`stat -c "%n %U %G %a" /var/lib/istio/envoy /etc/certs ${CLUSTER_ENV}`)
+          ).trim(),
           [
             '/var/lib/istio/envoy root root 755',
             '/etc/certs root root 755',

@@ -22,10 +22,29 @@ function recorder(env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: '/run/x', WATCHDOG_U
   return { sent, notifier };
 }
 
-function fake(name: string, events: string[], opts: { fail?: boolean } = {}): Component {
+function fake(
+  name: string,
+  events: string[],
+  opts: { fail?: boolean; failPreflight?: boolean; rollback?: boolean } = {},
+): Component {
   let ready = false;
   return {
     name,
+    preflight() {
+      events.push(`preflight ${name}`);
+      if (opts.failPreflight)
+        return Promise.reject(new AgentError('AGENT_E_SIDECAR_BINARY', `${name} has no binary`));
+      return Promise.resolve();
+    },
+    ...(opts.rollback
+      ? {
+          rollback() {
+            events.push(`rollback ${name}`);
+            ready = false;
+            return Promise.resolve();
+          },
+        }
+      : {}),
     start() {
       events.push(`start ${name}`);
       if (opts.fail)
@@ -58,12 +77,12 @@ t.test('starts in order, READY with the summary, stops in reverse', async (t) =>
     statusFile,
   });
   await agent.start();
-  t.same(events, ['start certs', 'start capture']);
+  t.same(events, ['preflight certs', 'preflight capture', 'start certs', 'start capture']);
   const ready = sent.find((f) => f[0] === 'READY=1');
   t.same(ready, ['READY=1', 'STATUS=certs on; capture on']);
   t.ok(sent.findIndex((f) => f[0] === 'READY=1') > 0, 'READY after a starting status');
   await agent.stop();
-  t.same(events.slice(2), ['stop capture', 'stop certs']);
+  t.same(events.slice(4), ['stop capture', 'stop certs']);
   t.ok(sent.some((f) => f[0] === 'STOPPING=1'));
   const st = JSON.parse(readFileSync(statusFile, 'utf8')) as { state: string };
   t.equal(st.state, 'stopped');
@@ -142,10 +161,108 @@ t.test(
       },
     );
     await t.rejects(agent.start(), { code: 'AGENT_E_IPTABLES_APPLY' });
-    t.same(events, ['start certs', 'start capture', 'stop certs']);
+    t.same(
+      events.filter((e) => !e.startsWith('preflight')),
+      ['start certs', 'start capture', 'stop capture', 'stop certs'],
+      'the failing one is undone too (it may have changed part of the host)',
+    );
     t.notOk(sent.some((f) => f[0] === 'READY=1'));
   },
 );
+
+t.test(
+  'every preflight runs before any start; a failed preflight starts nothing and exits with its code',
+  async (t) => {
+    const events: string[] = [];
+    const agent = new Agent(
+      config,
+      [
+        fake('certs', events),
+        fake('capture', events),
+        fake('dns', events),
+        fake('sidecar', events, { failPreflight: true }),
+      ],
+      {
+        log: silentLogger(),
+        clock: new FakeClock(),
+        notifier: recorder().notifier,
+        statusFile: undefined,
+      },
+    );
+    const err = await agent.start().then(
+      () => undefined,
+      (e: unknown) => e as AgentError,
+    );
+    t.equal(err?.code, 'AGENT_E_SIDECAR_BINARY');
+    t.equal(err?.exitCode, 78, 'a configuration error: exit 78');
+    t.same(events, ['preflight certs', 'preflight capture', 'preflight dns', 'preflight sidecar']);
+    t.equal(agent.status().state, 'failed');
+  },
+);
+
+t.test('a failed start rolls back, not stops, the components that can', async (t) => {
+  const events: string[] = [];
+  const agent = new Agent(
+    config,
+    [
+      fake('certs', events),
+      fake('capture', events, { rollback: true }),
+      fake('dns', events, { rollback: true }),
+      fake('sidecar', events, { fail: true, rollback: true }),
+    ],
+    {
+      log: silentLogger(),
+      clock: new FakeClock(),
+      notifier: recorder().notifier,
+      statusFile: undefined,
+    },
+  );
+  await t.rejects(agent.start(), { code: 'AGENT_E_IPTABLES_APPLY' });
+  t.same(events.slice(events.indexOf('start sidecar') + 1), [
+    'rollback sidecar',
+    'rollback dns',
+    'rollback capture',
+    'stop certs',
+  ]);
+});
+
+t.test('a stop racing a start lets it finish, then undoes it, and resolves', async (t) => {
+  const events: string[] = [];
+  let release!: () => void;
+  const slow: Component = {
+    name: 'capture',
+    async start() {
+      events.push('start capture');
+      await new Promise<void>((r) => (release = r));
+      events.push('capture on');
+    },
+    stop() {
+      events.push('stop capture');
+      return Promise.resolve();
+    },
+    status: () => ({ ready: true, summary: 'capture on' }),
+  };
+  const agent = new Agent(config, [fake('certs', events), slow, fake('dns', events)], {
+    log: silentLogger(),
+    clock: new FakeClock(),
+    notifier: recorder().notifier,
+    statusFile: undefined,
+  });
+  const started = agent.start();
+  while (!events.includes('start capture')) await new Promise((r) => setImmediate(r));
+  let stopped = false;
+  const stopping = agent.stop().then(() => (stopped = true));
+  await new Promise((r) => setImmediate(r));
+  t.notOk(stopped, 'the stop waits for the start under way');
+  release();
+  await Promise.all([started, stopping]);
+  t.same(
+    events.filter((e) => !e.startsWith('preflight')),
+    ['start certs', 'start capture', 'capture on', 'stop capture', 'stop certs'],
+    'the raced component is stopped after its start; the next one never starts',
+  );
+  t.equal(agent.status().state, 'stopped');
+});
 
 t.test('reload: RELOADING=1 with MONOTONIC_USEC, components reload, READY=1 again', async (t) => {
   const events: string[] = [];
@@ -161,7 +278,7 @@ t.test('reload: RELOADING=1 with MONOTONIC_USEC, components reload, READY=1 agai
   await agent.reload(config);
   t.match(sent[0], ['RELOADING=1', /^MONOTONIC_USEC=\d+$/]);
   t.equal(sent[1]![0], 'READY=1');
-  t.same(events, ['start certs', 'reload certs']);
+  t.same(events, ['preflight certs', 'start certs', 'reload certs']);
   await agent.stop();
 });
 
@@ -179,7 +296,7 @@ t.test('fatal: the agent stops and reports the error', async (t) => {
   await agent.wait();
   t.equal(agent.failed?.code, 'AGENT_E_CERT_EXPIRED');
   t.equal(agent.failed?.exitCode, 1);
-  t.same(events, ['start certs', 'stop certs']);
+  t.same(events, ['preflight certs', 'start certs', 'stop certs']);
 });
 
 t.test('STATUS= follows component changes and puts problems first', async (t) => {

@@ -227,3 +227,23 @@ void t.test(
     t.end();
   },
 );
+
+void t.test('dns apply without a dnsmasq service: exit 78, nothing created under the root', (t) => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'dns-cli-root-'));
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  mkdirSync(path.join(root, 'etc'), { recursive: true });
+  writeFileSync(path.join(root, 'etc/resolv.conf'), 'nameserver 10.0.0.2\n');
+  const env = path.join(root, 'cluster.env');
+  writeFileSync(env, 'ISTIO_DNS_SERVER=10.96.0.10\n');
+  const before = snapshot(root);
+  const r = cli(['dns', 'apply', '--root', root], {
+    ISTIO_CLUSTER_CONFIG: env,
+    ISTIO_SIDECAR_CONFIG: path.join(root, 'none.env'),
+  });
+  t.equal(r.code, 78, 'exit 78');
+  t.match(r.stderr, '[AGENT_E_DNSMASQ_MISSING]');
+  t.same(snapshot(root), before, 'no drop-in, no record, no state directory or lock');
+  t.end();
+});

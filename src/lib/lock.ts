@@ -1,0 +1,197 @@
+import { spawn } from 'node:child_process';
+import { constants, promises as fsp } from 'node:fs';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { AgentError } from './errors';
+import { ensureDir } from './safe-fs';
+
+/**
+ * Advisory locks in the agent's state directory (ISTIO_AGENT_STATE_DIR), flock(2) semantics:
+ * the kernel drops a lock when the last descriptor of its open file goes away, so a crashed or
+ * SIGKILLed holder never leaves a stale lock, and a reused pid cannot fake one.
+ *
+ * Node has no flock(2) and the package has no native addons, so `flock(1)` (util-linux, which
+ * Debian marks Essential) takes the lock on a descriptor we open and pass to it as its fd 3. A
+ * flock lock belongs to the open file description, which the child shares with us: when the
+ * child exits, we still hold it, until we close our descriptor or the process ends. Our
+ * descriptor is close-on-exec (libuv opens everything so), so no other child inherits it.
+ * docs/decisions.md has the alternatives and why not.
+ *
+ * Two lock files, one mechanism:
+ * - `agent.lock`: held by a daemon (`run`, `dev`) for its whole life; a second daemon on the same
+ *   state directory refuses to start (AGENT_E_ALREADY_RUNNING).
+ * - `host.lock`: held around every read-plan-apply of capture and DNS, by the daemon's components
+ *   and by `iptables apply|clean` and `dns apply|clean`; others wait (AGENT_E_LOCK_TIMEOUT after
+ *   HOST_LOCK_WAIT_MS).
+ */
+
+export const AGENT_LOCK = 'agent.lock';
+export const HOST_LOCK = 'host.lock';
+/** How long a capture or DNS change waits for another one to finish. */
+export const HOST_LOCK_WAIT_MS = 120_000;
+/** flock(1)'s exit code when the lock is held (or the wait timed out): EX_TEMPFAIL. */
+const CONFLICT = 75;
+
+const open = promisify(fs.open);
+const close = promisify(fs.close);
+const fstat = promisify(fs.fstat);
+const ftruncate = promisify(fs.ftruncate);
+const write = promisify(fs.write);
+const read = promisify(fs.read);
+
+export interface Lock {
+  readonly file: string;
+  /** Drops the lock (closes our descriptor). Safe to call more than once. */
+  release(): Promise<void>;
+}
+
+export interface LockOptions {
+  /** Who takes it, recorded next to the pid for whoever finds it held: "istio-node-agent run". */
+  readonly holder: string;
+  /** Wait this long for a holder to let go; undefined = do not wait. */
+  readonly waitMs?: number;
+  /** Gives up waiting (AGENT_E_LOCK_TIMEOUT) when this aborts. */
+  readonly signal?: AbortSignal;
+}
+
+/** Takes lock `name` in `dir` (the state directory), waiting as `opts` say. */
+export async function acquireLock(dir: string, name: string, opts: LockOptions): Promise<Lock> {
+  // Made 0755 by the agent, or checked: no one else may change it or the path to it.
+  await ensureDir(dir, 0o755);
+  const file = path.join(dir, name);
+  let fd: number;
+  try {
+    // Never through a symlink; never blocking on something that is not a regular file.
+    fd = await open(
+      file,
+      constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+      0o644,
+    );
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new AgentError(
+      code === 'ELOOP' ? 'AGENT_E_UNSAFE_PATH' : 'AGENT_E_IO',
+      `cannot open the lock file ${file}: ${code === 'ELOOP' ? 'it is a symlink; remove it' : (e as Error).message}`,
+      { cause: e },
+    );
+  }
+  let released = false;
+  const release = async (): Promise<void> => {
+    if (released) return;
+    released = true;
+    await close(fd).catch(() => undefined);
+  };
+  try {
+    const st = await fstat(fd);
+    if (!st.isFile())
+      throw new AgentError(
+        'AGENT_E_UNSAFE_PATH',
+        `the lock file ${file} is not a regular file; remove it`,
+      );
+    const code = await runFlock(fd, opts);
+    if (code === CONFLICT) {
+      const who = await recordedHolder(fd);
+      const held = who ? `held by ${who}` : 'held by another process';
+      if (opts.waitMs === undefined) {
+        throw new AgentError(
+          'AGENT_E_ALREADY_RUNNING',
+          `another agent runs on the state directory ${dir} (${file} ${held}); stop it first, or give this one its own ISTIO_AGENT_STATE_DIR`,
+          { details: { file, holder: who } },
+        );
+      }
+      throw new AgentError(
+        'AGENT_E_LOCK_TIMEOUT',
+        opts.signal?.aborted
+          ? `stopped while waiting for ${file} (${held})`
+          : `${file} is ${held} and was not let go within ${Math.round(opts.waitMs / 1000)} s; another capture or DNS change is under way, try again once it is done`,
+        { details: { file, holder: who } },
+      );
+    }
+    // Ours now: say who holds it, for the next one that finds it held.
+    const text = `${process.pid} ${opts.holder}\n`;
+    await ftruncate(fd, 0);
+    await write(fd, text, 0, 'utf8');
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return { file, release };
+}
+
+/** Runs `fn` holding the host lock of `stateDir` (capture and DNS changes). */
+export async function withHostLock<T>(
+  stateDir: string,
+  holder: string,
+  fn: () => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  const lock = await acquireLock(stateDir, HOST_LOCK, {
+    holder,
+    waitMs: HOST_LOCK_WAIT_MS,
+    ...(signal ? { signal } : {}),
+  });
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+/** `flock` on our descriptor (its fd 3): 0 = ours, CONFLICT = held (or the wait ran out). */
+function runFlock(fd: number, opts: LockOptions): Promise<number> {
+  const how =
+    opts.waitMs === undefined ? ['--nonblock'] : ['--wait', (opts.waitMs / 1000).toFixed(3)];
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      'flock',
+      ['--exclusive', ...how, '--conflict-exit-code', String(CONFLICT), '3'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe', fd],
+      },
+    );
+    let stderr = '';
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    const onAbort = (): void => {
+      child.kill('SIGKILL');
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      reject(
+        e.code === 'ENOENT'
+          ? new AgentError(
+              'AGENT_E_MISSING_TOOL',
+              'flock (util-linux) is needed for the state directory lock; install util-linux',
+              { cause: e },
+            )
+          : new AgentError('AGENT_E_EXEC', `cannot run flock: ${e.message}`, { cause: e }),
+      );
+    });
+    child.on('close', (code) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (code === 0 || code === CONFLICT) resolve(code);
+      else if (opts.signal?.aborted) resolve(CONFLICT);
+      else
+        reject(
+          new AgentError(
+            'AGENT_E_EXEC',
+            `flock exited ${code ?? 'on a signal'}: ${stderr.trim() || 'no output'}`,
+          ),
+        );
+    });
+  });
+}
+
+/** "pid 1234 (istio-node-agent run)" from the lock file, when that process still exists. */
+async function recordedHolder(fd: number): Promise<string | undefined> {
+  const buf = Buffer.alloc(256);
+  const { bytesRead } = await read(fd, buf, 0, buf.length, 0).catch(() => ({ bytesRead: 0 }));
+  const m = /^(\d+) ([^\n]*)/.exec(buf.subarray(0, bytesRead).toString('utf8'));
+  if (!m) return undefined;
+  const alive = await fsp.stat(`/proc/${m[1]}`).then(
+    () => true,
+    () => false,
+  );
+  return alive ? `pid ${m[1]} (${m[2]})` : undefined;
+}

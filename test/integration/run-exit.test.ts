@@ -1,0 +1,76 @@
+// `istio-node-agent run` ends its process once it is done, even when something left a handle
+// open (issue 9, item 7): a hung HTTP request opened inside the agent's process must not keep it
+// alive after SIGTERM and the cleanup.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
+import { rmSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { startDevCa } from '../../src/ca/index';
+import { bootstrapDir, certsOnlyEnv } from '../helpers/certs';
+
+const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
+const PRELOAD = path.join(__dirname, '../doubles/leftover-handle.cjs');
+const ID = 'spiffe://cluster.local/ns/default/sa/vm';
+/** A hang detector, not a performance claim: cleanup of a certs-only agent takes well under it. */
+const EXIT_BOUND_MS = 30_000;
+
+t.test('run exits after SIGTERM although a hung request is still open', async (t) => {
+  const sockets: Socket[] = [];
+  const hang = createServer((s) => {
+    sockets.push(s); // accepted, never answered
+  });
+  await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    hang.close();
+  });
+  const port = (hang.address() as { port: number }).port;
+  const ca = await startDevCa({ ttlMs: 3600_000 });
+  t.teardown(() => ca.stop());
+  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+  const state = mkdtempSync(path.join(tmpdir(), 'run-exit-'));
+  t.teardown(() => {
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
+  });
+  const child = spawn(process.execPath, ['--require', PRELOAD, BUNDLE, 'run'], {
+    env: { ...certsOnlyEnv(ca.address, dir, state), LEFTOVER_HANDLE_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((r) =>
+    child.once('exit', (code) => {
+      r(code);
+    }),
+  );
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  for (let i = 0; i < 600 && !out.includes('agent is ready'); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  t.match(out, 'agent is ready', 'the agent started');
+  t.ok(sockets.length > 0 || (await waitFor(() => sockets.length > 0)), 'the hung request is open');
+  child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    exited,
+    new Promise<'hung'>(
+      (r) =>
+        (timer = setTimeout(() => {
+          r('hung');
+        }, EXIT_BOUND_MS)),
+    ),
+  ]);
+  clearTimeout(timer);
+  t.equal(code, 0, 'exit 0 after SIGTERM, not kept alive by the open request');
+  t.match(out, '"msg":"stopping"', 'it logged the stop');
+});
+
+async function waitFor(cond: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 25));
+  return cond();
+}

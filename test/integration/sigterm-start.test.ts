@@ -1,0 +1,108 @@
+// Issue 9, item 8: SIGTERM during start-up must not hang the agent nor leave capture rules.
+// `istio-node-agent run` (certificates + capture, SIDECAR_MODE=none) against the embedded CA on
+// loopback; its iptables programs run inside a test network namespace through wrappers earlier
+// on PATH, and iptables-*-restore is slowed by 0.3 s (a busy host). SIGTERM at a random moment
+// after the first certificate, in a loop: every run must exit 0 and leave no rule.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { startDevCa } from '../../src/ca/index';
+import { bootstrapDir, certsOnlyEnv } from '../helpers/certs';
+import { createNetns } from '../helpers/netns';
+import { netnsPath } from '../helpers/netns-path';
+import { requireRoot } from '../helpers/root';
+
+const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
+const ID = 'spiffe://cluster.local/ns/default/sa/vm';
+const TRIES = Number(process.env.SIGTERM_START_TRIES ?? 100);
+/** Hang detector for one run's exit after SIGTERM (cleanup takes about a second). */
+const EXIT_BOUND_MS = 30_000;
+/** SIGTERM lands this long (at random, up to) after the first certificate. */
+const SPREAD_MS = 1500;
+if (requireRoot(t, 'the SIGTERM-during-start test')) {
+  t.setTimeout(Math.max(300_000, TRIES * 6000));
+  t.test(`SIGTERM at random moments of start-up: ${TRIES} tries`, async (t) => {
+    const ca = await startDevCa({ ttlMs: 3600_000 });
+    const work = mkdtempSync(path.join(tmpdir(), 'sigterm-start-'));
+    const ns = createNetns('term');
+    t.teardown(async () => {
+      ns.remove();
+      rmSync(work, { recursive: true, force: true });
+      await ca.stop();
+    });
+    // Capture's programs run in the namespace; the restore programs after 0.3 s.
+    const bin = netnsPath(path.join(work, 'bin'), ns, 0.3);
+    const certs = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+    const state = path.join(work, 'state');
+    const env = {
+      ...certsOnlyEnv(ca.address, certs, state),
+      PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+      ISTIO_CAPTURE: 'true',
+      ISTIO_SERVICE_CIDR: '10.96.0.0/16',
+      ISTIO_INBOUND_PORTS: '8080',
+      ENVOY_USER: 'nobody',
+    };
+    const ours = (): string[] =>
+      (ns.runSync('iptables-save', []) + ns.runSync('ip6tables-save', []))
+        .split('\n')
+        .filter((l) => l.includes('ISTIO'));
+    let hangs = 0;
+    let bad = 0;
+    let left = 0;
+    let duringCapture = 0;
+    for (let i = 0; i < TRIES; i++) {
+      const child = spawn(process.execPath, [BUNDLE, 'run'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      const exited = new Promise<number | null>((r) =>
+        child.once('exit', (c) => {
+          r(c);
+        }),
+      );
+      for (let n = 0; n < 600 && !/CSR is approved|keeping the certificate/.test(out); n++) {
+        if (child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * SPREAD_MS)));
+      if (!out.includes('capture on') && !out.includes('agent is ready')) duringCapture++;
+      child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const code = await Promise.race([
+        exited,
+        new Promise<'hung'>(
+          (r) =>
+            (timer = setTimeout(() => {
+              r('hung');
+            }, EXIT_BOUND_MS)),
+        ),
+      ]);
+      clearTimeout(timer);
+      if (code === 'hung') {
+        hangs++;
+        child.kill('SIGKILL');
+        await exited;
+        t.comment(`try ${i}: hung after SIGTERM; log tail: ${out.slice(-600)}`);
+      } else if (code !== 0) {
+        bad++;
+        t.comment(`try ${i}: exit ${code}; log tail: ${out.slice(-600)}`);
+      }
+      const rules = ours();
+      if (rules.length > 0) {
+        left++;
+        t.comment(`try ${i}: rules left: ${rules.join(' | ')}`);
+        ns.runSync('iptables', ['-t', 'nat', '-F']);
+        ns.runSync('iptables', ['-t', 'nat', '-X']);
+      }
+    }
+    t.equal(hangs, 0, 'no run hung after SIGTERM');
+    t.equal(bad, 0, 'every run exited 0');
+    t.equal(left, 0, 'no run left capture rules');
+    t.ok(duringCapture > 0, `some SIGTERMs landed while capture was starting (${duringCapture})`);
+  });
+}
