@@ -132,6 +132,7 @@ export class CertManager implements Component {
 
   /** Before anything changes (agent preflight): the files start needs are there. */
   async preflight(): Promise<void> {
+    await this.opts.store.check();
     this.checkPresent(await this.opts.store.read());
   }
 

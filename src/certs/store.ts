@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { atomicWrite } from '../lib/atomic-write';
 import { AgentError } from '../lib/errors';
-import { ensureDir, fsyncDir, readFileSafe, trustedUids } from '../lib/safe-fs';
+import { ensureDir, fsyncDir, readFileSafe, resolveTrusted, trustedUids } from '../lib/safe-fs';
 
 export const KEY_FILE = 'key.pem';
 export const CHAIN_FILE = 'cert-chain.pem';
@@ -121,6 +121,17 @@ export class CertStore {
       );
     }
     return target;
+  }
+
+  /**
+   * Checks, without changing anything, that CERTS_DIR (or, while it does not exist, the
+   * directories above it) can be changed by no one but root: the agent's preflight.
+   */
+  async check(): Promise<void> {
+    const r = await resolveTrusted(this.dir);
+    if (r.stat && !r.stat.isDirectory()) {
+      throw new AgentError('AGENT_E_UNSAFE_PATH', `${this.dir} is not a directory; fix CERTS_DIR`);
+    }
   }
 
   /**

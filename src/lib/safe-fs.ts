@@ -43,11 +43,21 @@ export interface TrustOptions {
   readonly origin?: Origin;
 }
 
-/** Why a path is not trusted. */
+/** Why a path is not trusted: another user could change it. */
 function untrusted(p: string, why: string, fix: string, opts: TrustOptions): AgentError {
+  return refused(
+    p,
+    `${why}: the agent runs as root and only uses files that no other user can change`,
+    fix,
+    opts,
+  );
+}
+
+/** Why a path cannot be used: a link, a FIFO or device, too large. */
+function refused(p: string, why: string, fix: string, opts: TrustOptions): AgentError {
   return new AgentError(
     'AGENT_E_UNSAFE_PATH',
-    `${p} ${why}: the agent runs as root and only uses files that no other user can change; ${fix}`,
+    `${p} ${why}; ${fix}`,
     opts.origin ? { origin: opts.origin } : {},
   );
 }
@@ -149,7 +159,7 @@ export async function resolveTrusted(p: string, opts: TrustOptions = {}): Promis
     if (!s) return { real: path.join(next, ...todo), stat: undefined, missingFrom: next };
     if (s.isSymbolicLink()) {
       if (++links > MAX_LINKS)
-        throw untrusted(p, 'has too many symlinks', 'point it at the real path', opts);
+        throw refused(p, 'has too many symlinks', 'point it at the real path', opts);
       const owners = opts.owners ?? trustedUids();
       if (!owners.includes(s.uid)) {
         throw untrusted(
@@ -172,7 +182,7 @@ export async function resolveTrusted(p: string, opts: TrustOptions = {}): Promis
     }
     const last = todo.length === 0;
     if (!last && !s.isDirectory()) {
-      throw untrusted(next, 'is not a directory', `fix the path ${p}`, opts);
+      throw refused(next, 'is not a directory', `fix the path ${p}`, opts);
     }
     const b = problem(next, s, !last, opts);
     if (b) throw b;
@@ -194,7 +204,7 @@ export async function trustedDir(dir: string, opts: TrustOptions = {}): Promise<
       'cannot use',
       Object.assign(new Error(), { code: 'ENOENT' }),
     );
-  if (!r.stat.isDirectory()) throw untrusted(dir, 'is not a directory', `fix the path`, opts);
+  if (!r.stat.isDirectory()) throw refused(dir, 'is not a directory', `fix the path`, opts);
   return r.real;
 }
 
@@ -211,7 +221,7 @@ export async function ensureDir(
   for (let attempt = 0; ; attempt++) {
     const r = await resolveTrusted(dir, opts);
     if (r.stat) {
-      if (!r.stat.isDirectory()) throw untrusted(dir, 'is not a directory', 'remove it', opts);
+      if (!r.stat.isDirectory()) throw refused(dir, 'is not a directory', 'remove it', opts);
       return r.real;
     }
     const from = r.missingFrom!;
@@ -272,7 +282,7 @@ export async function readFileSafe(
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
     if (code === 'ELOOP')
-      throw untrusted(
+      throw refused(
         file,
         'is a symlink',
         'put the file itself there (the agent does not follow symlinks here)',
@@ -283,9 +293,9 @@ export async function readFileSafe(
   try {
     const st = await fh.stat();
     if (!st.isFile())
-      throw untrusted(file, `is ${kind(st)}, not a regular file`, 'put a regular file there', opts);
+      throw refused(file, `is ${kind(st)}, not a regular file`, 'put a regular file there', opts);
     if (st.size > max)
-      throw untrusted(
+      throw refused(
         file,
         `is ${st.size} bytes, more than the ${max} allowed`,
         'check that it is the right file',
@@ -301,7 +311,7 @@ export async function readFileSafe(
     for (;;) {
       if (n === buf.length) {
         if (n > max)
-          throw untrusted(
+          throw refused(
             file,
             `grew past the ${max} bytes allowed while being read`,
             'check that it is the right file',
