@@ -20,7 +20,7 @@ const TRIES = Number(process.env.SIGTERM_START_TRIES ?? 100);
 /** Hang detector for one run's exit after SIGTERM (cleanup takes about a second). */
 const EXIT_BOUND_MS = 30_000;
 /** SIGTERM lands this long (at random, up to) after the first certificate. */
-const SPREAD_MS = 1500;
+const SPREAD_MS = 1000;
 if (requireRoot(t, 'the SIGTERM-during-start test')) {
   t.setTimeout(Math.max(300_000, TRIES * 6000));
   t.test(`SIGTERM at random moments of start-up: ${TRIES} tries`, async (t) => {
