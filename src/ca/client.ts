@@ -8,6 +8,14 @@ import type { CaClient, CaClientOptions, CsrRequest } from './types';
 const INT32_MAX = 2 ** 31 - 1;
 
 /**
+ * The largest message accepted from the CA. A workload chain is a few KiB; grpc-js refuses a
+ * larger message before decoding it (RESOURCE_EXHAUSTED "Received message larger than max"),
+ * which the client reports as AGENT_E_CA_BAD_RESPONSE. The certificate component bounds the PEM
+ * text again (64 KiB) and the chain length.
+ */
+export const MAX_RECEIVE_MESSAGE_BYTES = 128 * 1024;
+
+/**
  * A client for one Citadel endpoint and one credential. Credentials are immutable in grpc-js, so
  * the certificate component makes a new client for each CSR: after a renewal the next CSR
  * authenticates with the newest certificate (Istio 1.0 loaded it once, istio#22176).
@@ -44,7 +52,7 @@ export function createCaClient(opts: CaClientOptions): CaClient {
     'grpc.default_authority': opts.serverName,
     // One call per client: no retries inside grpc-js, the rotator owns retry policy.
     'grpc.enable_retries': 0,
-    'grpc.max_receive_message_length': 1 << 20,
+    'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
   };
   const client = new grpc.Client(opts.address, ssl, channelOptions);
   const ctx: CallContext = {

@@ -108,6 +108,19 @@ export function mapCallFailure(f: CallFailure, ctx: CallContext): AgentError {
         { details },
       );
     case status.RESOURCE_EXHAUSTED:
+      if (/^Received message larger than max/.test(f.details)) {
+        // grpc-js refused the CA's message before decoding it (grpc.max_receive_message_length).
+        return new AgentError(
+          'AGENT_E_CA_BAD_RESPONSE',
+          `the CA (${where}) sent an answer larger than this agent accepts: ${said}; refused (check the CA's signing chain)`,
+          { details },
+        );
+      }
+      return new AgentError(
+        'AGENT_E_CA_UNAVAILABLE',
+        `the CA (${where}) failed the call: ${said}; will retry`,
+        { details },
+      );
     case status.ABORTED:
     case status.CANCELLED:
     case status.UNKNOWN:

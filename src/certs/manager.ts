@@ -225,6 +225,7 @@ export class CertManager implements Component {
         rootPem: set.rootPem,
         now: this.deps.clock.now(),
         skewMs: CLOCK_SKEW_MS,
+        ttlMs: ca.certTtlMs,
       });
       const at = renewAt(issued.notBefore, issued.notAfter, ca.renewRatio, this.deps.random);
       if (at <= this.deps.clock.now()) {

@@ -457,6 +457,24 @@ for (const api of APIS) {
   );
 }
 
+void t.test(
+  'an answer larger than the receive cap (a leaf + 999 copies of the root) → AGENT_E_CA_BAD_RESPONSE',
+  async (t) => {
+    const csr = await makeCsr(ID);
+    for (const api of APIS) {
+      const ca = await devCa(t, {
+        tamper: (chain) => [chain[0]!, ...Array.from({ length: 999 }, () => ca.rootPem)],
+      });
+      await rejectsWithCode(
+        t,
+        signOnce(ca, api, await mtls(ca), { csrPem: csr.csrPem }),
+        'AGENT_E_CA_BAD_RESPONSE',
+        /larger than/,
+      );
+    }
+  },
+);
+
 void t.test('HandleCSR: is_approved=false → AGENT_E_CA_REJECTED', async (t) => {
   const ca = await devCa(t, { fault: () => ({ kind: 'notApproved' }) });
   const csr = await makeCsr(ID);

@@ -265,7 +265,12 @@ async function resigned(
 }
 
 t.test('a bad answer from the CA is rejected and the current set stays', async (t) => {
-  const cases: [string, string, (ca: DevCa, chain: string[]) => Promise<string[]>][] = [
+  const cases: [
+    string,
+    string,
+    (ca: DevCa, chain: string[]) => Promise<string[]>,
+    Record<string, string>?,
+  ][] = [
     [
       'wrong key',
       'AGENT_E_CERT_KEY_MISMATCH',
@@ -297,15 +302,31 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
       'AGENT_E_CA_BAD_RESPONSE|AGENT_E_CERT_PARSE',
       () => Promise.resolve(['hello']),
     ],
+    [
+      'a leaf and 999 copies of the root',
+      'AGENT_E_CA_BAD_RESPONSE',
+      (ca, chain) => Promise.resolve([chain[0]!, ...Array.from({ length: 999 }, () => ca.rootPem)]),
+    ],
+    [
+      'a leaf and 10 copies of the root (under the size caps)',
+      'AGENT_E_CERT_CHAIN',
+      (ca, chain) => Promise.resolve([chain[0]!, ...Array.from({ length: 10 }, () => ca.rootPem)]),
+    ],
+    [
+      'a 100-year leaf for a requested 60 s',
+      'AGENT_E_CERT_VALIDITY',
+      (ca, chain) => resigned(ca, chain[0]!, { notAfter: Date.now() + 100 * 365 * 86_400_000 }),
+      { WORKLOAD_CERT_TTL: '60s' },
+    ],
   ];
-  for (const [name, code, tamper] of cases) {
+  for (const [name, code, tamper, extra] of cases) {
     await t.test(name, async (t) => {
       const holder: { ca?: DevCa } = {};
       const ca = await withCa(t, { ttlMs: 3600_000, tamper: (chain) => tamper(holder.ca!, chain) });
       holder.ca = ca;
       const boot = await ca.issueBootstrap(ID, 3600_000);
       const dir = bootstrapDir(boot);
-      const mgr = await buildCertManager(configFor(vars(ca, dir)), testDeps(), {
+      const mgr = await buildCertManager(configFor(vars(ca, dir, extra)), testDeps(), {
         keyOwner: 'none',
       });
       const abort = new AbortController();

@@ -122,6 +122,11 @@ void t.test('mapCallFailure maps each gRPC status to a code', (t) => {
     ],
     [status.DEADLINE_EXCEEDED, 'Deadline exceeded after 10.001s', 'AGENT_E_CA_UNAVAILABLE'],
     [status.RESOURCE_EXHAUSTED, 'overloaded', 'AGENT_E_CA_UNAVAILABLE'],
+    [
+      status.RESOURCE_EXHAUSTED,
+      'Received message larger than max (700000 vs 131072)',
+      'AGENT_E_CA_BAD_RESPONSE',
+    ],
     [status.UNKNOWN, 'panic', 'AGENT_E_CA_UNAVAILABLE'],
     [status.UNAUTHENTICATED, 'request authenticate failure', 'AGENT_E_CA_AUTH'],
     [status.PERMISSION_DENIED, 'not allowed', 'AGENT_E_CA_AUTH'],
