@@ -31,12 +31,14 @@ export const RETRY_POLICY: BackoffPolicy = {
 
 /**
  * Retries once the certificate has expired, or when there is none: the workload is down, so a
- * retry every few seconds (2 s doubling to 15 s), spread ±50 % so a fleet does not retry in step.
+ * retry every few seconds (1 s doubling to 10 s), spread ±50 % so a fleet does not retry in step.
+ * A CA that is up but overloaded says so (RESOURCE_EXHAUSTED, retry hints) and gets the slow
+ * policy instead.
  */
 export const EXPIRED_RETRY_POLICY: BackoffPolicy = {
-  initialMs: 2000,
+  initialMs: 1000,
   multiplier: 2,
-  maxMs: 15_000,
+  maxMs: 10_000,
   jitter: 0.5,
 };
 

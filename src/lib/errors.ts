@@ -61,6 +61,7 @@ export const ERROR_CODES = {
   AGENT_E_CERT_PARSE: retryable,
   AGENT_E_CERT_EXPIRED: permanent,
   AGENT_E_CERT_STORE: permanent,
+  AGENT_E_CERT_TIMEOUT: retryable,
 
   // netfilter
   AGENT_E_IPTABLES_APPLY: retryable,

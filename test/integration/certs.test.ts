@@ -189,6 +189,7 @@ t.test(
       deps,
       { keyOwner: 'none' },
     );
+    t.teardown(() => mgr.stop());
     await mgr.start(new AbortController().signal);
     await ca1.stop();
     const n = deps.rotations.length;

@@ -1,0 +1,182 @@
+// The certificate component's decisions over time, on a FakeClock with the set, the CA and the
+// identity source in memory (test/helpers/cert-manager.ts). No timed assertions: the fake
+// clock is moved, real time is only waited on for crypto to finish.
+import t from 'tap';
+import { rotationDeadlineMs, EXPIRED_RETRY_POLICY } from '../../src/certs/policy';
+import { AgentError } from '../../src/lib/errors';
+import { until } from '../helpers/certs';
+import { harness, never } from '../helpers/cert-manager';
+
+/** Resolves to true if `p` settles within a few turns of the event loop (no time passes). */
+async function settlesPromptly(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void p.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  for (let i = 0; i < 20 && !done; i++) await new Promise((r) => setImmediate(r));
+  return done;
+}
+
+t.test(
+  'a renewal stuck on a read that never completes: abandoned at the deadline, retried, shown in status',
+  async (t) => {
+    const h = await harness();
+    await h.mgr.start(new AbortController().signal);
+    t.equal(h.rotations.length, 1, 'first certificate');
+    const deadline = rotationDeadlineMs(h.config.ca.callTimeoutMs);
+
+    h.store.onRead = never; // e.g. key.pem replaced by a FIFO
+    const renewal = h.clock.nextAt()!;
+    await h.clock.advance(renewal - h.clock.now());
+    t.equal(h.mgr.status().details?.renewing, true, 'the renewal is in flight');
+    t.equal(h.mgr.status().problem, undefined, 'not yet a problem');
+    await h.clock.advance(deadline);
+    await h.settle();
+    const problem = h.mgr.status().problem ?? '';
+    t.match(problem, /AGENT_E_CERT_TIMEOUT/, 'status shows the stuck renewal');
+    t.match(problem, /reading the certificate set/, 'and where it was stuck');
+    t.equal(h.mgr.status().details?.failures, 1, 'counted as a failure');
+    t.equal(h.mgr.status().details?.renewing, false, 'no longer in flight');
+    t.ok(h.clock.nextAt()! > h.clock.now(), 'a retry is scheduled');
+    t.equal(h.logged(/did not finish within/).length, 1, 'logged as a failure');
+    t.same(h.fatals, [], 'the agent goes on (the certificate is still valid)');
+
+    // The file is fixed: the retry succeeds.
+    h.store.onRead = undefined;
+    await h.runUntil(h.clock.nextAt()!);
+    t.equal(h.rotations.length, 2, 'renewed on the retry');
+    t.equal(h.mgr.status().problem, undefined, 'problem cleared');
+
+    // Stuck again, and stop() is called while it is: stop returns at once.
+    h.store.onRead = never;
+    await h.clock.advance(h.clock.nextAt()! - h.clock.now());
+    t.equal(h.mgr.status().details?.renewing, true);
+    t.ok(await settlesPromptly(h.mgr.stop()), 'stop() returns although the read never completes');
+  },
+);
+
+t.test('a CA that never answers (and ignores cancellation) is cut at the deadline', async (t) => {
+  const h = await harness();
+  await h.mgr.start(new AbortController().signal);
+  h.ca.next = () => 'hang';
+  await h.clock.advance(h.clock.nextAt()! - h.clock.now());
+  await h.clock.advance(rotationDeadlineMs(h.config.ca.callTimeoutMs));
+  await h.settle();
+  t.match(
+    h.mgr.status().problem ?? '',
+    /AGENT_E_CERT_TIMEOUT.*waiting for the CA at ca\.test:8060/,
+  );
+  h.ca.next = () => 'issue';
+  await h.runUntil(h.clock.nextAt()!);
+  t.equal(h.rotations.length, 2, 'the retry renewed');
+  t.equal(h.ca.calls.length, 3);
+  await h.mgr.stop();
+});
+
+t.test(
+  'stop() during a first CSR stuck at start: start rejects and stop returns promptly',
+  async (t) => {
+    const h = await harness();
+    h.ca.next = () => 'hang';
+    const started = h.mgr.start(new AbortController().signal);
+    started.catch(() => undefined); // asserted below
+    await until(() => h.ca.calls.length === 1, 20_000, 'the first CSR to reach the CA');
+    t.ok(await settlesPromptly(h.mgr.stop()), 'stop returns');
+    t.ok(await settlesPromptly(started), 'start settles');
+    await t.rejects(started, 'start rejects: stopped before the first certificate');
+  },
+);
+
+t.test('a stuck first CSR at start is abandoned at the deadline and retried', async (t) => {
+  const h = await harness();
+  let calls = 0;
+  h.ca.next = () => (++calls === 1 ? 'hang' : 'issue');
+  const started = h.mgr.start(new AbortController().signal);
+  await until(() => h.ca.calls.length === 1, 20_000, 'the first CSR to reach the CA');
+  await h.clock.advance(rotationDeadlineMs(h.config.ca.callTimeoutMs));
+  await h.settle();
+  t.match(h.mgr.status().problem ?? '', /AGENT_E_CERT_TIMEOUT/);
+  await h.runUntil(h.clock.nextAt()!);
+  await started;
+  t.equal(h.rotations.length, 1, 'the retry issued the first certificate');
+  await h.mgr.stop();
+});
+
+t.test(
+  'past expiry with a full disk: the real cause is named, never "the CA refuses"; fast retries',
+  async (t) => {
+    const h = await harness();
+    await h.mgr.start(new AbortController().signal);
+    const first = h.rotations[0]!;
+    h.store.onWrite = () => {
+      throw new AgentError(
+        'AGENT_E_CERT_STORE',
+        `cannot write the certificate set in ${h.store.dir}: ENOSPC: no space left on device`,
+      );
+    };
+    await h.runUntil(first.notAfter + 10 * 60_000);
+    t.same(h.fatals, [], 'the agent does not end itself over a full disk');
+    t.match(h.mgr.status().problem ?? '', /AGENT_E_CERT_STORE.*ENOSPC/, 'status names the disk');
+    t.equal(h.mgr.status().ready, false, 'not ready: the certificate expired');
+    const failures = h.logged(/./);
+    t.ok(failures.length > 3, 'several failures logged');
+    for (const r of failures) {
+      t.notMatch(r.msg, /CA refuses|CSR signing failed/, `not blamed on the CA: ${r.msg}`);
+      t.match(r.msg, /writing the new certificate set failed/, 'says what failed');
+    }
+    const last = failures.at(-1)!;
+    t.equal(last.level, 'error', 'an error once expired');
+    t.ok(
+      (last.retryInMs as number) <= EXPIRED_RETRY_POLICY.maxMs * (1 + EXPIRED_RETRY_POLICY.jitter),
+      `retried within seconds once expired (${String(last.retryInMs)} ms)`,
+    );
+    h.store.onWrite = undefined;
+    await h.runUntil(h.clock.nextAt()!);
+    t.equal(h.rotations.length, 2, 'back once the disk has room');
+    t.equal(h.mgr.status().ready, true);
+    await h.mgr.stop();
+  },
+);
+
+t.test('past expiry the CA refusing still ends the agent, with the CA named', async (t) => {
+  const h = await harness();
+  await h.mgr.start(new AbortController().signal);
+  const first = h.rotations[0]!;
+  h.ca.next = () =>
+    new AgentError(
+      'AGENT_E_CA_AUTH',
+      'the CA (HandleCSR at ca.test:8060) did not accept our credential: no',
+    );
+  await h.runUntil(first.notAfter + 60_000);
+  t.equal(h.fatals.length, 1, 'ended');
+  t.match(h.fatals[0]!.message, /CA refuses/);
+  t.equal((h.fatals[0] as AgentError).code, 'AGENT_E_CERT_EXPIRED');
+  await h.mgr.stop();
+});
+
+t.test('retries after expiry are seconds apart until the CA is back', async (t) => {
+  const h = await harness();
+  await h.mgr.start(new AbortController().signal);
+  const first = h.rotations[0]!;
+  h.ca.next = () =>
+    new AgentError(
+      'AGENT_E_CA_UNAVAILABLE',
+      'the CA (HandleCSR at ca.test:8060) is unavailable: ECONNREFUSED; will retry',
+    );
+  await h.runUntil(first.notAfter + 30 * 60_000);
+  const after = h.ca.calls.filter((c) => c.at > first.notAfter).map((c) => c.at);
+  t.ok(
+    after.length >= (30 * 60) / 25,
+    `at least one try every ~25 s after expiry (${after.length} in 30 min)`,
+  );
+  const gaps = after.slice(1).map((a, i) => a - after[i]!);
+  t.ok(
+    Math.max(...gaps) <= EXPIRED_RETRY_POLICY.maxMs * (1 + EXPIRED_RETRY_POLICY.jitter),
+    'never minutes apart',
+  );
+  h.ca.next = () => 'issue';
+  await h.runUntil(h.clock.nextAt()!);
+  t.equal(h.mgr.status().ready, true, 'back');
+  await h.mgr.stop();
+});
