@@ -132,7 +132,7 @@ export class CertManager implements Component {
     });
     this.checkPresent(set);
     this.current = this.describe(set);
-    this.identity = ca.identity ?? (await source.defaultIdentity({ chainPem: set.chainPem }));
+    this.identity = ca.identity ?? (await this.resolveIdentity(set));
     this.log.info({ identity: this.identity }, `workload identity is ${this.identity}`);
 
     const now = this.deps.clock.now();
@@ -162,6 +162,42 @@ export class CertManager implements Component {
       this.logFailure(err, delay);
       this.nextRenewal = this.deps.clock.now() + delay;
       await this.deps.clock.sleep(delay, this.abort.signal).catch(() => undefined);
+    }
+  }
+
+  /**
+   * The identity to ask for when none is configured. A retryable failure (the GCE metadata
+   * server away or answering badly) is retried like a CSR, with status and log saying why;
+   * anything else ends start.
+   */
+  private async resolveIdentity(set: StoredSet): Promise<string> {
+    for (;;) {
+      const progress: Progress = { stage: 'identity' };
+      try {
+        const id = await this.bounded(progress, (signal) =>
+          this.opts.source.defaultIdentity({ chainPem: set.chainPem }, signal),
+        );
+        if (this.lastStage === 'identity') {
+          this.failures = 0;
+          this.lastError = undefined;
+          this.lastStage = undefined;
+          this.failingSince = undefined;
+        }
+        return id;
+      } catch (e) {
+        if (this.abort.signal.aborted)
+          throw new AgentError(
+            'AGENT_E_INTERNAL',
+            'stopped before the workload identity was known',
+          );
+        const err = toAgentError(e);
+        if (!err.retryable) throw err;
+        this.recordFailure(err, 'identity');
+        const delay = this.retryIn(err);
+        this.logFailure(err, delay);
+        this.nextRenewal = this.deps.clock.now() + delay;
+        await this.deps.clock.sleep(delay, this.abort.signal).catch(() => undefined);
+      }
     }
   }
 

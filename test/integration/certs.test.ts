@@ -407,6 +407,36 @@ t.test(
   },
 );
 
+t.test(
+  'gcp: the metadata server failing at start (service account email) is retried, not fatal',
+  async (t) => {
+    const meta = await startGceMetadataDouble({ mode: 'not-found' });
+    t.teardown(() => meta.close());
+    const ca = await withCa(t, { ttlMs: 3600_000, tokenVerifier: () => ID });
+    const dir = bootstrapDir({ rootPem: ca.rootPem });
+    const mgr = await buildCertManager(
+      configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host })),
+      testDeps(),
+      { keyOwner: 'none' },
+    );
+    t.teardown(() => mgr.stop());
+    const started = mgr.start(new AbortController().signal);
+    started.catch(() => undefined);
+    await until(
+      () => /AGENT_E_METADATA_BAD_RESPONSE/.test(mgr.status().problem ?? ''),
+      10_000,
+      'the failure to show in status',
+    );
+    meta.mode = 'ok';
+    await started;
+    t.equal(mgr.status().ready, true, 'the first certificate once the metadata server answers');
+    t.ok(
+      meta.requests.filter((r) => r.path.endsWith('/email')).length >= 2,
+      'the email was asked for again',
+    );
+  },
+);
+
 t.test('auto picks gcp when the metadata server answers, onprem when it does not', async (t) => {
   const meta = await startGceMetadataDouble();
   t.teardown(() => meta.close());

@@ -5,7 +5,8 @@ import t from 'tap';
 import { rotationDeadlineMs, EXPIRED_RETRY_POLICY } from '../../src/certs/policy';
 import { AgentError } from '../../src/lib/errors';
 import { until } from '../helpers/certs';
-import { harness, never } from '../helpers/cert-manager';
+import type { IdentitySource } from '../../src/certs/types';
+import { harness, ID, never } from '../helpers/cert-manager';
 
 /** Resolves to true if `p` settles within a few turns of the event loop (no time passes). */
 async function settlesPromptly(p: Promise<unknown>): Promise<boolean> {
@@ -179,4 +180,68 @@ t.test('retries after expiry are seconds apart until the CA is back', async (t) 
   await h.runUntil(h.clock.nextAt()!);
   t.equal(h.mgr.status().ready, true, 'back');
   await h.mgr.stop();
+});
+
+/** A gcp identity source whose metadata server fails `failures` times, then answers. */
+function flakyGcp(failures: number, err: () => Error) {
+  const calls = { email: 0, token: 0 };
+  const source: IdentitySource = {
+    kind: 'gcp',
+    defaultIdentity(_set, signal) {
+      calls.email++;
+      if (calls.email <= failures) return Promise.reject(err());
+      signal?.throwIfAborted();
+      return Promise.resolve(ID);
+    },
+    credential() {
+      calls.token++;
+      return Promise.resolve({ kind: 'token', token: 'a.b.c', credentialType: 'gcp' });
+    },
+  };
+  return { source, calls };
+}
+
+const metadataDown = (): AgentError =>
+  new AgentError(
+    'AGENT_E_METADATA_UNAVAILABLE',
+    'the GCE metadata server at 169.254.169.254 is unavailable (service account email): ECONNREFUSED',
+  );
+
+t.test(
+  'gcp: a metadata failure while reading the service account at start is retried like a CSR',
+  async (t) => {
+    const flaky = flakyGcp(3, metadataDown);
+    const h = await harness({ source: () => flaky.source });
+    const started = h.mgr.start(new AbortController().signal);
+    started.catch(() => undefined);
+    await until(() => flaky.calls.email === 1, 20_000, 'the first email request');
+    await new Promise((r) => setImmediate(r));
+    t.match(h.mgr.status().problem ?? '', /AGENT_E_METADATA_UNAVAILABLE/, 'status says why');
+    t.equal(h.logged(/getting the workload identity failed.*Will retry in/).length, 1, 'logged');
+    await h.runUntil(h.clock.now() + 5 * 60_000);
+    await started;
+    t.equal(flaky.calls.email, 4, 'asked again until it answered');
+    t.equal(h.rotations.length, 1, 'then the first certificate');
+    t.equal(h.ca.calls[0]!.req.identity, ID);
+    t.equal(h.mgr.status().problem, undefined);
+    await h.mgr.stop();
+  },
+);
+
+t.test('gcp: a non-retryable failure reading the identity still ends start', async (t) => {
+  const flaky = flakyGcp(1, () => new AgentError('AGENT_E_CONFIG_VALUE', 'GCE_METADATA_HOST: bad'));
+  const h = await harness({ source: () => flaky.source });
+  await t.rejects(h.mgr.start(new AbortController().signal), { code: 'AGENT_E_CONFIG_VALUE' });
+  await h.mgr.stop();
+});
+
+t.test('gcp: stop() while the identity is being retried ends start promptly', async (t) => {
+  const flaky = flakyGcp(1000, metadataDown);
+  const h = await harness({ source: () => flaky.source });
+  const started = h.mgr.start(new AbortController().signal);
+  started.catch(() => undefined);
+  await until(() => flaky.calls.email === 1, 20_000, 'the first email request');
+  t.ok(await settlesPromptly(h.mgr.stop()), 'stop returns');
+  t.ok(await settlesPromptly(started), 'start settles');
+  await t.rejects(started);
 });
