@@ -7,7 +7,7 @@ import type { Logger } from '../observe/logger';
 import { createCsr } from './csr';
 import { generateWorkloadKey, type WorkloadKey } from './keys';
 import { splitCertificates, joinPem } from './pem';
-import { formatDuration, renewAt, retryDelay, rotationDeadlineMs } from './policy';
+import { firstCsrDelay, formatDuration, renewAt, retryDelay, rotationDeadlineMs } from './policy';
 import { CHAIN_FILE, KEY_FILE, ROOT_FILE, type CertStore, type StoredSet } from './store';
 import type { CaConnector, CredentialInput, IdentitySource } from './types';
 import { checkIssued } from './validate';
@@ -150,6 +150,18 @@ export class CertManager implements Component {
       }
     }
     // First start (bootstrap set), another identity, or due: get a certificate before ready.
+    // While the certificate held is valid, spread the first CSR a little, so a fleet started
+    // at once does not reach the CA at once; without a valid one, at once.
+    const held = cur && cur.notAfter > now ? cur.notAfter : undefined;
+    const spread = firstCsrDelay(now, held, ca.firstCsrJitterMs, this.deps.random);
+    if (spread > 0) {
+      this.log.info(
+        { delayMs: spread, notAfter: iso(held!) },
+        `first CSR in ${formatDuration(spread)} (spread over CERT_FIRST_CSR_JITTER; the certificate held is valid until ${iso(held!)})`,
+      );
+      this.nextRenewal = now + spread;
+      await this.deps.clock.sleep(spread, this.abort.signal).catch(() => undefined);
+    }
     for (;;) {
       if (this.abort.signal.aborted)
         throw new AgentError('AGENT_E_INTERNAL', 'stopped before the first certificate was issued');

@@ -37,6 +37,7 @@ function vars(
     CERTS_DIR: certsDir,
     WORKLOAD_KEY_ALGORITHM: 'ECDSA',
     CA_CALL_TIMEOUT: '2s',
+    CERT_FIRST_CSR_JITTER: '0', // spreading the first CSR is tested in test/unit/cert-manager
     ISTIO_CAPTURE: 'false',
     SIDECAR_MODE: 'none',
     ...extra,

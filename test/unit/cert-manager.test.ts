@@ -245,3 +245,39 @@ t.test('gcp: stop() while the identity is being retried ends start promptly', as
   t.ok(await settlesPromptly(started), 'start settles');
   await t.rejects(started);
 });
+
+t.test(
+  'first start with a valid bootstrap set: the first CSR is spread by a small jitter',
+  async (t) => {
+    const h = await harness({ vars: { CERT_FIRST_CSR_JITTER: '2s' }, random: () => 0.5 });
+    const t0 = h.clock.now();
+    const started = h.mgr.start(new AbortController().signal);
+    started.catch(() => undefined);
+    await until(
+      () => h.ca.calls.length > 0 || h.records.some((r) => /^first CSR in/.test(r.msg)),
+      20_000,
+      'start to get going',
+    );
+    t.equal(h.ca.calls.length, 0, 'no CSR at once');
+    t.equal(h.clock.nextAt(), t0 + 1000, 'it waits half of CERT_FIRST_CSR_JITTER (random 0.5)');
+    t.equal(h.records.filter((r) => /first CSR in 1s/.test(r.msg)).length, 1, 'and says so');
+    await h.clock.advance(1000);
+    await started;
+    t.equal(h.ca.calls.length, 1);
+    t.equal(h.ca.calls[0]!.at, t0 + 1000, 'the CSR went out after the jitter');
+    await h.mgr.stop();
+  },
+);
+
+t.test('no valid certificate: the first CSR goes out at once, whatever the jitter', async (t) => {
+  for (const [name, o] of [
+    ['an expired bootstrap set', { bootstrapValidMs: 0 }],
+    ['no certificate (gcp)', { source: () => flakyGcp(0, metadataDown).source }],
+  ] as const) {
+    const h = await harness({ ...o, vars: { CERT_FIRST_CSR_JITTER: '5m' } });
+    const t0 = h.clock.now();
+    await h.mgr.start(new AbortController().signal);
+    t.equal(h.ca.calls[0]?.at, t0, `${name}: at once`);
+    await h.mgr.stop();
+  }
+});
