@@ -2,7 +2,13 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { AgentError } from '../lib/errors';
 import { CREATE_CERTIFICATE, HANDLE_CSR } from './protos';
-import { chainFromList, mapCallFailure, splitPemCertificates, type CallContext } from './response';
+import {
+  chainFromList,
+  mapCallFailure,
+  retryHintMs,
+  splitPemCertificates,
+  type CallContext,
+} from './response';
 import type { CaClient, CaClientOptions, CsrRequest } from './types';
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -99,7 +105,20 @@ export function createCaClient(opts: CaClientOptions): CaClient {
           if (signal?.aborted) {
             reject(signal.reason as Error);
           } else if (err) {
-            reject(mapCallFailure({ code: err.code, details: err.details || err.message }, ctx));
+            // A retry hint rides in the trailers (grpc-js keeps both keys in err.metadata).
+            const md = err.metadata as grpc.Metadata | undefined;
+            const pushback = md?.get('grpc-retry-pushback-ms')[0];
+            const statusDetails = md?.get('grpc-status-details-bin')[0];
+            const retryAfterMs = retryHintMs(
+              typeof pushback === 'string' ? pushback : undefined,
+              Buffer.isBuffer(statusDetails) ? statusDetails : undefined,
+            );
+            reject(
+              mapCallFailure(
+                { code: err.code, details: err.details || err.message, retryAfterMs },
+                ctx,
+              ),
+            );
           } else if (res === undefined || res === null) {
             reject(
               new AgentError(

@@ -516,13 +516,21 @@ export class CertManager implements Component {
     this.schedule(this.deps.clock.now() + delay);
   }
 
-  /** How long to wait after this failure (pure policy: src/certs/policy.ts). */
-  private retryIn(_err: AgentError): number {
+  /**
+   * How long to wait after this failure (pure policy: src/certs/policy.ts). A CA that asked to
+   * slow down is honoured: never sooner than its retry hint, and an overloaded CA
+   * (RESOURCE_EXHAUSTED) gets the slow backoff even once the certificate has expired.
+   */
+  private retryIn(err: AgentError): number {
     return retryDelay(
       this.failures - 1,
       this.deps.clock.now(),
       this.current?.notAfter,
       this.deps.random,
+      {
+        hintMs: err.retryAfterMs,
+        overloaded: err.code === 'AGENT_E_CA_OVERLOADED',
+      },
     );
   }
 
@@ -556,6 +564,7 @@ export class CertManager implements Component {
       stage,
       attempt: this.failures,
       retryInMs: delay,
+      ...(err.retryAfterMs !== undefined ? { retryHintMs: err.retryAfterMs } : {}),
       notAfter: cur ? iso(cur.notAfter) : undefined,
     };
     const what = err.code === 'AGENT_E_CERT_TIMEOUT' ? 'certificate renewal failed' : FAILED[stage];

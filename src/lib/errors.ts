@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   AGENT_E_CA_REJECTED: permanent,
   AGENT_E_CA_AUTH: permanent,
   AGENT_E_CA_BAD_RESPONSE: retryable,
+  AGENT_E_CA_OVERLOADED: retryable,
 
   // certs
   AGENT_E_CERT_KEY_MISMATCH: retryable,
@@ -99,12 +100,15 @@ export interface AgentErrorOptions {
   readonly origin?: Origin;
   /** Structured details for logs; must never contain keys or tokens. */
   readonly details?: Record<string, unknown>;
+  /** The remote side asked to wait at least this long before trying again (a retry hint). */
+  readonly retryAfterMs?: number | undefined;
 }
 
 export class AgentError extends Error {
   readonly code: ErrorCode;
   readonly origin: Origin | undefined;
   readonly details: Record<string, unknown> | undefined;
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: AgentErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -112,6 +116,7 @@ export class AgentError extends Error {
     this.code = code;
     this.origin = options.origin;
     this.details = options.details;
+    this.retryAfterMs = options.retryAfterMs;
   }
 
   get exitCode(): number {

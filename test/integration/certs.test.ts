@@ -14,6 +14,7 @@ import { status } from '@grpc/grpc-js';
 import { startGceMetadataDouble } from '../doubles/gce-metadata-server';
 import { bootstrapDir, configFor, testDeps, until } from '../helpers/certs';
 import { makeRoot, makeLeaf } from '../helpers/pki';
+import { FakeClock } from '../../src/lib/clock';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const openssl = (...args: string[]): string =>
@@ -348,6 +349,52 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
     });
   }
 });
+
+t.test(
+  'a CA that asks to slow down (RESOURCE_EXHAUSTED + a retry hint over real gRPC): the agent waits at least that long',
+  async (t) => {
+    for (const hint of ['pushback', 'retry-info'] as const) {
+      let calls = 0;
+      const ca = await withCa(t, {
+        ttlMs: 3600_000,
+        fault: () =>
+          ++calls === 1
+            ? {
+                kind: 'status',
+                code: status.RESOURCE_EXHAUSTED,
+                message: 'CSR rate limit',
+                retryAfterMs: 45_000,
+                hint,
+              }
+            : undefined,
+      });
+      const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+      const clock = new FakeClock(Date.now());
+      const deps = { ...testDeps(), clock };
+      const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+      t.teardown(() => mgr.stop());
+      const started = mgr.start(new AbortController().signal);
+      started.catch(() => undefined);
+      await until(
+        () => /AGENT_E_CA_OVERLOADED/.test(mgr.status().problem ?? '') && clock.pending === 1,
+        15_000,
+        'the refusal and the retry timer',
+      );
+      const wait = clock.nextAt()! - clock.now();
+      t.ok(wait >= 45_000, `${hint}: the retry waits at least the 45 s asked for (${wait} ms)`);
+      t.ok(wait <= 45_000 * 1.2, `${hint}: jittered just above it`);
+      await clock.advance(44_000);
+      t.equal(mgr.status().details?.renewing, false, `${hint}: no CSR round 44 s later`);
+      t.ok(clock.nextAt()! > clock.now(), `${hint}: the retry is still ahead`);
+      t.equal(ca.calls.length, 1, `${hint}: no second CSR before the hint is over`);
+      await clock.advance(wait - 44_000);
+      await started;
+      t.equal(ca.calls.length, 2, `${hint}: the second CSR after it`);
+      t.equal(mgr.status().ready, true);
+      await mgr.stop();
+    }
+  },
+);
 
 t.test('expired and the CA refuses: the agent ends with AGENT_E_CERT_EXPIRED', async (t) => {
   const ca = await withCa(t, {

@@ -62,6 +62,7 @@ t.test('a CA that never answers (and ignores cancellation) is cut at the deadlin
   await h.mgr.start(new AbortController().signal);
   h.ca.next = () => 'hang';
   await h.clock.advance(h.clock.nextAt()! - h.clock.now());
+  await until(() => h.ca.calls.length === 2, 20_000, 'the renewal to reach the CA');
   await h.clock.advance(rotationDeadlineMs(h.config.ca.callTimeoutMs));
   await h.settle();
   t.match(
@@ -281,3 +282,29 @@ t.test('no valid certificate: the first CSR goes out at once, whatever the jitte
     await h.mgr.stop();
   }
 });
+
+t.test(
+  'an overloaded CA past expiry: the slow backoff, never the fast one; a hint is a floor',
+  async (t) => {
+    const h = await harness();
+    await h.mgr.start(new AbortController().signal);
+    const first = h.rotations[0]!;
+    const hint: { ms?: number } = {};
+    h.ca.next = () =>
+      new AgentError('AGENT_E_CA_OVERLOADED', 'the CA (HandleCSR at ca.test:8060) is overloaded', {
+        retryAfterMs: hint.ms,
+      });
+    await h.runUntil(first.notAfter + 20 * 60_000);
+    const after = h.ca.calls.filter((c) => c.at > first.notAfter).map((c) => c.at);
+    const gaps = after.slice(1).map((a, i) => a - after[i]!);
+    t.ok(gaps.length > 0, 'retried');
+    t.ok(Math.min(...gaps) >= 4000, `at least 4 s apart although expired (${gaps.join(', ')})`);
+    hint.ms = 120_000;
+    await h.runUntil(h.clock.nextAt()!);
+    const next = h.clock.nextAt()! - h.clock.now();
+    t.ok(next >= 120_000, `the hint is a floor (${next} ms)`);
+    const rec = h.records.filter((r) => r.code === 'AGENT_E_CA_OVERLOADED').at(-1)!;
+    t.equal(rec.retryHintMs, 120_000, 'the log shows the hint');
+    await h.mgr.stop();
+  },
+);
