@@ -1,6 +1,6 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
-import type { CaConfig, KeyAlgorithm } from '../config/types';
+import type { AgentConfig, CaConfig, KeyAlgorithm } from '../config/types';
 import { AgentError, EXIT_CONFIG, toAgentError } from '../lib/errors';
 import type { TimerHandle } from '../lib/clock';
 import type { Logger } from '../observe/logger';
@@ -48,6 +48,29 @@ const FAILED: Record<Stage, string> = {
   check: "the CA's answer was refused",
   write: 'writing the new certificate set failed',
 };
+
+/** Settings a reload (SIGHUP) applies at the next CSR, with the variable each comes from. */
+const RELOADABLE: readonly (readonly [keyof CaConfig, string])[] = [
+  ['address', 'CITADEL_ADDRESS'],
+  ['serverName', 'CITADEL_SERVER_NAME'],
+  ['api', 'CA_API'],
+  ['certTtlMs', 'WORKLOAD_CERT_TTL'],
+  ['org', 'WORKLOAD_CERT_ORG'],
+  ['keyAlgorithm', 'WORKLOAD_KEY_ALGORITHM'],
+  ['rsaKeySize', 'WORKLOAD_RSA_KEY_SIZE'],
+  ['identity', 'WORKLOAD_IDENTITY'],
+  ['renewRatio', 'CERT_RENEW_RATIO'],
+  ['callTimeoutMs', 'CA_CALL_TIMEOUT'],
+  ['gceMetadataHost', 'GCE_METADATA_HOST'],
+  ['gceAudience', 'GCE_IDENTITY_AUDIENCE'],
+];
+
+/** Settings used once, at start: a reload names them and keeps the values in force. */
+const RESTART_ONLY: readonly (readonly [keyof CaConfig, string])[] = [
+  ['env', 'CITADEL_ENV'],
+  ['certsDir', 'CERTS_DIR'],
+  ['firstCsrJitterMs', 'CERT_FIRST_CSR_JITTER'],
+];
 
 /** Codes by which the CA refuses, rather than being away: past expiry, the agent gives up. */
 const CA_REFUSALS = new Set(['AGENT_E_CA_REJECTED', 'AGENT_E_CA_AUTH']);
@@ -211,6 +234,74 @@ export class CertManager implements Component {
         await this.deps.clock.sleep(delay, this.abort.signal).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * Applies changed certificate settings (SIGHUP) at the next CSR: the CA's address, name, API
+   * and call timeout, the lifetime asked for, the key (a new one is made now), the subject
+   * organisation, the GCE metadata host and audience. A new renew ratio reschedules the renewal
+   * of the certificate held; a new WORKLOAD_IDENTITY renews at once. CITADEL_ENV, CERTS_DIR and
+   * CERT_FIRST_CSR_JITTER are read once at start: a change is logged as needing a restart and
+   * the values in force are kept. The log names what took effect.
+   */
+  reload(config: AgentConfig): Promise<void> {
+    const prev = this.ca;
+    const next = config.ca;
+    const applied: string[] = [];
+    const restartNeeded: string[] = [];
+    for (const [key, name] of RELOADABLE) {
+      if (prev[key] === next[key]) continue;
+      // An identity no longer configured would be derived anew: that happens at start.
+      if (key === 'identity' && next.identity === undefined) restartNeeded.push(name);
+      else applied.push(name);
+    }
+    for (const [key, name] of RESTART_ONLY) if (prev[key] !== next[key]) restartNeeded.push(name);
+    if (applied.length === 0 && restartNeeded.length === 0) {
+      this.log.debug('certificate settings unchanged by reload');
+      return Promise.resolve();
+    }
+    this.ca = {
+      ...next,
+      env: prev.env,
+      certsDir: prev.certsDir,
+      firstCsrJitterMs: prev.firstCsrJitterMs,
+      identity: next.identity ?? prev.identity,
+    };
+    this.opts.source.reconfigure?.(this.ca);
+    if (prev.keyAlgorithm !== next.keyAlgorithm || prev.rsaKeySize !== next.rsaKeySize) {
+      // The key made in advance has the old settings: make the next one with the new ones.
+      this.nextKey = this.keygen();
+    }
+    const idle = !this.stopped && this.rotating === undefined && this.timer !== undefined;
+    if (applied.includes('WORKLOAD_IDENTITY') && next.identity !== undefined) {
+      this.identity = next.identity;
+      // The certificate held is for another identity: renew now (a round in flight renews
+      // again when it ends, see rotateOnce).
+      if (idle) this.schedule(this.deps.clock.now());
+    } else if (applied.includes('CERT_RENEW_RATIO') && idle && !this.lastError && this.current) {
+      const cur = this.current;
+      if (cur.issuer === 'agent' && cur.notAfter > this.deps.clock.now())
+        this.schedule(renewAt(cur.notBefore, cur.notAfter, this.ca.renewRatio, this.deps.random));
+    }
+    if (applied.length > 0) {
+      const at = this.nextRenewal;
+      const when =
+        at === undefined
+          ? ''
+          : `, next renewal at ${iso(at)} (in ${formatDuration(Math.max(0, at - this.deps.clock.now()))})`;
+      this.log.info(
+        { applied, nextRenewal: at !== undefined ? iso(at) : undefined },
+        `certificate settings changed by reload: ${applied.join(', ')}; they apply at the next CSR${when}`,
+      );
+    }
+    if (restartNeeded.length > 0) {
+      this.log.warn(
+        { restartNeeded },
+        `certificate settings changed by reload that are only read at start: ${restartNeeded.join(', ')}; the values from start stay in force (CITADEL_ENV ${prev.env}, CERTS_DIR ${prev.certsDir}); restart the agent to apply them`,
+      );
+    }
+    this.deps.changed();
+    return Promise.resolve();
   }
 
   /**
@@ -478,7 +569,8 @@ export class CertManager implements Component {
       generation,
       notAfter: issued.notAfter,
     });
-    this.schedule(at);
+    // A reload changed the identity while this round ran: renew again, for the new one.
+    this.schedule(identity === this.identity ? at : this.deps.clock.now());
     // Make the next key now, off the renewal's critical path.
     if (this.nextKey === pending) this.nextKey = this.keygen();
     this.deps.changed();

@@ -141,6 +141,8 @@ export interface Harness {
   readonly rotations: { generation: string; notAfter: number }[];
   readonly keygens: { algorithm: KeyAlgorithm; bits: number }[];
   readonly config: AgentConfig;
+  /** The harness's configuration with some variables changed (for reload). */
+  configWith(vars: Record<string, string>): AgentConfig;
   /** Waits (in real time) until no CSR round is in flight, so the fake clock can move on. */
   settle(): Promise<void>;
   /** Moves the fake clock to `at`, one timer at a time, letting each CSR round finish. */
@@ -164,7 +166,7 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
   const root = await makeRoot('CN=test root', clock.now());
   const ca = new FakeCa(root, clock);
   const store = new MemoryStore();
-  const config = configFor({
+  const baseVars = {
     CITADEL_ADDRESS: 'ca.test:8060',
     CERTS_DIR: store.dir,
     WORKLOAD_KEY_ALGORITHM: 'ECDSA',
@@ -172,7 +174,8 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     ISTIO_CAPTURE: 'false',
     SIDECAR_MODE: 'none',
     ...o.vars,
-  });
+  };
+  const config = configFor(baseVars);
   store.set = { rootPem: root.certPem, meta: { issuer: 'bootstrap' }, generation: undefined };
   if (!o.source) {
     const valid = o.bootstrapValidMs ?? 100 * HOUR;
@@ -226,6 +229,7 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     rotations,
     keygens,
     config,
+    configWith: (vars) => configFor({ ...baseVars, ...vars }),
     settle,
     async runUntil(at) {
       for (;;) {

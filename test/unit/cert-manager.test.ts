@@ -308,3 +308,107 @@ t.test(
     await h.mgr.stop();
   },
 );
+
+t.test('reload: certificate settings apply at the next CSR, and the log says which', async (t) => {
+  const h = await harness();
+  await h.mgr.start(new AbortController().signal);
+  t.equal(h.ca.calls[0]!.target.address, 'ca.test:8060');
+  const renewal = h.clock.nextAt()!;
+  await h.mgr.reload!(
+    h.configWith({
+      CITADEL_ADDRESS: 'ca2.test:15012',
+      CITADEL_SERVER_NAME: 'istiod',
+      CA_API: 'CreateCertificate',
+      WORKLOAD_CERT_TTL: '30m',
+      WORKLOAD_KEY_ALGORITHM: 'RSA',
+      CA_CALL_TIMEOUT: '20s',
+      WORKLOAD_CERT_ORG: 'example',
+    }),
+  );
+  const rec = h.records.find((r) => /certificate settings changed by reload/.test(r.msg));
+  t.ok(rec, 'logged');
+  t.same(
+    rec?.applied,
+    [
+      'CITADEL_ADDRESS',
+      'CITADEL_SERVER_NAME',
+      'CA_API',
+      'WORKLOAD_CERT_TTL',
+      'WORKLOAD_CERT_ORG',
+      'WORKLOAD_KEY_ALGORITHM',
+      'CA_CALL_TIMEOUT',
+    ],
+    'names each setting that took effect',
+  );
+  t.match(rec?.msg ?? '', /apply at the next CSR/);
+  t.equal(h.ca.calls.length, 1, 'no CSR because of the reload itself');
+  t.equal(h.clock.nextAt(), renewal, 'the renewal time is unchanged');
+  t.equal(h.keygens.at(-1)?.algorithm, 'RSA', 'the next key is made with the new algorithm');
+  await h.runUntil(renewal);
+  const call = h.ca.calls[1]!;
+  t.equal(call.target.address, 'ca2.test:15012', 'the next CSR goes to the new CA');
+  t.equal(call.target.serverName, 'istiod');
+  t.equal(call.target.api, 'CreateCertificate');
+  t.equal(call.target.callTimeoutMs, 20_000);
+  t.equal(call.req.ttlMs, 30 * 60_000, 'asks for the new lifetime');
+  t.match(call.req.csrPem, /BEGIN CERTIFICATE REQUEST/);
+  t.equal(h.rotations.length, 2);
+  t.match(h.store.set.keyPem ?? '', /BEGIN RSA PRIVATE KEY/, 'an RSA key now');
+  await h.mgr.stop();
+});
+
+t.test(
+  'reload: a new renew ratio reschedules the renewal of the current certificate',
+  async (t) => {
+    const h = await harness();
+    await h.mgr.start(new AbortController().signal);
+    const cert = h.rotations[0]!;
+    const lifetime = h.ca.lifetimeMs;
+    const start = cert.notAfter - lifetime;
+    t.equal(h.clock.nextAt(), start + lifetime * 0.5, 'at half the lifetime (random 0.5)');
+    await h.mgr.reload!(h.configWith({ CERT_RENEW_RATIO: '0.8' }));
+    t.equal(h.clock.nextAt(), start + lifetime * 0.8, 'at 80 % now');
+    const rec = h.records.find((r) => /certificate settings changed by reload/.test(r.msg));
+    t.same(rec?.applied, ['CERT_RENEW_RATIO']);
+    t.match(rec?.msg ?? '', /next renewal/);
+    await h.mgr.stop();
+  },
+);
+
+t.test('reload: settings that need a restart are named, not silently ignored', async (t) => {
+  const h = await harness();
+  await h.mgr.start(new AbortController().signal);
+  await h.mgr.reload!(
+    h.configWith({ CERTS_DIR: '/elsewhere', CITADEL_ENV: 'gcp', CERT_FIRST_CSR_JITTER: '10s' }),
+  );
+  const warn = h.logged(/restart/);
+  t.equal(warn.length, 1, 'one warning');
+  t.same(warn[0]?.restartNeeded, ['CITADEL_ENV', 'CERTS_DIR', 'CERT_FIRST_CSR_JITTER']);
+  t.match(warn[0]?.msg ?? '', /CERTS_DIR.*restart the agent/);
+  await h.runUntil(h.clock.nextAt()!);
+  t.equal(h.rotations.length, 2, 'renewal goes on with the settings in force');
+  await h.mgr.stop();
+});
+
+t.test(
+  'reload: nothing changed, nothing said above debug; a new identity renews now',
+  async (t) => {
+    const h = await harness();
+    await h.mgr.start(new AbortController().signal);
+    const before = h.records.length;
+    await h.mgr.reload!(h.configWith({}));
+    t.same(
+      h.records.slice(before).filter((r) => r.level !== 'debug'),
+      [],
+      'no info, warning or error for an unchanged configuration',
+    );
+    const other = 'spiffe://cluster.local/ns/default/sa/other';
+    await h.mgr.reload!(h.configWith({ WORKLOAD_IDENTITY: other }));
+    t.equal(h.clock.nextAt(), h.clock.now(), 'the renewal is due at once');
+    await h.runUntil(h.clock.now());
+    t.equal(h.ca.calls.at(-1)?.req.identity, other, 'the CSR asks for the new identity');
+    t.equal(h.rotations.length, 2);
+    t.equal(h.mgr.status().details?.identity, other);
+    await h.mgr.stop();
+  },
+);
