@@ -391,8 +391,12 @@ export class CertManager implements Component {
       if (attempt.signal.aborted) fail();
       else attempt.signal.addEventListener('abort', fail, { once: true });
     });
-    const work = fn(attempt.signal);
+    // A synchronous throw in `fn` becomes a rejection here, so the timer is always cancelled.
+    const work = new Promise<T>((resolve) => {
+      resolve(fn(attempt.signal));
+    });
     work.catch(() => undefined); // an abandoned round's late failure is nobody's business
+    cut.catch(() => undefined);
     return Promise.race([work, cut]).finally(() => {
       timer.cancel();
       this.abort.signal.removeEventListener('abort', onStop);

@@ -158,6 +158,8 @@ export interface HarnessOptions {
   readonly bootstrapValidMs?: number;
   /** A different identity source (e.g. gcp). */
   readonly source?: (h: { clock: FakeClock }) => IdentitySource;
+  /** Put a bootstrap set in place; default: only with the onprem source. */
+  readonly bootstrap?: boolean;
   readonly random?: Random;
 }
 
@@ -177,7 +179,7 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
   };
   const config = configFor(baseVars);
   store.set = { rootPem: root.certPem, meta: { issuer: 'bootstrap' }, generation: undefined };
-  if (!o.source) {
+  if (o.bootstrap ?? !o.source) {
     const valid = o.bootstrapValidMs ?? 100 * HOUR;
     const boot = await makeLeaf(root, {
       sans: [{ type: 'url', value: ID }],

@@ -314,7 +314,7 @@ t.test('reload: certificate settings apply at the next CSR, and the log says whi
   await h.mgr.start(new AbortController().signal);
   t.equal(h.ca.calls[0]!.target.address, 'ca.test:8060');
   const renewal = h.clock.nextAt()!;
-  await h.mgr.reload!(
+  await h.mgr.reload(
     h.configWith({
       CITADEL_ADDRESS: 'ca2.test:15012',
       CITADEL_SERVER_NAME: 'istiod',
@@ -366,7 +366,7 @@ t.test(
     const lifetime = h.ca.lifetimeMs;
     const start = cert.notAfter - lifetime;
     t.equal(h.clock.nextAt(), start + lifetime * 0.5, 'at half the lifetime (random 0.5)');
-    await h.mgr.reload!(h.configWith({ CERT_RENEW_RATIO: '0.8' }));
+    await h.mgr.reload(h.configWith({ CERT_RENEW_RATIO: '0.8' }));
     t.equal(h.clock.nextAt(), start + lifetime * 0.8, 'at 80 % now');
     const rec = h.records.find((r) => /certificate settings changed by reload/.test(r.msg));
     t.same(rec?.applied, ['CERT_RENEW_RATIO']);
@@ -378,7 +378,7 @@ t.test(
 t.test('reload: settings that need a restart are named, not silently ignored', async (t) => {
   const h = await harness();
   await h.mgr.start(new AbortController().signal);
-  await h.mgr.reload!(
+  await h.mgr.reload(
     h.configWith({ CERTS_DIR: '/elsewhere', CITADEL_ENV: 'gcp', CERT_FIRST_CSR_JITTER: '10s' }),
   );
   const warn = h.logged(/restart/);
@@ -396,14 +396,14 @@ t.test(
     const h = await harness();
     await h.mgr.start(new AbortController().signal);
     const before = h.records.length;
-    await h.mgr.reload!(h.configWith({}));
+    await h.mgr.reload(h.configWith({}));
     t.same(
       h.records.slice(before).filter((r) => r.level !== 'debug'),
       [],
       'no info, warning or error for an unchanged configuration',
     );
     const other = 'spiffe://cluster.local/ns/default/sa/other';
-    await h.mgr.reload!(h.configWith({ WORKLOAD_IDENTITY: other }));
+    await h.mgr.reload(h.configWith({ WORKLOAD_IDENTITY: other }));
     t.equal(h.clock.nextAt(), h.clock.now(), 'the renewal is due at once');
     await h.runUntil(h.clock.now());
     t.equal(h.ca.calls.at(-1)?.req.identity, other, 'the CSR asks for the new identity');
@@ -412,3 +412,22 @@ t.test(
     await h.mgr.stop();
   },
 );
+
+t.test('a step that throws synchronously leaves no deadline timer behind', async (t) => {
+  const h = await harness({
+    bootstrap: true,
+    source: () => ({
+      kind: 'onprem',
+      defaultIdentity() {
+        throw new AgentError('AGENT_E_IDENTITY_SAN', 'cert-chain.pem has no usable SAN');
+      },
+      credential() {
+        throw new Error('not reached');
+      },
+    }),
+  });
+  await t.rejects(h.mgr.start(new AbortController().signal), { code: 'AGENT_E_IDENTITY_SAN' });
+  t.equal(h.clock.pending, 0, 'the deadline timer was cancelled');
+  await h.clock.advance(rotationDeadlineMs(h.config.ca.callTimeoutMs) + 1); // nothing fires
+  await h.mgr.stop();
+});
