@@ -2,10 +2,24 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { AgentError } from '../lib/errors';
 import { CREATE_CERTIFICATE, HANDLE_CSR } from './protos';
-import { chainFromList, mapCallFailure, splitPemCertificates, type CallContext } from './response';
+import {
+  chainFromList,
+  mapCallFailure,
+  retryHintMs,
+  splitPemCertificates,
+  type CallContext,
+} from './response';
 import type { CaClient, CaClientOptions, CsrRequest } from './types';
 
 const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * The largest message accepted from the CA. A workload chain is a few KiB; grpc-js refuses a
+ * larger message before decoding it (RESOURCE_EXHAUSTED "Received message larger than max"),
+ * which the client reports as AGENT_E_CA_BAD_RESPONSE. The certificate component bounds the PEM
+ * text again (64 KiB) and the chain length.
+ */
+export const MAX_RECEIVE_MESSAGE_BYTES = 128 * 1024;
 
 /**
  * A client for one Citadel endpoint and one credential. Credentials are immutable in grpc-js, so
@@ -44,7 +58,7 @@ export function createCaClient(opts: CaClientOptions): CaClient {
     'grpc.default_authority': opts.serverName,
     // One call per client: no retries inside grpc-js, the rotator owns retry policy.
     'grpc.enable_retries': 0,
-    'grpc.max_receive_message_length': 1 << 20,
+    'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
   };
   const client = new grpc.Client(opts.address, ssl, channelOptions);
   const ctx: CallContext = {
@@ -91,7 +105,20 @@ export function createCaClient(opts: CaClientOptions): CaClient {
           if (signal?.aborted) {
             reject(signal.reason as Error);
           } else if (err) {
-            reject(mapCallFailure({ code: err.code, details: err.details || err.message }, ctx));
+            // A retry hint rides in the trailers (grpc-js keeps both keys in err.metadata).
+            const md = err.metadata as grpc.Metadata | undefined;
+            const pushback = md?.get('grpc-retry-pushback-ms')[0];
+            const statusDetails = md?.get('grpc-status-details-bin')[0];
+            const retryAfterMs = retryHintMs(
+              typeof pushback === 'string' ? pushback : undefined,
+              Buffer.isBuffer(statusDetails) ? statusDetails : undefined,
+            );
+            reject(
+              mapCallFailure(
+                { code: err.code, details: err.details || err.message, retryAfterMs },
+                ctx,
+              ),
+            );
           } else if (res === undefined || res === null) {
             reject(
               new AgentError(

@@ -9,6 +9,7 @@ import {
   type IstioCertificateRequestMsg,
   type IstioCertificateResponseMsg,
 } from './protos';
+import { encodeStatusWithRetryInfo } from './wire';
 import {
   createIntermediate,
   createRoot,
@@ -44,9 +45,25 @@ class CallError extends Error {
   constructor(
     readonly code: grpc.status,
     message: string,
+    /** Trailers to send with the status (a retry hint). */
+    readonly metadata?: grpc.Metadata,
   ) {
     super(message);
   }
+}
+
+/** The trailers that ask a client to wait `ms` before its next try. */
+function retryHintTrailers(
+  code: grpc.status,
+  message: string,
+  ms: number,
+  how: 'pushback' | 'retry-info' | 'both',
+): grpc.Metadata {
+  const md = new grpc.Metadata();
+  if (how !== 'retry-info') md.set('grpc-retry-pushback-ms', String(Math.round(ms)));
+  if (how !== 'pushback')
+    md.set('grpc-status-details-bin', encodeStatusWithRetryInfo(code, message, ms));
+  return md;
 }
 
 /** Serves fixed PEM material to grpc-js's certificate-provider credentials. */
@@ -189,7 +206,13 @@ export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
       await new Promise((r) => setTimeout(r, f.ms));
       return undefined;
     }
-    if (f?.kind === 'status') throw new CallError(f.code, f.message);
+    if (f?.kind === 'status') {
+      const trailers =
+        f.retryAfterMs !== undefined
+          ? retryHintTrailers(f.code, f.message, f.retryAfterMs, f.hint ?? 'pushback')
+          : undefined;
+      throw new CallError(f.code, f.message, trailers);
+    }
     return f;
   }
 
@@ -213,7 +236,11 @@ export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
               ? e
               : new CallError(grpc.status.INTERNAL, `CSR signing error (${String(e)})`);
           record({ ...base, outcome: `${grpc.status[err.code]}: ${err.message}` } as CaCallRecord);
-          callback({ code: err.code, details: err.message });
+          callback({
+            code: err.code,
+            details: err.message,
+            ...(err.metadata ? { metadata: err.metadata } : {}),
+          });
         },
       );
     };

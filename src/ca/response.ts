@@ -1,6 +1,8 @@
 import { status } from '@grpc/grpc-js';
+import { formatDuration } from '../lib/duration';
 import { AgentError } from '../lib/errors';
 import type { CaApi } from './types';
+import { decodeRetryDelayMs } from './wire';
 
 /**
  * Pure pieces of the CA client: splitting what the CA sent into PEM certificates, and turning a
@@ -42,6 +44,28 @@ export function chainFromList(parts: readonly string[]): string[] | undefined {
 export interface CallFailure {
   readonly code: status;
   readonly details: string;
+  /** The wait the CA asked for before the next try (see retryHintMs). */
+  readonly retryAfterMs?: number | undefined;
+}
+
+/**
+ * The wait a CA asks for with a failed call, in ms, from the two ways gRPC servers say it:
+ * the `grpc-retry-pushback-ms` trailer (gRPC's retry design, A6: a non-negative integer) and
+ * a `google.rpc.RetryInfo` in the status details (trailer `grpc-status-details-bin`, AIP-194).
+ * The larger wins; anything unreadable, zero or negative is no hint (A6's "do not retry" for a
+ * negative value is not followed: the agent must get a certificate, it backs off instead).
+ */
+export function retryHintMs(
+  pushback: string | undefined,
+  statusDetails: Buffer | undefined,
+): number | undefined {
+  const fromPushback =
+    pushback !== undefined && /^\d{1,15}$/.test(pushback.trim())
+      ? Number(pushback.trim())
+      : undefined;
+  const fromDetails = statusDetails ? decodeRetryDelayMs(statusDetails) : undefined;
+  const hints = [fromPushback, fromDetails].filter((h): h is number => h !== undefined && h > 0);
+  return hints.length > 0 ? Math.max(...hints) : undefined;
 }
 
 export interface CallContext {
@@ -86,50 +110,67 @@ export function cleanDetails(details: string): string {
 export function mapCallFailure(f: CallFailure, ctx: CallContext): AgentError {
   const where = `${ctx.api} at ${ctx.address}`;
   const said = cleanDetails(f.details) || status[f.code] || `code ${f.code}`;
-  const details = { grpcCode: status[f.code] ?? f.code, api: ctx.api, address: ctx.address };
+  const details = {
+    grpcCode: status[f.code] ?? f.code,
+    api: ctx.api,
+    address: ctx.address,
+    ...(f.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {}),
+  };
+  const hint = { retryAfterMs: f.retryAfterMs };
   switch (f.code) {
     case status.UNAVAILABLE:
       if (isTlsFailure(f.details)) {
         return new AgentError(
           'AGENT_E_CA_AUTH',
           `TLS handshake with the CA (${where}, server name ${ctx.serverName}) failed: ${said}; check root-cert.pem (the CA's root), CITADEL_SERVER_NAME${ctx.credential === 'mtls' ? ' and the certificate in CERTS_DIR' : ''}`,
-          { details },
+          { details, ...hint },
         );
       }
       return new AgentError(
         'AGENT_E_CA_UNAVAILABLE',
         `the CA (${where}) is unavailable: ${said}; will retry`,
-        { details },
+        { details, ...hint },
       );
     case status.DEADLINE_EXCEEDED:
       return new AgentError(
         'AGENT_E_CA_UNAVAILABLE',
         `the CA (${where}) did not answer before the deadline (CA_CALL_TIMEOUT): ${said}; will retry`,
-        { details },
+        { details, ...hint },
       );
     case status.RESOURCE_EXHAUSTED:
+      if (/^Received message larger than max/.test(f.details)) {
+        // grpc-js refused the CA's message before decoding it (grpc.max_receive_message_length).
+        return new AgentError(
+          'AGENT_E_CA_BAD_RESPONSE',
+          `the CA (${where}) sent an answer larger than this agent accepts: ${said}; refused (check the CA's signing chain)`,
+          { details, ...hint },
+        );
+      }
+      return new AgentError(
+        'AGENT_E_CA_OVERLOADED',
+        `the CA (${where}) is overloaded (RESOURCE_EXHAUSTED): ${said}; backing off${f.retryAfterMs !== undefined ? ` at least the ${formatDuration(f.retryAfterMs)} it asked for` : ''}`,
+        { details, ...hint },
+      );
     case status.ABORTED:
     case status.CANCELLED:
     case status.UNKNOWN:
       return new AgentError(
         'AGENT_E_CA_UNAVAILABLE',
         `the CA (${where}) failed the call: ${said}; will retry`,
-        {
-          details,
-        },
+        { details, ...hint },
       );
     case status.UNAUTHENTICATED:
     case status.PERMISSION_DENIED:
       return new AgentError(
         'AGENT_E_CA_AUTH',
         `the CA (${where}) did not accept our credential: ${said}; ${ctx.credential === 'mtls' ? 'check that the certificate in CERTS_DIR was issued by this CA and has not expired' : 'check that the CA accepts GCE identity tokens for this audience (GCE_IDENTITY_AUDIENCE)'}`,
-        { details },
+        { details, ...hint },
       );
     case status.UNIMPLEMENTED:
       return new AgentError(
         'AGENT_E_CA_REJECTED',
         `the CA at ${ctx.address} does not serve ${ctx.api}: ${said}; set CA_API to ${ctx.api === 'HandleCSR' ? 'CreateCertificate' : 'HandleCSR'}`,
-        { details },
+        { details, ...hint },
       );
     case status.INTERNAL:
       if (/^Response message parsing error/.test(f.details)) {
@@ -137,17 +178,17 @@ export function mapCallFailure(f: CallFailure, ctx: CallContext): AgentError {
         return new AgentError(
           'AGENT_E_CA_BAD_RESPONSE',
           `the CA (${where}) sent an unreadable answer: ${said}`,
-          {
-            details,
-          },
+          { details, ...hint },
         );
       }
       return new AgentError('AGENT_E_CA_REJECTED', `the CA (${where}) refused the CSR: ${said}`, {
         details,
+        ...hint,
       });
     default:
       return new AgentError('AGENT_E_CA_REJECTED', `the CA (${where}) refused the CSR: ${said}`, {
         details,
+        ...hint,
       });
   }
 }

@@ -81,7 +81,18 @@ export interface DevCaOptions {
 }
 
 export type DevCaFault =
-  | { readonly kind: 'status'; readonly code: status; readonly message: string }
+  | {
+      readonly kind: 'status';
+      readonly code: status;
+      readonly message: string;
+      /**
+       * Ask the client to wait this long before trying again, as a real server would under
+       * load: in the `grpc-retry-pushback-ms` trailer, a `google.rpc.RetryInfo` in the
+       * `grpc-status-details-bin` trailer, or both (`hint`, default 'pushback').
+       */
+      readonly retryAfterMs?: number;
+      readonly hint?: 'pushback' | 'retry-info' | 'both';
+    }
   | { readonly kind: 'notApproved' }
   | { readonly kind: 'delay'; readonly ms: number };
 

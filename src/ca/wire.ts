@@ -336,3 +336,66 @@ export function decodeIstioCertificateResponse(buf: Buffer): IstioCertificateRes
   }
   return { certChain };
 }
+
+// ---- google.rpc.Status details: google.rpc.RetryInfo ----
+//
+// A server asks for a wait before the next try with a google.rpc.RetryInfo in the details of
+// the status (AIP-194), which gRPC carries as the binary trailer `grpc-status-details-bin`:
+//   Status { int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3; }
+//   Any { string type_url = 1; bytes value = 2; }
+//   RetryInfo { google.protobuf.Duration retry_delay = 1; }
+//   Duration { int64 seconds = 1; int32 nanos = 2; }
+
+export const RETRY_INFO_TYPE = 'type.googleapis.com/google.rpc.RetryInfo';
+
+/** A Status with one RetryInfo detail asking for `delayMs` (the dev CA sends this). */
+export function encodeStatusWithRetryInfo(code: number, message: string, delayMs: number): Buffer {
+  const ms = Math.max(0, Math.round(delayMs));
+  const duration = new Writer();
+  duration.varint(1, Math.floor(ms / 1000));
+  duration.varint(2, (ms % 1000) * 1_000_000);
+  const info = new Writer();
+  info.message(1, duration.finish());
+  const any = new Writer();
+  any.string(1, RETRY_INFO_TYPE);
+  any.bytes(2, info.finish());
+  const status = new Writer();
+  status.varint(1, code);
+  status.string(2, message);
+  status.message(3, any.finish());
+  return status.finish();
+}
+
+/**
+ * The wait a RetryInfo in this serialized Status asks for, in ms; undefined when there is none
+ * or the bytes are not a Status (a hint is advice: unreadable advice is no advice).
+ */
+export function decodeRetryDelayMs(status: Buffer): number | undefined {
+  try {
+    let delay: number | undefined;
+    for (const f of fields(status)) {
+      if (f.field !== 3) continue;
+      let typeUrl = '';
+      let value: Buffer | undefined;
+      for (const a of fields(expect(f, Wire.Len, 'status.details').data!)) {
+        if (a.field === 1) typeUrl = utf8(expect(a, Wire.Len, 'any.type_url').data);
+        else if (a.field === 2) value = expect(a, Wire.Len, 'any.value').data;
+      }
+      if (typeUrl !== RETRY_INFO_TYPE || !value) continue;
+      let seconds = 0;
+      let nanos = 0;
+      for (const r of fields(value)) {
+        if (r.field !== 1) continue;
+        for (const d of fields(expect(r, Wire.Len, 'retry_delay').data!)) {
+          if (d.field === 1) seconds = asInt64(expect(d, Wire.Varint, 'duration.seconds').int!);
+          else if (d.field === 2) nanos = asInt32(expect(d, Wire.Varint, 'duration.nanos').int!);
+        }
+      }
+      delay = seconds * 1000 + Math.floor(nanos / 1_000_000);
+    }
+    return delay !== undefined && Number.isFinite(delay) && delay >= 0 ? delay : undefined;
+  } catch (e) {
+    if (e instanceof WireError) return undefined;
+    throw e;
+  }
+}

@@ -19,22 +19,30 @@ export { CertStore } from './store';
 /** How long `CITADEL_ENV=auto` waits for the metadata server before choosing onprem. */
 export const GCE_DETECT_TIMEOUT_MS = 1000;
 
-export function gcpIdentity(ca: CaConfig): IdentitySource {
-  const host = ca.gceMetadataHost;
+export function gcpIdentity(initial: CaConfig): IdentitySource {
+  let ca = initial;
   return {
     kind: 'gcp',
-    async defaultIdentity() {
-      return gceIdentity(await fetchServiceAccountEmail({ host, timeoutMs: ca.callTimeoutMs }));
+    async defaultIdentity(_set, signal) {
+      const email = await fetchServiceAccountEmail({
+        host: ca.gceMetadataHost,
+        timeoutMs: ca.callTimeoutMs,
+        ...(signal ? { signal } : {}),
+      });
+      return gceIdentity(email);
     },
     async credential(_current, _bootstrap, _now, signal) {
       // A fresh token for every CSR (1.0 fetched it once at start).
       const token = await fetchIdentityToken({
-        host,
+        host: ca.gceMetadataHost,
         audience: ca.gceAudience,
         timeoutMs: ca.callTimeoutMs,
-        signal,
+        ...(signal ? { signal } : {}),
       });
       return { kind: 'token', token, credentialType: 'gcp' };
+    },
+    reconfigure(next) {
+      ca = next;
     },
   };
 }
@@ -59,15 +67,16 @@ export async function chooseIdentitySource(
 /** The gRPC stack loads on first use, so it can load while the first key is being made. */
 const loadCaClient = () => import('../ca/client');
 
-export function caConnector(ca: CaConfig): CaConnector {
-  return async (credential, rootPem) => {
+/** Connects to the CA the certificate component names at each CSR (a reload may change it). */
+export function caConnector(): CaConnector {
+  return async (credential, rootPem, target) => {
     const { createCaClient } = await loadCaClient();
     return createCaClient({
-      address: ca.address,
-      serverName: ca.serverName,
+      address: target.address,
+      serverName: target.serverName,
       rootPem,
-      api: ca.api,
-      timeoutMs: ca.callTimeoutMs,
+      api: target.api,
+      timeoutMs: target.callTimeoutMs,
       credential,
     });
   };
@@ -103,7 +112,7 @@ export async function buildCertManager(
   return new CertManager(deps, {
     ca,
     store: new CertStore(ca.certsDir, keyOwner ? { keyOwner } : {}),
-    connect: caConnector(ca),
+    connect: caConnector(),
     warmup: loadCaClient,
     source,
   });

@@ -1,4 +1,4 @@
-import { backoffDelay, type BackoffPolicy, type Random } from '../lib/backoff';
+import type { BackoffPolicy, Random } from '../lib/backoff';
 
 /** Spread of the renewal point: ±10 % of the wait, so a fleet does not renew in lockstep. */
 export const RENEW_JITTER = 0.1;
@@ -18,7 +18,10 @@ export function renewAt(
   return Math.min(notAfter, notBefore + Math.round(wait));
 }
 
-/** Retries after a failed CSR: 5 s first (as 1.0), doubling, capped at 5 minutes, ±20 % jitter. */
+/**
+ * Retries after a failed CSR while the certificate is valid: 5 s first (as 1.0), doubling,
+ * capped at 5 minutes, ±20 % jitter.
+ */
 export const RETRY_POLICY: BackoffPolicy = {
   initialMs: 5000,
   multiplier: 2,
@@ -26,34 +29,91 @@ export const RETRY_POLICY: BackoffPolicy = {
   jitter: 0.2,
 };
 
-/** The shortest retry, however close expiry is. */
+/**
+ * Retries once the certificate has expired, or when there is none: the workload is down, so a
+ * retry every few seconds (1 s doubling to 10 s), spread ±50 % so a fleet does not retry in step.
+ * A CA that is up but overloaded says so (RESOURCE_EXHAUSTED, retry hints) and gets the slow
+ * policy instead.
+ */
+export const EXPIRED_RETRY_POLICY: BackoffPolicy = {
+  initialMs: 1000,
+  multiplier: 2,
+  maxMs: 10_000,
+  jitter: 0.5,
+};
+
+/** The shortest retry (before jitter), however close expiry is. */
 export const MIN_RETRY_MS = 1000;
 
+/** The longest wait a CA's retry hint can impose; a larger hint is taken as this. */
+export const MAX_RETRY_HINT_MS = 10 * 60_000;
+
+/** A hinted wait is spread over [hint, hint × (1 + HINT_JITTER)]: never shorter than asked. */
+export const HINT_JITTER = 0.2;
+
+export interface RetryOptions {
+  /**
+   * The CA asked to wait at least this long (gRPC `grpc-retry-pushback-ms`, or a
+   * `google.rpc.RetryInfo` in the status details).
+   */
+  readonly hintMs?: number | undefined;
+  /** The CA said it is overloaded (RESOURCE_EXHAUSTED): back off as while valid, even expired. */
+  readonly overloaded?: boolean | undefined;
+}
+
 /**
- * Delay before retry `attempt` (0 = first) after a failure. Never so long that the certificate
- * expires in between: while it is valid, at most half of the time it has left (so several tries
- * still fit before expiry).
+ * Delay before retry `attempt` (0 = first) after a failure. While the certificate is valid: the
+ * slow RETRY_POLICY, never so long that it expires in between (at most half of the time it has
+ * left). Once it has expired, or when there is none: EXPIRED_RETRY_POLICY, seconds apart.
+ * Always jittered; never shorter than a hint the CA sent (capped at MAX_RETRY_HINT_MS).
  */
 export function retryDelay(
   attempt: number,
   now: number,
   notAfter: number | undefined,
   random: Random,
-  policy = RETRY_POLICY,
+  opts: RetryOptions = {},
 ): number {
-  const d = backoffDelay(policy, attempt, random);
-  if (notAfter === undefined || notAfter <= now) return d;
-  return Math.max(MIN_RETRY_MS, Math.min(d, Math.floor((notAfter - now) / 2)));
+  const valid = notAfter !== undefined && notAfter > now;
+  const policy = valid || opts.overloaded ? RETRY_POLICY : EXPIRED_RETRY_POLICY;
+  let base = Math.min(policy.maxMs, policy.initialMs * policy.multiplier ** Math.max(0, attempt));
+  if (valid) base = Math.min(base, Math.floor((notAfter - now) / 2));
+  base = Math.max(MIN_RETRY_MS, base);
+  const r = random();
+  let delay = Math.round(base * (1 + policy.jitter * (2 * r - 1)));
+  if (opts.hintMs !== undefined && opts.hintMs > 0) {
+    const hint = Math.min(opts.hintMs, MAX_RETRY_HINT_MS);
+    delay = Math.max(delay, Math.round(hint * (1 + HINT_JITTER * r)));
+  }
+  return delay;
 }
 
-/** Go-style duration text as 1.0 logged it ("Will renew cert in 1079h59m59.8s"). */
-export function formatDuration(ms: number): string {
-  if (ms <= 0) return '0s';
-  const h = Math.floor(ms / 3_600_000);
-  const m = Math.floor((ms % 3_600_000) / 60_000);
-  const s = (ms % 60_000) / 1000;
-  const sec = Number.isInteger(s) ? `${s}s` : `${s.toFixed(3).replace(/0+$/, '')}s`;
-  if (h > 0) return `${h}h${m}m${sec}`;
-  if (m > 0) return `${m}m${sec}`;
-  return sec;
+/**
+ * Delay before the first CSR after start. When the certificate held is still valid (a valid
+ * bootstrap set, or our own that is due), a random share of `jitterMs`, at most a tenth of the
+ * time it has left, so a fleet started at once does not reach the CA at once. Never when there
+ * is no valid certificate: then the workload waits for it.
+ */
+export function firstCsrDelay(
+  now: number,
+  notAfter: number | undefined,
+  jitterMs: number,
+  random: Random,
+): number {
+  if (notAfter === undefined || notAfter <= now || jitterMs <= 0) return 0;
+  return Math.floor(random() * Math.min(jitterMs, (notAfter - now) / 10));
 }
+
+/** Room for the local steps of a renewal: waiting for the key, the CSR, the checks, the write. */
+export const ROTATION_SLACK_MS = 30_000;
+
+/**
+ * The bound on one whole renewal attempt (key wait, credential, CA call, checks, write): the
+ * credential (a metadata-server request) and the CA call may each take CA_CALL_TIMEOUT, plus
+ * slack for the local steps. An attempt past it is abandoned and counted as a failure.
+ */
+export function rotationDeadlineMs(callTimeoutMs: number): number {
+  return 2 * callTimeoutMs + ROTATION_SLACK_MS;
+}
+
+export { formatDuration } from '../lib/duration';

@@ -3,6 +3,8 @@
  * src/ca/index.ts and src/identity/, kept structural so the rotator can be driven by any
  * implementation (the real gRPC client, or a test's).
  */
+import type { CaConfig } from '../config/types';
+
 export interface CsrRequest {
   readonly csrPem: string;
   readonly identity: string;
@@ -18,14 +20,21 @@ export interface CaClientLike {
   close(): void;
 }
 
-/** Makes a CA client for one CSR, with this credential and trust anchor. */
-export type CaConnector = (credential: CaCredential, rootPem: string) => Promise<CaClientLike>;
+/** Where and how to reach the CA: read at each CSR, so a reload applies at the next one. */
+export type CaTarget = Pick<CaConfig, 'address' | 'serverName' | 'api' | 'callTimeoutMs'>;
+
+/** Makes a CA client for one CSR, with this credential and trust anchor, for this CA. */
+export type CaConnector = (
+  credential: CaCredential,
+  rootPem: string,
+  target: CaTarget,
+) => Promise<CaClientLike>;
 
 /** How this host proves who it is. */
 export interface IdentitySource {
   readonly kind: 'onprem' | 'gcp';
-  /** The identity to request when none is configured. */
-  defaultIdentity(set: { readonly chainPem?: string }): Promise<string>;
+  /** The identity to request when none is configured. Aborting rejects with the signal's reason. */
+  defaultIdentity(set: { readonly chainPem?: string }, signal?: AbortSignal): Promise<string>;
   /** The credential for the next CSR, given the current and bootstrap sets. */
   credential(
     current: CredentialInput,
@@ -33,6 +42,8 @@ export interface IdentitySource {
     now: number,
     signal?: AbortSignal,
   ): Promise<CaCredential>;
+  /** Takes changed settings (SIGHUP) for the next request, e.g. the metadata host or audience. */
+  reconfigure?(ca: CaConfig): void;
 }
 
 export interface CredentialInput {

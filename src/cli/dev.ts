@@ -113,6 +113,8 @@ async function runDev(
   set('ISTIO_AGENT_STATE_DIR', path.join(stateDir, 'agent'));
   set('ISTIO_CAPTURE', 'false');
   set('SIDECAR_MODE', 'none');
+  // One agent, not a fleet: the first CSR goes out at once.
+  set('CERT_FIRST_CSR_JITTER', '0');
   const config = buildConfig(raw, { cluster: '(dev)', sidecar: '(dev)' });
 
   const { deps, bind } = liveDeps(log);

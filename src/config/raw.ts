@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { formatDuration } from '../lib/duration';
 import { AgentError, type Origin } from '../lib/errors';
 
 export interface RawValue {
@@ -86,13 +87,20 @@ export class RawEnv {
     return this.fail(key, `"${v.value}" is not a boolean (true/false)`);
   }
 
-  /** A Go-style duration ("90s", "15m", "2160h", "1h30m"), or plain seconds. Returns ms. */
-  duration(key: string, defMs: number, minMs = 0): number {
+  /**
+   * A Go-style duration ("90s", "15m", "2160h", "1h30m"), or plain seconds, in [minMs, maxMs].
+   * Returns ms. Every duration has a maximum, checked here, so no value can overflow a timer
+   * (setTimeout and AbortSignal.timeout take at most 2^31-1 ms, about 24.8 days) later.
+   */
+  duration(key: string, defMs: number, minMs: number, maxMs: number): number {
     const v = this.get(key);
     if (!v) return defMs;
     const ms = parseDuration(v.value);
     if (ms === undefined) this.fail(key, `"${v.value}" is not a duration (e.g. 30s, 15m, 2160h)`);
-    if (ms < minMs) this.fail(key, `${v.value} is shorter than the minimum ${minMs / 1000}s`);
+    if (ms < minMs)
+      this.fail(key, `${v.value} is shorter than the minimum ${formatDuration(minMs)}`);
+    if (ms > maxMs)
+      this.fail(key, `${v.value} is longer than the maximum ${formatDuration(maxMs)}`);
     return ms;
   }
 

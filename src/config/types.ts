@@ -42,6 +42,11 @@ export interface CaConfig {
   readonly renewRatio: number;
   /** Deadline of each CA call. */
   readonly callTimeoutMs: number;
+  /**
+   * The first CSR after start waits a random share of this when the certificate held is still
+   * valid (a fleet starting at once does not hit the CA at once); never without a valid one.
+   */
+  readonly firstCsrJitterMs: number;
   readonly gceMetadataHost: string;
   readonly gceAudience: string;
 }

@@ -14,6 +14,13 @@ import { AgentError } from '../lib/errors';
  */
 
 export const METADATA_FLAVOR = 'Google';
+
+/**
+ * The most a metadata answer may hold. An identity token is ~1 KiB, an email far less; a larger
+ * body is not the metadata server's answer. It is read as a stream and dropped once past this,
+ * never buffered whole (a 50 MB "token" once cost 823 MB of memory and became a gRPC header).
+ */
+export const MAX_METADATA_BODY_BYTES = 64 * 1024;
 const BASE_PATH = '/computeMetadata/v1';
 
 export interface MetadataRequest {
@@ -54,17 +61,6 @@ async function getText(req: MetadataRequest, pathAndQuery: string, what: string)
       { cause: e, details: { host: req.host, what } },
     );
   }
-  let body: string;
-  try {
-    body = await res.text();
-  } catch (e) {
-    if (req.signal?.aborted) throw req.signal.reason as Error;
-    throw new AgentError(
-      'AGENT_E_METADATA_UNAVAILABLE',
-      `the GCE metadata server at ${req.host} broke off its answer (${what}): ${describeFetchError(e)}`,
-      { cause: e, details: { host: req.host, what } },
-    );
-  }
   const refuse = (why: string): AgentError =>
     new AgentError(
       'AGENT_E_METADATA_BAD_RESPONSE',
@@ -72,13 +68,65 @@ async function getText(req: MetadataRequest, pathAndQuery: string, what: string)
       { details: { host: req.host, what, status: res.status } },
     );
   if (res.headers.get('metadata-flavor') !== METADATA_FLAVOR) {
+    await discard(res);
     throw refuse('it lacks the header Metadata-Flavor: Google, so it is not the metadata server');
   }
-  if (res.status !== 200)
+  if (res.status !== 200) {
+    await discard(res);
     throw refuse(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`);
+  }
+  let body: string | undefined;
+  try {
+    body = await readCapped(res, MAX_METADATA_BODY_BYTES);
+  } catch (e) {
+    if (req.signal?.aborted) throw req.signal.reason as Error;
+    const why = timeout.aborted ? `no answer within ${req.timeoutMs} ms` : describeFetchError(e);
+    throw new AgentError(
+      'AGENT_E_METADATA_UNAVAILABLE',
+      `the GCE metadata server at ${req.host} broke off its answer (${what}): ${why}`,
+      { cause: e, details: { host: req.host, what } },
+    );
+  }
+  if (body === undefined) {
+    throw refuse(
+      `the body is larger than ${MAX_METADATA_BODY_BYTES / 1024} KiB, which no metadata answer is; check GCE_METADATA_HOST`,
+    );
+  }
   const text = body.trim();
   if (text === '') throw refuse('the body is empty');
   return text;
+}
+
+/**
+ * The body as text, read chunk by chunk; undefined (and the rest left unread, the connection
+ * closed) as soon as it passes `max` bytes, or when Content-Length already says it would.
+ */
+async function readCapped(res: Response, max: number): Promise<string | undefined> {
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > max) {
+    await discard(res);
+    return undefined;
+  }
+  if (!res.body) return '';
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Drops a body that will not be read (closes the connection rather than draining it). */
+async function discard(res: Response): Promise<void> {
+  await res.body?.cancel().catch(() => undefined);
 }
 
 function describeFetchError(e: unknown): string {

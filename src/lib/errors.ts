@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   AGENT_E_CA_REJECTED: permanent,
   AGENT_E_CA_AUTH: permanent,
   AGENT_E_CA_BAD_RESPONSE: retryable,
+  AGENT_E_CA_OVERLOADED: retryable,
 
   // certs
   AGENT_E_CERT_KEY_MISMATCH: retryable,
@@ -64,6 +65,7 @@ export const ERROR_CODES = {
   AGENT_E_CERT_PARSE: retryable,
   AGENT_E_CERT_EXPIRED: permanent,
   AGENT_E_CERT_STORE: permanent,
+  AGENT_E_CERT_TIMEOUT: retryable,
 
   // netfilter
   AGENT_E_IPTABLES_APPLY: retryable,
@@ -101,12 +103,15 @@ export interface AgentErrorOptions {
   readonly origin?: Origin;
   /** Structured details for logs; must never contain keys or tokens. */
   readonly details?: Record<string, unknown>;
+  /** The remote side asked to wait at least this long before trying again (a retry hint). */
+  readonly retryAfterMs?: number | undefined;
 }
 
 export class AgentError extends Error {
   readonly code: ErrorCode;
   readonly origin: Origin | undefined;
   readonly details: Record<string, unknown> | undefined;
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: AgentErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -114,6 +119,7 @@ export class AgentError extends Error {
     this.code = code;
     this.origin = options.origin;
     this.details = options.details;
+    this.retryAfterMs = options.retryAfterMs;
   }
 
   get exitCode(): number {

@@ -13,7 +13,11 @@ export type MetadataMode =
   /** Holds every request for `delayMs` before answering (to trip timeouts). */
   | 'slow'
   /** Answers 200 with an empty body. */
-  | 'empty';
+  | 'empty'
+  /** Answers 200 with a body of `hugeBytes` shaped like the real answer (a JWT, an email). */
+  | 'huge'
+  /** Answers 200 and streams body bytes for as long as the client reads (no Content-Length). */
+  | 'endless';
 
 export interface MetadataRequestRecord {
   readonly path: string;
@@ -29,11 +33,15 @@ export interface GceMetadataDouble {
   delayMs: number;
   token: string;
   email: string;
+  /** Body size in 'huge' mode; default 1 MiB. */
+  hugeBytes: number;
+  /** Body bytes written so far in 'endless' mode (all requests). */
+  readonly streamed: number;
   close(): Promise<void>;
 }
 
 export async function startGceMetadataDouble(
-  init: Partial<Pick<GceMetadataDouble, 'mode' | 'delayMs' | 'token' | 'email'>> = {},
+  init: Partial<Pick<GceMetadataDouble, 'mode' | 'delayMs' | 'token' | 'email' | 'hugeBytes'>> = {},
 ): Promise<GceMetadataDouble> {
   const requests: MetadataRequestRecord[] = [];
   const state = {
@@ -43,6 +51,8 @@ export async function startGceMetadataDouble(
       init.token ??
       fakeJwt({ aud: 'grpc://istio-citadel:8060', email: 'vm@project.iam.gserviceaccount.com' }),
     email: init.email ?? 'vm@project.iam.gserviceaccount.com',
+    hugeBytes: init.hugeBytes ?? 1 << 20,
+    streamed: 0,
   };
   const timers = new Set<NodeJS.Timeout>();
   const server = http.createServer((req, res) => {
@@ -76,6 +86,22 @@ export async function startGceMetadataDouble(
         res.writeHead(404, headers).end('not found\n');
         return;
       }
+      if (state.mode === 'endless') {
+        res.writeHead(200, headers);
+        const chunk = Buffer.alloc(16 * 1024, 'a');
+        const pump = (): void => {
+          while (!res.destroyed) {
+            state.streamed += chunk.length;
+            if (!res.write(chunk)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+        };
+        pump();
+        return;
+      }
+      if (state.mode === 'huge') body = huge(body, state.hugeBytes);
       res.writeHead(200, headers).end(state.mode === 'empty' ? '' : body);
     };
     if (state.mode === 'slow') {
@@ -117,6 +143,15 @@ export async function startGceMetadataDouble(
     set email(e) {
       state.email = e;
     },
+    get hugeBytes() {
+      return state.hugeBytes;
+    },
+    set hugeBytes(n) {
+      state.hugeBytes = n;
+    },
+    get streamed() {
+      return state.streamed;
+    },
     close() {
       for (const t of timers) clearTimeout(t);
       server.closeAllConnections();
@@ -127,6 +162,14 @@ export async function startGceMetadataDouble(
       );
     },
   };
+}
+
+/** `body` padded to `bytes`, keeping its shape: a longer JWT payload, a longer email local part. */
+function huge(body: string, bytes: number): string {
+  const pad = Math.max(0, bytes - body.length);
+  if (body.includes('@')) return 'a'.repeat(pad) + body;
+  const [h, p, sig] = body.split('.');
+  return `${h}.${p}${'A'.repeat(pad)}.${sig}`;
 }
 
 /** An unsigned JWT-shaped token with the given claims (the double does not sign). */

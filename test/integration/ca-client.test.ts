@@ -457,6 +457,65 @@ for (const api of APIS) {
   );
 }
 
+void t.test(
+  'an answer larger than the receive cap (a leaf + 999 copies of the root) → AGENT_E_CA_BAD_RESPONSE',
+  async (t) => {
+    const csr = await makeCsr(ID);
+    for (const api of APIS) {
+      const ca = await devCa(t, {
+        tamper: (chain) => [chain[0]!, ...Array.from({ length: 999 }, () => ca.rootPem)],
+      });
+      await rejectsWithCode(
+        t,
+        signOnce(ca, api, await mtls(ca), { csrPem: csr.csrPem }),
+        'AGENT_E_CA_BAD_RESPONSE',
+        /larger than/,
+      );
+    }
+  },
+);
+
+void t.test(
+  'a CA asking to slow down: RESOURCE_EXHAUSTED → AGENT_E_CA_OVERLOADED, its retry hint read from either trailer',
+  async (t) => {
+    const csr = await makeCsr(ID);
+    const cases: [grpc.status, 'pushback' | 'retry-info' | 'both', string][] = [
+      [grpc.status.RESOURCE_EXHAUSTED, 'pushback', 'AGENT_E_CA_OVERLOADED'],
+      [grpc.status.RESOURCE_EXHAUSTED, 'retry-info', 'AGENT_E_CA_OVERLOADED'],
+      [grpc.status.UNAVAILABLE, 'both', 'AGENT_E_CA_UNAVAILABLE'],
+    ];
+    for (const api of APIS) {
+      for (const [code, hint, want] of cases) {
+        const ca = await devCa(t, {
+          fault: () => ({
+            kind: 'status',
+            code,
+            message: 'too many CSRs',
+            retryAfterMs: 30_000,
+            hint,
+          }),
+        });
+        const e = await rejectsWithCode(
+          t,
+          signOnce(ca, api, await mtls(ca), { csrPem: csr.csrPem }),
+          want,
+          /too many CSRs/,
+        );
+        t.equal(e.retryAfterMs, 30_000, `${api} ${grpc.status[code]} via ${hint}: the hint`);
+      }
+      const plain = await devCa(t, {
+        fault: () => ({ kind: 'status', code: grpc.status.RESOURCE_EXHAUSTED, message: 'busy' }),
+      });
+      const e = await rejectsWithCode(
+        t,
+        signOnce(plain, api, await mtls(plain), { csrPem: csr.csrPem }),
+        'AGENT_E_CA_OVERLOADED',
+      );
+      t.equal(e.retryAfterMs, undefined, `${api}: no hint sent, none read`);
+    }
+  },
+);
+
 void t.test('HandleCSR: is_approved=false → AGENT_E_CA_REJECTED', async (t) => {
   const ca = await devCa(t, { fault: () => ({ kind: 'notApproved' }) });
   const csr = await makeCsr(ID);

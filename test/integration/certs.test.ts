@@ -14,6 +14,7 @@ import { status } from '@grpc/grpc-js';
 import { startGceMetadataDouble } from '../doubles/gce-metadata-server';
 import { bootstrapDir, configFor, testDeps, until } from '../helpers/certs';
 import { makeRoot, makeLeaf } from '../helpers/pki';
+import { FakeClock } from '../../src/lib/clock';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const openssl = (...args: string[]): string =>
@@ -37,6 +38,7 @@ function vars(
     CERTS_DIR: certsDir,
     WORKLOAD_KEY_ALGORITHM: 'ECDSA',
     CA_CALL_TIMEOUT: '2s',
+    CERT_FIRST_CSR_JITTER: '0', // spreading the first CSR is tested in test/unit/cert-manager
     ISTIO_CAPTURE: 'false',
     SIDECAR_MODE: 'none',
     ...extra,
@@ -189,6 +191,7 @@ t.test(
       deps,
       { keyOwner: 'none' },
     );
+    t.teardown(() => mgr.stop());
     await mgr.start(new AbortController().signal);
     await ca1.stop();
     const n = deps.rotations.length;
@@ -265,7 +268,12 @@ async function resigned(
 }
 
 t.test('a bad answer from the CA is rejected and the current set stays', async (t) => {
-  const cases: [string, string, (ca: DevCa, chain: string[]) => Promise<string[]>][] = [
+  const cases: [
+    string,
+    string,
+    (ca: DevCa, chain: string[]) => Promise<string[]>,
+    Record<string, string>?,
+  ][] = [
     [
       'wrong key',
       'AGENT_E_CERT_KEY_MISMATCH',
@@ -297,15 +305,31 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
       'AGENT_E_CA_BAD_RESPONSE|AGENT_E_CERT_PARSE',
       () => Promise.resolve(['hello']),
     ],
+    [
+      'a leaf and 999 copies of the root',
+      'AGENT_E_CA_BAD_RESPONSE',
+      (ca, chain) => Promise.resolve([chain[0]!, ...Array.from({ length: 999 }, () => ca.rootPem)]),
+    ],
+    [
+      'a leaf and 10 copies of the root (under the size caps)',
+      'AGENT_E_CERT_CHAIN',
+      (ca, chain) => Promise.resolve([chain[0]!, ...Array.from({ length: 10 }, () => ca.rootPem)]),
+    ],
+    [
+      'a 100-year leaf for a requested 60 s',
+      'AGENT_E_CERT_VALIDITY',
+      (ca, chain) => resigned(ca, chain[0]!, { notAfter: Date.now() + 100 * 365 * 86_400_000 }),
+      { WORKLOAD_CERT_TTL: '60s' },
+    ],
   ];
-  for (const [name, code, tamper] of cases) {
+  for (const [name, code, tamper, extra] of cases) {
     await t.test(name, async (t) => {
       const holder: { ca?: DevCa } = {};
       const ca = await withCa(t, { ttlMs: 3600_000, tamper: (chain) => tamper(holder.ca!, chain) });
       holder.ca = ca;
       const boot = await ca.issueBootstrap(ID, 3600_000);
       const dir = bootstrapDir(boot);
-      const mgr = await buildCertManager(configFor(vars(ca, dir)), testDeps(), {
+      const mgr = await buildCertManager(configFor(vars(ca, dir, extra)), testDeps(), {
         keyOwner: 'none',
       });
       const abort = new AbortController();
@@ -325,6 +349,52 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
     });
   }
 });
+
+t.test(
+  'a CA that asks to slow down (RESOURCE_EXHAUSTED + a retry hint over real gRPC): the agent waits at least that long',
+  async (t) => {
+    for (const hint of ['pushback', 'retry-info'] as const) {
+      let calls = 0;
+      const ca = await withCa(t, {
+        ttlMs: 3600_000,
+        fault: () =>
+          ++calls === 1
+            ? {
+                kind: 'status',
+                code: status.RESOURCE_EXHAUSTED,
+                message: 'CSR rate limit',
+                retryAfterMs: 45_000,
+                hint,
+              }
+            : undefined,
+      });
+      const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+      const clock = new FakeClock(Date.now());
+      const deps = { ...testDeps(), clock };
+      const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+      t.teardown(() => mgr.stop());
+      const started = mgr.start(new AbortController().signal);
+      started.catch(() => undefined);
+      await until(
+        () => /AGENT_E_CA_OVERLOADED/.test(mgr.status().problem ?? '') && clock.pending === 1,
+        15_000,
+        'the refusal and the retry timer',
+      );
+      const wait = clock.nextAt()! - clock.now();
+      t.ok(wait >= 45_000, `${hint}: the retry waits at least the 45 s asked for (${wait} ms)`);
+      t.ok(wait <= 45_000 * 1.2, `${hint}: jittered just above it`);
+      await clock.advance(44_000);
+      t.equal(mgr.status().details?.renewing, false, `${hint}: no CSR round 44 s later`);
+      t.ok(clock.nextAt()! > clock.now(), `${hint}: the retry is still ahead`);
+      t.equal(ca.calls.length, 1, `${hint}: no second CSR before the hint is over`);
+      await clock.advance(wait - 44_000);
+      await started;
+      t.equal(ca.calls.length, 2, `${hint}: the second CSR after it`);
+      t.equal(mgr.status().ready, true);
+      await mgr.stop();
+    }
+  },
+);
 
 t.test('expired and the CA refuses: the agent ends with AGENT_E_CERT_EXPIRED', async (t) => {
   const ca = await withCa(t, {
@@ -382,6 +452,36 @@ t.test(
     t.equal(identityCalls[0]!.query.audience, 'grpc://istio-citadel:8060');
     t.equal(identityCalls[0]!.query.format, 'full');
     t.ok(meta.requests.every((r) => r.flavor === 'Google'));
+  },
+);
+
+t.test(
+  'gcp: the metadata server failing at start (service account email) is retried, not fatal',
+  async (t) => {
+    const meta = await startGceMetadataDouble({ mode: 'not-found' });
+    t.teardown(() => meta.close());
+    const ca = await withCa(t, { ttlMs: 3600_000, tokenVerifier: () => ID });
+    const dir = bootstrapDir({ rootPem: ca.rootPem });
+    const mgr = await buildCertManager(
+      configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host })),
+      testDeps(),
+      { keyOwner: 'none' },
+    );
+    t.teardown(() => mgr.stop());
+    const started = mgr.start(new AbortController().signal);
+    started.catch(() => undefined);
+    await until(
+      () => /AGENT_E_METADATA_BAD_RESPONSE/.test(mgr.status().problem ?? ''),
+      10_000,
+      'the failure to show in status',
+    );
+    meta.mode = 'ok';
+    await started;
+    t.equal(mgr.status().ready, true, 'the first certificate once the metadata server answers');
+    t.ok(
+      meta.requests.filter((r) => r.path.endsWith('/email')).length >= 2,
+      'the email was asked for again',
+    );
   },
 );
 

@@ -107,6 +107,47 @@ void t.test('an empty body is refused', async (t) => {
   );
 });
 
+void t.test('a body over 64 KiB is refused, token and email alike', async (t) => {
+  const md = await startGceMetadataDouble({ mode: 'huge', hugeBytes: 1 << 20 });
+  t.teardown(() => md.close());
+  await rejectsWith(
+    t,
+    fetchIdentityToken({ host: md.host, audience: AUD, timeoutMs: 5000 }),
+    'AGENT_E_METADATA_BAD_RESPONSE',
+    /64 KiB/,
+  );
+  await rejectsWith(
+    t,
+    fetchServiceAccountEmail({ host: md.host, timeoutMs: 5000 }),
+    'AGENT_E_METADATA_BAD_RESPONSE',
+    /64 KiB/,
+  );
+  md.hugeBytes = 60 * 1024;
+  const token = await fetchIdentityToken({ host: md.host, audience: AUD, timeoutMs: 5000 });
+  t.ok(token.length > 50_000, 'a body under the cap is still read');
+});
+
+void t.test(
+  'an endless body: refused once past the cap, without waiting for its end or the timeout',
+  async (t) => {
+    const md = await startGceMetadataDouble({ mode: 'endless' });
+    t.teardown(() => md.close());
+    // Before the cap the whole body was buffered: this ran into the timeout (UNAVAILABLE).
+    await rejectsWith(
+      t,
+      fetchIdentityToken({ host: md.host, audience: AUD, timeoutMs: 30_000 }),
+      'AGENT_E_METADATA_BAD_RESPONSE',
+      /64 KiB/,
+    );
+    await rejectsWith(
+      t,
+      fetchServiceAccountEmail({ host: md.host, timeoutMs: 30_000 }),
+      'AGENT_E_METADATA_BAD_RESPONSE',
+      /64 KiB/,
+    );
+  },
+);
+
 void t.test('a token that is not a JWT, or an email that is not one, is refused', async (t) => {
   const md = await startGceMetadataDouble({
     token: '<html>captive portal</html>',

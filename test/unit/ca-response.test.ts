@@ -5,9 +5,11 @@ import {
   cleanDetails,
   isTlsFailure,
   mapCallFailure,
+  retryHintMs,
   splitPemCertificates,
   type CallContext,
 } from '../../src/ca/response';
+import { encodeStatusWithRetryInfo } from '../../src/ca/wire';
 
 const A = '-----BEGIN CERTIFICATE-----\nQUFB\n-----END CERTIFICATE-----';
 const B = '-----BEGIN CERTIFICATE-----\r\nQkJC\r\n-----END CERTIFICATE-----';
@@ -121,7 +123,12 @@ void t.test('mapCallFailure maps each gRPC status to a code', (t) => {
       'AGENT_E_CA_AUTH',
     ],
     [status.DEADLINE_EXCEEDED, 'Deadline exceeded after 10.001s', 'AGENT_E_CA_UNAVAILABLE'],
-    [status.RESOURCE_EXHAUSTED, 'overloaded', 'AGENT_E_CA_UNAVAILABLE'],
+    [status.RESOURCE_EXHAUSTED, 'overloaded', 'AGENT_E_CA_OVERLOADED'],
+    [
+      status.RESOURCE_EXHAUSTED,
+      'Received message larger than max (700000 vs 131072)',
+      'AGENT_E_CA_BAD_RESPONSE',
+    ],
     [status.UNKNOWN, 'panic', 'AGENT_E_CA_UNAVAILABLE'],
     [status.UNAUTHENTICATED, 'request authenticate failure', 'AGENT_E_CA_AUTH'],
     [status.PERMISSION_DENIED, 'not allowed', 'AGENT_E_CA_AUTH'],
@@ -156,5 +163,60 @@ void t.test('mapCallFailure maps each gRPC status to a code', (t) => {
   );
   t.equal(mapCallFailure({ code: status.UNAVAILABLE, details: 'x' }, ctx).retryable, true);
   t.equal(mapCallFailure({ code: status.UNAUTHENTICATED, details: 'x' }, ctx).retryable, false);
+  t.end();
+});
+
+void t.test('retry hints: grpc-retry-pushback-ms and RetryInfo, the larger wins', (t) => {
+  const table: [string | undefined, Buffer | undefined, number | undefined, string][] = [
+    [undefined, undefined, undefined, 'none'],
+    ['30000', undefined, 30_000, 'pushback'],
+    ['0', undefined, undefined, 'zero: no wait asked'],
+    ['-1', undefined, undefined, 'negative (gRPC: do not retry): not a wait'],
+    ['soon', undefined, undefined, 'not a number'],
+    ['1e9', undefined, undefined, 'not an integer string'],
+    ['99999999999999999999', undefined, undefined, 'absurd'],
+    [undefined, encodeStatusWithRetryInfo(8, 'x', 4500), 4500, 'RetryInfo'],
+    ['1000', encodeStatusWithRetryInfo(8, 'x', 4500), 4500, 'both: the larger'],
+    ['9000', encodeStatusWithRetryInfo(8, 'x', 4500), 9000, 'both: the larger (pushback)'],
+    [undefined, Buffer.from('garbage'), undefined, 'unreadable details'],
+  ];
+  for (const [pushback, details, want, why] of table)
+    t.equal(retryHintMs(pushback, details), want, why);
+  t.end();
+});
+
+void t.test('RESOURCE_EXHAUSTED from the CA is AGENT_E_CA_OVERLOADED; hints ride along', (t) => {
+  const ctx: CallContext = {
+    api: 'CreateCertificate',
+    address: '10.0.0.1:15012',
+    serverName: 'istiod',
+    credential: 'mtls',
+  };
+  const over = mapCallFailure(
+    { code: status.RESOURCE_EXHAUSTED, details: 'rate limited', retryAfterMs: 30_000 },
+    ctx,
+  );
+  t.equal(over.code, 'AGENT_E_CA_OVERLOADED');
+  t.equal(over.retryable, true);
+  t.equal(over.retryAfterMs, 30_000);
+  t.match(over.message, /10\.0\.0\.1:15012.*overloaded.*rate limited/);
+  t.equal(
+    mapCallFailure({ code: status.RESOURCE_EXHAUSTED, details: 'rate limited' }, ctx).retryAfterMs,
+    undefined,
+  );
+  const away = mapCallFailure(
+    { code: status.UNAVAILABLE, details: 'draining', retryAfterMs: 5000 },
+    ctx,
+  );
+  t.equal(away.code, 'AGENT_E_CA_UNAVAILABLE');
+  t.equal(away.retryAfterMs, 5000, 'a hint on UNAVAILABLE too');
+  t.equal(
+    mapCallFailure(
+      { code: status.RESOURCE_EXHAUSTED, details: 'Received message larger than max (9 vs 1)' },
+      ctx,
+    ).code,
+    'AGENT_E_CA_BAD_RESPONSE',
+    "grpc-js's own size cap is not the CA being overloaded",
+  );
   t.end();
 });

@@ -2,11 +2,16 @@
 // in src/ca/protos/ (loaded by protobuf.js through @grpc/proto-loader, test-only) in both
 // directions, and to the field numbers Istio documents, byte by byte.
 import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import {
   decodeCsrRequest,
   decodeCsrResponse,
+  decodeRetryDelayMs,
+  encodeStatusWithRetryInfo,
+  RETRY_INFO_TYPE,
   decodeIstioCertificateRequest,
   decodeIstioCertificateResponse,
   encodeCsrRequest,
@@ -336,5 +341,77 @@ void t.test('malformed input is refused with WireError', (t) => {
     WireError,
     'cert_chain as a varint',
   );
+  t.end();
+});
+
+// google.rpc.Status with a google.rpc.RetryInfo in its details: what gRPC servers send as the
+// binary trailer grpc-status-details-bin to ask for a wait before the next try (AIP-194).
+void t.test('RetryInfo in google.rpc.Status details, both directions against protobuf.js', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'retryinfo-'));
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  writeFileSync(
+    path.join(dir, 'details.proto'),
+    `syntax = "proto3";
+package google.rpc;
+import "google/protobuf/any.proto";
+import "google/protobuf/duration.proto";
+message Status { int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3; }
+message RetryInfo { google.protobuf.Duration retry_delay = 1; }
+service Probe { rpc S(Status) returns (RetryInfo); }
+`,
+  );
+  const probe = (
+    loadSync('details.proto', { keepCase: true, longs: String, bytes: Buffer, includeDirs: [dir] })[
+      'google.rpc.Probe'
+    ] as Record<string, Method>
+  ).S!;
+  const statusWith = (details: { type_url: string; value: Buffer }[]): Buffer =>
+    probe.requestSerialize({ code: 8, message: 'slow down', details });
+  const retryInfo = (seconds: number, nanos: number): Buffer =>
+    probe.responseSerialize({ retry_delay: { seconds, nanos } });
+
+  // Theirs → ours.
+  t.equal(
+    decodeRetryDelayMs(
+      statusWith([{ type_url: RETRY_INFO_TYPE, value: retryInfo(30, 500_000_000) }]),
+    ),
+    30_500,
+  );
+  t.equal(
+    decodeRetryDelayMs(
+      statusWith([
+        { type_url: 'type.googleapis.com/google.rpc.DebugInfo', value: Buffer.from('x') },
+        { type_url: RETRY_INFO_TYPE, value: retryInfo(2, 0) },
+      ]),
+    ),
+    2000,
+    'found among other details',
+  );
+  t.equal(decodeRetryDelayMs(statusWith([])), undefined, 'no details');
+  t.equal(
+    decodeRetryDelayMs(
+      statusWith([{ type_url: 'type.googleapis.com/google.rpc.Help', value: Buffer.alloc(0) }]),
+    ),
+    undefined,
+    'no RetryInfo',
+  );
+  t.equal(decodeRetryDelayMs(Buffer.from([tag(3, 2), 9])), undefined, 'malformed: no hint');
+
+  // Ours → theirs.
+  const ours = encodeStatusWithRetryInfo(8, 'slow down', 12_345);
+  const back = probe.requestDeserialize(ours) as {
+    code: number;
+    message: string;
+    details: { type_url: string; value: Buffer }[];
+  };
+  t.equal(back.code, 8);
+  t.equal(back.message, 'slow down');
+  t.equal(back.details[0]!.type_url, RETRY_INFO_TYPE);
+  t.same(probe.responseDeserialize(back.details[0]!.value), {
+    retry_delay: { seconds: '12', nanos: 345_000_000 },
+  });
+  t.equal(decodeRetryDelayMs(ours), 12_345, 'and round trip');
   t.end();
 });

@@ -1,8 +1,12 @@
 import t from 'tap';
 import {
+  EXPIRED_RETRY_POLICY,
+  firstCsrDelay,
   formatDuration,
+  MAX_RETRY_HINT_MS,
   renewAt,
   retryDelay,
+  rotationDeadlineMs,
   RETRY_POLICY,
   RENEW_JITTER,
 } from '../../src/certs/policy';
@@ -49,16 +53,132 @@ t.test('renewal is never after expiry', async (t) => {
   t.ok(renewAt(0, 1000, 0.9, () => 1) <= 1000);
 });
 
-t.test('retry delay: 5 s first, doubling, capped, never past half the time left', async (t) => {
-  const mid = (): number => 0.5; // no jitter
-  t.equal(retryDelay(0, 0, undefined, mid), 5000);
-  t.equal(retryDelay(1, 0, undefined, mid), 10_000);
-  t.equal(retryDelay(2, 0, undefined, mid), 20_000);
-  t.equal(retryDelay(20, 0, undefined, mid), RETRY_POLICY.maxMs, 'capped');
-  t.equal(retryDelay(20, 0, 60_000, mid), 30_000, 'half of the one minute left');
-  t.equal(retryDelay(20, 0, 1500, mid), 1000, 'floored at 1 s');
-  t.equal(retryDelay(0, 0, 100 * H, mid), 5000, 'far from expiry: plain backoff');
-  t.equal(retryDelay(5, 10, 5, mid), 160_000, 'already expired: plain backoff');
+t.test(
+  'retry delay while valid: 5 s first, doubling, capped, never past half the time left',
+  async (t) => {
+    const mid = (): number => 0.5; // no jitter
+    const far = 1000 * H;
+    t.equal(retryDelay(0, 0, far, mid), 5000);
+    t.equal(retryDelay(1, 0, far, mid), 10_000);
+    t.equal(retryDelay(2, 0, far, mid), 20_000);
+    t.equal(retryDelay(20, 0, far, mid), RETRY_POLICY.maxMs, 'capped');
+    t.equal(retryDelay(20, 0, 60_000, mid), 30_000, 'half of the one minute left');
+    t.equal(retryDelay(20, 0, 1500, mid), 1000, 'floored at 1 s');
+    t.equal(retryDelay(0, 0, 100 * H, mid), 5000, 'far from expiry: plain backoff');
+  },
+);
+
+/** A seeded generator (mulberry32): the same draws on every run. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+t.test('retry delay once expired (or without a certificate): seconds, jittered', async (t) => {
+  const mid = (): number => 0.5;
+  const table: [number, number, number | undefined, number, string][] = [
+    // attempt, now, notAfter, expected (no jitter), why
+    [0, 10, 5, EXPIRED_RETRY_POLICY.initialMs, 'first retry after expiry'],
+    [1, 10, 5, 2 * EXPIRED_RETRY_POLICY.initialMs, 'doubling'],
+    [5, 10, 5, EXPIRED_RETRY_POLICY.maxMs, 'capped at seconds, not 5 minutes'],
+    [30, 10, 5, EXPIRED_RETRY_POLICY.maxMs, 'after a long outage too'],
+    [30, 10, undefined, EXPIRED_RETRY_POLICY.maxMs, 'no certificate at all: the same'],
+    [30, 10, 10, EXPIRED_RETRY_POLICY.maxMs, 'expiring this very moment'],
+  ];
+  for (const [attempt, now, notAfter, want, why] of table)
+    t.equal(retryDelay(attempt, now, notAfter, mid), want, why);
+  t.ok(EXPIRED_RETRY_POLICY.maxMs <= 30_000, 'a retry at most every few seconds');
+
+  const rnd = seeded(7);
+  const draws = Array.from({ length: 1000 }, () => retryDelay(30, 10, 5, rnd));
+  const lo = Math.min(...draws);
+  const hi = Math.max(...draws);
+  t.ok(lo >= EXPIRED_RETRY_POLICY.maxMs * (1 - EXPIRED_RETRY_POLICY.jitter), `min ${lo}`);
+  t.ok(hi <= EXPIRED_RETRY_POLICY.maxMs * (1 + EXPIRED_RETRY_POLICY.jitter), `max ${hi}`);
+  t.ok(new Set(draws).size > 500, 'spread: never one fixed retry');
+});
+
+t.test('retry delay is jittered near expiry too (never a fixed retry)', async (t) => {
+  const rnd = seeded(11);
+  const near = Array.from({ length: 200 }, () => retryDelay(20, 0, 1500, rnd));
+  t.ok(new Set(near).size > 100, 'the 1 s floor is spread');
+  const half = Array.from({ length: 200 }, () => retryDelay(20, 0, 60_000, rnd));
+  t.ok(new Set(half).size > 100, 'half of the time left is spread');
+  t.ok(
+    half.every((d) => d < 60_000),
+    'and still well before expiry',
+  );
+});
+
+t.test('a retry hint from the CA: never shorter than the hint, jittered above it', async (t) => {
+  const far = 1000 * H;
+  const table: [
+    number,
+    number | undefined,
+    { hintMs?: number; overloaded?: boolean },
+    number,
+    string,
+  ][] = [
+    // attempt, notAfter, options, minimum, why
+    [0, far, { hintMs: 30_000 }, 30_000, 'hint above the 5 s backoff'],
+    [0, -5, { hintMs: 30_000 }, 30_000, 'hint wins over the fast retry after expiry'],
+    [0, 60_000, { hintMs: 45_000 }, 45_000, 'hint wins over half the time left'],
+    [0, far, { hintMs: 10 }, 4000, 'a hint below the backoff does not shorten it'],
+    [
+      0,
+      -5,
+      { overloaded: true },
+      4000,
+      'overloaded without a hint: the slow policy even when expired',
+    ],
+    [0, far, { hintMs: 10 * 24 * H }, MAX_RETRY_HINT_MS, 'an absurd hint is capped'],
+  ];
+  for (const [attempt, notAfter, opts, min, why] of table) {
+    const rnd = seeded(3);
+    const draws = Array.from({ length: 200 }, () => retryDelay(attempt, 0, notAfter, rnd, opts));
+    t.ok(Math.min(...draws) >= min, `${why}: min ${Math.min(...draws)} >= ${min}`);
+    t.ok(new Set(draws).size > 100, `${why}: jittered`);
+  }
+  const capped = Array.from({ length: 200 }, () =>
+    retryDelay(0, 0, 1000 * H, seeded(5), { hintMs: 10 * 24 * H }),
+  );
+  t.ok(Math.max(...capped) <= MAX_RETRY_HINT_MS * 1.25, 'the capped hint stays near its cap');
+});
+
+t.test('first CSR: spread only while the certificate held is valid', async (t) => {
+  const table: [number, number | undefined, number, number, number, string][] = [
+    // now, notAfter, jitterMs, random, expected, why
+    [0, undefined, 2000, 0.5, 0, 'no certificate: at once'],
+    [10, 5, 2000, 0.5, 0, 'expired: at once'],
+    [10, 10, 2000, 0.5, 0, 'expiring now: at once'],
+    [0, 100 * H, 2000, 0.5, 1000, 'a valid bootstrap set: half of the spread'],
+    [0, 100 * H, 2000, 0, 0, 'lowest draw'],
+    [0, 100 * H, 2000, 0.999, 1998, 'highest draw'],
+    [0, 100 * H, 0, 0.5, 0, 'spread off'],
+    [0, 10_000, 2000, 0.999, 999, 'at most a tenth of the time left'],
+  ];
+  for (const [now, notAfter, jitterMs, r, want, why] of table)
+    t.equal(
+      firstCsrDelay(now, notAfter, jitterMs, () => r),
+      want,
+      why,
+    );
+  const rnd = seeded(9);
+  const draws = Array.from({ length: 1000 }, () => firstCsrDelay(0, 100 * H, 2000, rnd));
+  t.ok(Math.max(...draws) < 2000 && Math.min(...draws) >= 0, 'within the spread');
+  t.ok(new Set(draws).size > 500, 'spread over it');
+});
+
+t.test('a renewal attempt is bounded by a deadline derived from CA_CALL_TIMEOUT', async (t) => {
+  t.equal(rotationDeadlineMs(10_000), 50_000, 'default CA_CALL_TIMEOUT: 2 × 10 s + 30 s');
+  t.ok(rotationDeadlineMs(100) >= 30_000, 'room for the local steps with a tiny timeout');
+  t.ok(rotationDeadlineMs(600_000) <= 2 ** 31 - 1, 'the largest CA_CALL_TIMEOUT fits a timer');
 });
 
 t.test('backoff jitter bounds', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { checkIssued } from '../../src/certs/validate';
+import { checkIssued, MAX_CHAIN_CERTS, MAX_RESPONSE_BYTES } from '../../src/certs/validate';
 import { generateWorkloadKey } from '../../src/certs/keys';
 import { certificateSans, identityFromSans, identityOfCertificate } from '../../src/identity/san';
 import { AgentError } from '../../src/lib/errors';
@@ -29,7 +29,14 @@ t.test('response checks', async (t) => {
     notAfter: now + 3600_000,
     key,
   });
-  const base = { key: key.object, identity: ID, rootPem: root.certPem, now, skewMs: 300_000 };
+  const base = {
+    key: key.object,
+    identity: ID,
+    rootPem: root.certPem,
+    now,
+    skewMs: 300_000,
+    ttlMs: 24 * 3600_000,
+  };
 
   const ok = checkIssued({ ...base, response: [good.certPem] });
   t.equal(ok.notAfter, Math.floor((now + 3600_000) / 1000) * 1000, 'notAfter read from the leaf');
@@ -165,6 +172,121 @@ t.test('response checks', async (t) => {
     'PEM armour around garbage',
   );
   t.equal(await code(() => checkIssued({ ...base, response: [] })), 'AGENT_E_CERT_PARSE', 'empty');
+});
+
+t.test('bounds on what the CA returns (issue 9, item 6)', async (t) => {
+  const root = await makeRoot();
+  const key = await generateWorkloadKey('ECDSA');
+  const HOUR = 3600_000;
+  const YEAR = 365 * 24 * HOUR;
+  const base = {
+    key: key.object,
+    identity: ID,
+    rootPem: root.certPem,
+    now,
+    skewMs: 300_000,
+    ttlMs: 24 * HOUR,
+  };
+  const leaf = async (issuer: Awaited<ReturnType<typeof makeRoot>>, notAfter: number) =>
+    (
+      await makeLeaf(issuer, {
+        sans: [{ type: 'url', value: ID }],
+        notBefore: now - 1000,
+        notAfter,
+        key,
+      })
+    ).certPem;
+  const good = await leaf(root, now + HOUR);
+
+  const copies = (n: number): string[] => Array.from({ length: n }, () => root.certPem);
+  t.equal(
+    await code(() => checkIssued({ ...base, response: [good, ...copies(999)] })),
+    'AGENT_E_CA_BAD_RESPONSE',
+    'a leaf and 999 copies of the root: refused by size before anything is parsed',
+  );
+  t.equal(
+    await code(() => checkIssued({ ...base, response: [good + copies(999).join('')] })),
+    'AGENT_E_CA_BAD_RESPONSE',
+    'the same in one PEM string',
+  );
+  t.equal(
+    await code(() => checkIssued({ ...base, response: [good, ...copies(MAX_CHAIN_CERTS)] })),
+    'AGENT_E_CERT_CHAIN',
+    `a chain of ${MAX_CHAIN_CERTS + 1} certificates (under the size cap) is too long`,
+  );
+  t.equal(
+    await code(() => checkIssued({ ...base, response: [good, root.certPem, root.certPem] })),
+    'AGENT_E_CERT_CHAIN',
+    'a certificate repeated in the chain',
+  );
+  t.ok(MAX_RESPONSE_BYTES <= 256 * 1024, 'the size cap is small');
+
+  // A legitimate chain of exactly MAX_CHAIN_CERTS: leaf, 8 intermediates, root.
+  let top = root;
+  const inters: string[] = [];
+  for (let i = 0; i < MAX_CHAIN_CERTS - 2; i++) {
+    top = await makeIntermediate(top, `CN=intermediate ${i}`);
+    inters.unshift(top.certPem);
+  }
+  const deep = await leaf(top, now + HOUR);
+  t.equal(
+    checkIssued({ ...base, response: [deep, ...inters, root.certPem] }).chain.length,
+    MAX_CHAIN_CERTS - 1,
+    `a chain of ${MAX_CHAIN_CERTS} is accepted (the trailing root dropped)`,
+  );
+
+  const century = await leaf(root, now + 100 * YEAR);
+  const e = (() => {
+    try {
+      checkIssued({ ...base, ttlMs: 60_000, response: [century] });
+    } catch (err) {
+      return err as AgentError;
+    }
+    return undefined;
+  })();
+  t.equal(e?.code, 'AGENT_E_CERT_VALIDITY', 'a 100-year leaf for a requested 60 s is refused');
+  t.match(e?.message ?? '', /WORKLOAD_CERT_TTL/, 'the message says what was asked for');
+  const withinSkew = await leaf(root, now + 60_000 + 240_000);
+  const pastSkew = await leaf(root, now + 60_000 + 400_000);
+  t.equal(
+    await code(() => checkIssued({ ...base, ttlMs: 60_000, response: [withinSkew] })),
+    'accepted',
+    'a leaf longer than asked by less than the clock skew is accepted',
+  );
+  t.equal(
+    await code(() => checkIssued({ ...base, ttlMs: 60_000, response: [pastSkew] })),
+    'AGENT_E_CERT_VALIDITY',
+    'longer than asked by more than the clock skew',
+  );
+
+  // The root lives 10 years, the intermediate 5: a leaf must not outlive either.
+  const inter = await makeIntermediate(root);
+  const pastInter = await leaf(inter, now + 6 * YEAR);
+  t.equal(
+    await code(() =>
+      checkIssued({ ...base, ttlMs: 7 * YEAR, response: [pastInter, inter.certPem] }),
+    ),
+    'AGENT_E_CERT_VALIDITY',
+    'a leaf that outlives its intermediate',
+  );
+  const pastRoot = await leaf(root, now + 11 * YEAR);
+  const inside = await leaf(inter, now + 4 * YEAR);
+  t.equal(
+    await code(() => checkIssued({ ...base, ttlMs: 20 * YEAR, response: [pastRoot] })),
+    'AGENT_E_CERT_VALIDITY',
+    'a leaf that outlives the root it verifies to',
+  );
+  t.equal(
+    await code(() =>
+      checkIssued({
+        ...base,
+        ttlMs: 5 * YEAR,
+        response: [inside, inter.certPem],
+      }),
+    ),
+    'accepted',
+    'inside every issuer: accepted',
+  );
 });
 
 t.test('identity from SANs (Istio 1.0 rules)', async (t) => {

@@ -3,6 +3,13 @@ import type { CaConfig } from '../types';
 
 const DAY_MS = 86_400_000;
 
+/** The longest workload certificate one may ask for: a year (Citadel's default cap is 90 days). */
+export const MAX_CERT_TTL_MS = 365 * DAY_MS;
+/** A CA call that takes longer than this is not coming back. */
+export const MAX_CA_CALL_TIMEOUT_MS = 10 * 60_000;
+/** The first CSR of a fleet is spread over at most this much (0 = not at all). */
+export const MAX_FIRST_CSR_JITTER_MS = 5 * 60_000;
+
 export function parseCa(raw: RawEnv): CaConfig {
   const address = raw.str('CITADEL_ADDRESS', 'istio-citadel:8060');
   if (
@@ -24,7 +31,7 @@ export function parseCa(raw: RawEnv): CaConfig {
     env: raw.oneOf('CITADEL_ENV', ['onprem', 'gcp', 'auto'] as const, 'onprem'),
     api: raw.oneOf('CA_API', ['HandleCSR', 'CreateCertificate'] as const, 'HandleCSR'),
     certsDir: raw.str('CERTS_DIR', '/etc/certs'),
-    certTtlMs: raw.duration('WORKLOAD_CERT_TTL', 90 * DAY_MS, 60_000),
+    certTtlMs: raw.duration('WORKLOAD_CERT_TTL', 90 * DAY_MS, 60_000, MAX_CERT_TTL_MS),
     org: raw.str('WORKLOAD_CERT_ORG', ''),
     keyAlgorithm: raw.oneOf('WORKLOAD_KEY_ALGORITHM', ['RSA', 'ECDSA'] as const, 'RSA', {
       caseInsensitive: true,
@@ -32,7 +39,8 @@ export function parseCa(raw: RawEnv): CaConfig {
     rsaKeySize: rsaSize(raw),
     identity,
     renewRatio: raw.ratio('CERT_RENEW_RATIO', 0.5, 0.1, 0.9),
-    callTimeoutMs: raw.duration('CA_CALL_TIMEOUT', 10_000, 100),
+    callTimeoutMs: raw.duration('CA_CALL_TIMEOUT', 10_000, 100, MAX_CA_CALL_TIMEOUT_MS),
+    firstCsrJitterMs: raw.duration('CERT_FIRST_CSR_JITTER', 2000, 0, MAX_FIRST_CSR_JITTER_MS),
     gceMetadataHost: metaHost,
     gceAudience: raw.str('GCE_IDENTITY_AUDIENCE', 'grpc://istio-citadel:8060'),
   };

@@ -35,7 +35,7 @@ export function parseCapture(raw: RawEnv): CaptureConfig {
     rejectInboundIpv6,
     backend: raw.oneOf('ISTIO_IPTABLES_BACKEND', ['auto', 'nft', 'legacy'] as const, 'auto'),
     keepOnStop: raw.bool('ISTIO_CAPTURE_KEEP_ON_STOP', false),
-    checkIntervalMs: raw.duration('ISTIO_CAPTURE_CHECK_INTERVAL', 30_000, 1000),
+    checkIntervalMs: raw.duration('ISTIO_CAPTURE_CHECK_INTERVAL', 30_000, 1000, 86_400_000),
   };
 }
 

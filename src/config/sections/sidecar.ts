@@ -62,7 +62,7 @@ export function parseSidecar(raw: RawEnv, core: CoreConfig): SidecarConfig {
       { caseInsensitive: true },
     ),
     concurrency: raw.int('ISTIO_PROXY_CONCURRENCY', 0, 0, 1024),
-    readyTimeoutMs: raw.duration('ISTIO_PROXY_READY_TIMEOUT', 30_000),
+    readyTimeoutMs: raw.duration('ISTIO_PROXY_READY_TIMEOUT', 30_000, 0, 3_600_000),
     logLinesPerMinute: raw.int('ISTIO_PROXY_LOG_LINES_PER_MINUTE', 1000, 0, 1_000_000),
     metadata: metadata(raw),
   };
