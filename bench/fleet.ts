@@ -27,6 +27,7 @@
 import { parseArgs } from 'node:util';
 import { renewAt, retryDelay, RETRY_POLICY, MIN_RETRY_MS } from '../src/certs/policy';
 import type { Random } from '../src/lib/backoff';
+import { table } from './report';
 
 const S = 1000;
 const MIN = 60 * S;
@@ -391,13 +392,6 @@ const f2 = (x: number): string => x.toFixed(2);
 const hours = (ms: number): string => `${f1(ms / H)} h`;
 const minutes = (ms: number): string => `${f1(ms / MIN)} min`;
 
-function table(head: string[], rows: string[][]): string {
-  const w = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]): string =>
-    r.map((x, c) => (c < 2 ? x.padEnd(w[c]!) : x.padStart(w[c]!))).join('  ');
-  return [line(head), ...rows.map(line)].join('\n');
-}
-
 // ---------------------------------------------------------------------------------------------
 
 function main(): void {
@@ -502,6 +496,7 @@ function main(): void {
         'expired',
       ],
       aRows,
+      2,
     ),
   );
   console.log(
@@ -567,6 +562,7 @@ function main(): void {
         'expired',
       ],
       bRows,
+      2,
     ),
   );
   console.log(
