@@ -58,26 +58,39 @@ Module.prototype._compile = function (content, filename) {
   mark('bundle compile starts');
   try { return compile.apply(this, arguments); } finally { mark('bundle top level done'); }
 };
-const crypto = require('crypto');
-const gen = crypto.generateKeyPair;
-crypto.generateKeyPair = function (...a) {
-  mark('key generation starts');
-  const cb = a[a.length - 1];
-  a[a.length - 1] = (...r) => { mark('key generated'); cb(...r); };
-  return gen.apply(this, a);
+// crypto and tls are patched when the bundle first asks for them, so the preload loads nothing.
+const patch = {
+  crypto(crypto) {
+    const gen = crypto.generateKeyPair;
+    crypto.generateKeyPair = function (...a) {
+      mark('key generation starts');
+      const cb = a[a.length - 1];
+      a[a.length - 1] = (...r) => { mark('key generated'); cb(...r); };
+      return gen.apply(this, a);
+    };
+  },
+  tls(tls) {
+    const csc = tls.createSecureContext;
+    tls.createSecureContext = function (...a) {
+      mark('TLS context starts');
+      try { return csc.apply(this, a); } finally { mark('TLS context made'); }
+    };
+    const connect = tls.connect;
+    tls.connect = function (...a) {
+      mark('TLS connect');
+      const s = connect.apply(this, a);
+      s.once('secureConnect', () => mark('TLS handshake done'));
+      return s;
+    };
+  },
 };
-const tls = require('tls');
-const csc = tls.createSecureContext;
-tls.createSecureContext = function (...a) {
-  mark('TLS context starts');
-  try { return csc.apply(this, a); } finally { mark('TLS context made'); }
-};
-const connect = tls.connect;
-tls.connect = function (...a) {
-  mark('TLS connect');
-  const s = connect.apply(this, a);
-  s.once('secureConnect', () => mark('TLS handshake done'));
-  return s;
+const load = Module._load;
+Module._load = function (request) {
+  const m = load.apply(this, arguments);
+  const name = String(request).replace(/^node:/, '');
+  const p = patch[name];
+  if (p) { delete patch[name]; p(m); }
+  return m;
 };
 process.on('exit', () => fs.writeFileSync(out, JSON.stringify({ originUs, marks })));
 `;
