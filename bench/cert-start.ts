@@ -2,8 +2,9 @@
 // process on loopback, RSA-2048 and ECDSA P-256, as a ratio against `node -e 0` measured in the
 // same rounds: the bundle run by node, and the single executable (SEA) the package ships, without
 // and with V8's code cache (`useCodeCache`) and with a start-up snapshot (`useSnapshot`) of the
-// CLI. Then the idle daemon's resident memory beside an idle bare `node` measured at the same
-// moment, and memory over many rotations.
+// CLI; and in the same rounds exec → exit of `version` for each, which isolates node's start and
+// the bundle's loading from key generation and the CA. Then the idle daemon's resident memory
+// beside an idle bare `node` measured at the same moment, and memory over many rotations.
 //
 //   npm run build && npx tsx bench/cert-start.ts [runs=11] [rotations=150] [--no-sea]
 //
@@ -100,15 +101,17 @@ async function firstSet(v: Variant, ca: CaProcess, alg: string): Promise<Approva
   }
 }
 
-async function bareNode(): Promise<number> {
+/** Spawn to exit of a command that ends by itself (`node -e 0`, `istio-node-agent version`). */
+async function exitTime(cmd: readonly [string, ...string[]]): Promise<number> {
+  const [exe, ...args] = cmd;
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['-e', '0'], {
-    stdio: 'ignore',
-    env: { PATH: '/usr/bin:/bin' },
-  });
-  await new Promise((r) => child.once('exit', r));
+  const child = spawn(exe, args, { stdio: 'ignore', env: { PATH: '/usr/bin:/bin' } });
+  const code = await new Promise((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`${cmd.join(' ')} exited with ${String(code)}`);
   return performance.now() - t0;
 }
+
+const BARE_NODE = [process.execPath, '-e', '0'] as const;
 
 /**
  * The SEA executables: without and with the code cache (the bundle as shipped), and with a
@@ -163,16 +166,28 @@ async function main(): Promise<void> {
     const key = (c: { v: Variant; alg: string }): string => `${c.v.name} ${c.alg}`;
     const results = new Map<string, Approval[]>(cases.map((c) => [key(c), []]));
     const bare: number[] = [];
-    for (const c of cases) await firstSet(c.v, ca, c.alg); // warm the page cache
-    await bareNode();
+    const versions = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+    type Step =
+      { kind: 'bare' } | { kind: 'version'; v: Variant } | { kind: 'set'; v: Variant; alg: string };
+    const steps: Step[] = [
+      { kind: 'bare' },
+      ...variants.map((v) => ({ kind: 'version' as const, v })),
+      ...cases.map((c) => ({ kind: 'set' as const, ...c })),
+    ];
+    const step = async (x: Step): Promise<void> => {
+      if (x.kind === 'bare') bare.push(await exitTime(BARE_NODE));
+      else if (x.kind === 'version')
+        versions.get(x.v.name)!.push(await exitTime([...x.v.cmd, 'version']));
+      else results.get(key(x))!.push(await firstSet(x.v, ca, x.alg));
+    };
+    for (const x of steps) await step(x); // warm the page cache; not counted
+    bare.length = 0;
+    for (const v of versions.values()) v.length = 0;
+    for (const r of results.values()) r.length = 0;
     for (let i = 0; i < runs; i++) {
-      // Every case once per round, starting at a different one each round; bare node among them.
-      const order = [undefined, ...cases];
-      const shift = i % order.length;
-      for (const c of [...order.slice(shift), ...order.slice(0, shift)]) {
-        if (c === undefined) bare.push(await bareNode());
-        else results.get(key(c))!.push(await firstSet(c.v, ca, c.alg));
-      }
+      // Every step once per round, starting at a different one each round.
+      const shift = i % steps.length;
+      for (const x of [...steps.slice(shift), ...steps.slice(0, shift)]) await step(x);
     }
 
     const rows: string[][] = [['node -e 0', '', spread(bare), '1.00', '', '', '', '', '']];
@@ -240,6 +255,31 @@ async function main(): Promise<void> {
         );
       }
     }
+
+    const vrows = variants.map((v) => {
+      const ts = versions.get(v.name)!;
+      const base = versions.get(variants[variants.length > 1 ? 1 : 0]!.name)!;
+      return [
+        v.name,
+        spread(ts),
+        median(ts.map((t, i) => t / bare[i]!)).toFixed(2),
+        median(ts.map((t, i) => t - base[i]!)).toFixed(0),
+      ];
+    });
+    console.log(
+      `\nexec → exit of \`version\` (node's start, the bundle compiled and its CLI run; no certificate work), same rounds:`,
+    );
+    console.log(
+      table(
+        [
+          'variant',
+          'wall ms median (min–max)',
+          '× node',
+          `− ${variants[variants.length > 1 ? 1 : 0]!.name} (paired, ms)`,
+        ],
+        vrows,
+      ),
+    );
 
     // Idle memory beside a bare node, sampled at the same moment.
     {
