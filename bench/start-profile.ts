@@ -10,7 +10,8 @@
 //             map and to a phase by the traced milestones: module initialisation (compiling and
 //             running a module's top level, builtins it requires included), work at run time, the
 //             bundle's compile, node's own bootstrap, GC, and idle (waiting on the key, the CA, I/O).
-// Last, the set write's fsync pattern (a model of CertStore.write's) against a concurrent one.
+// Last, the first TLS context's cost in a fresh node, and the set write's fsync pattern (a model of
+// CertStore.write's) against a concurrent one.
 //
 //   npm run build && npx tsx bench/start-profile.ts [runs=7]
 //
@@ -291,6 +292,36 @@ async function writePattern(dir: string, rounds: number): Promise<{ seq: number;
   return { seq: median(times.seq), par: median(times.par) };
 }
 
+/**
+ * The first `tls.createSecureContext({ ca })` in a fresh node, and a second one in the same process:
+ * node builds its root store (parsing its bundled root certificates) on the first, even though
+ * `ca` replaces them. With NODE_EXTRA_CA_CERTS set node does that during its own start instead.
+ */
+function tlsContextCost(caFile: string, rounds: number): Record<string, [number, number]> {
+  const script = `const tls = require('tls'); const ca = require('fs').readFileSync(process.argv[1]);
+let t = performance.now(); tls.createSecureContext({ ca }); const a = performance.now() - t;
+t = performance.now(); tls.createSecureContext({ ca }); const b = performance.now() - t;
+process.stdout.write(JSON.stringify([a, b]));`;
+  const envs: Record<string, Record<string, string>> = {
+    'clean environment': { PATH: '/usr/bin:/bin' },
+    'NODE_EXTRA_CA_CERTS set': { PATH: '/usr/bin:/bin', NODE_EXTRA_CA_CERTS: caFile },
+  };
+  const got: Record<string, [number, number][]> = {};
+  for (let i = 0; i < rounds; i++) {
+    for (const [name, env] of Object.entries(envs)) {
+      const r = spawnSync(process.execPath, ['-e', script, caFile], { env, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`tls context probe: ${r.stderr}`);
+      (got[name] ??= []).push(JSON.parse(r.stdout) as [number, number]);
+    }
+  }
+  return Object.fromEntries(
+    Object.entries(got).map(([k, v]) => [
+      k,
+      [median(v.map((x) => x[0])), median(v.map((x) => x[1]))],
+    ]),
+  );
+}
+
 const at = (r: Run, name: string): number => r.marks.find((m) => m[0] === name)?.[1] ?? NaN;
 
 async function main(): Promise<void> {
@@ -409,6 +440,14 @@ async function main(): Promise<void> {
     const top = [...bytes.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12);
     console.log(
       `\nbundle: ${(total / 1024).toFixed(0)} KiB of code; largest: ${top.map(([k, v]) => `${k} ${(v / 1024).toFixed(0)}`).join(', ')} KiB`,
+    );
+
+    const tlsCost = tlsContextCost(path.join(ca.bootstrapDir, 'root-cert.pem'), 11);
+    console.log(
+      `first / second tls.createSecureContext({ ca }) in a fresh node (11 interleaved runs, medians): ` +
+        Object.entries(tlsCost)
+          .map(([k, [a, b]]) => `${k} ${a.toFixed(1)} / ${b.toFixed(1)} ms`)
+          .join('; '),
     );
 
     // The write's fsyncs, on the file system of the CERTS_DIRs above.
