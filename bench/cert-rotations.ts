@@ -6,15 +6,12 @@
 //
 // --external-ca runs the CA as its own process (`dev-ca`, from dist/: npm run build first), so
 // the numbers are the agent's alone.
-import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import type { AgentEventMap } from '../src/component';
 import { startDevCa } from '../src/ca/index';
 import { buildCertManager } from '../src/certs/index';
 import { bootstrapDir, configFor, testDeps } from '../test/helpers/certs';
+import { BENCH_ID as ID, startCaProcess } from './ca-process';
 
 const total = Number(process.argv[2] ?? 2000);
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -63,8 +60,6 @@ async function main(): Promise<void> {
   );
 }
 
-const ID = 'spiffe://cluster.local/ns/default/sa/bench';
-
 async function inProcessCa(): Promise<{
   address: string;
   dir: string;
@@ -80,42 +75,8 @@ async function externalCa(): Promise<{
   dir: string;
   stopCa: () => Promise<void>;
 }> {
-  const work = mkdtempSync(path.join(tmpdir(), 'rot-ca-'));
-  const dir = path.join(work, 'certs');
-  const child = spawn(
-    process.execPath,
-    [
-      path.resolve(__dirname, '../dist/istio-node-agent.cjs'),
-      'dev-ca',
-      '--listen',
-      '127.0.0.1:0',
-      '--state-dir',
-      work,
-      '--bootstrap-identity',
-      ID,
-      '--bootstrap-dir',
-      dir,
-      '--bootstrap-key',
-      'ECDSA',
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  const line = await new Promise<string>((resolve) => {
-    child.stdout.on('data', (b: Buffer) => {
-      resolve(b.toString());
-    });
-  });
-  const m = /(127\.0\.0\.1:\d+)/.exec(line);
-  if (!m) throw new Error(`dev-ca said: ${line}`);
-  return {
-    address: m[1]!,
-    dir,
-    stopCa: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  const ca = await startCaProcess({ alg: 'ECDSA', bootstrapTtl: '2160h' });
+  return { address: ca.address, dir: ca.bootstrapDir, stopCa: () => ca.stop() };
 }
 
 void main();

@@ -1,52 +1,62 @@
-// Benchmark: exec of the bundled agent to its first certificate set written, against a CA on
-// loopback, RSA-2048 and ECDSA P-256 side by side; then the idle daemon's resident memory beside
-// an idle bare `node` measured at the same moment; then memory over many rotations.
+// Benchmark: exec of the agent to its first certificate set written, against a CA in its own
+// process on loopback, RSA-2048 and ECDSA P-256, as a ratio against `node -e 0` measured in the
+// same rounds: the bundle run by node, and the single executable (SEA) the package ships, without
+// and with V8's code cache (`useCodeCache`) and with a start-up snapshot (`useSnapshot`) of the
+// CLI; and in the same rounds exec → exit of `version` for each, which isolates node's start and
+// the bundle's loading from key generation and the CA. Then the idle daemon's resident memory
+// beside an idle bare `node` measured at the same moment, and memory over many rotations.
 //
-//   npm run build && npx tsx bench/cert-start.ts [runs=11] [rotations=200]
+//   npm run build && npx tsx bench/cert-start.ts [runs=11] [rotations=150] [--no-sea]
 //
-// Prints medians and ratios; it asserts nothing (timing claims live here, not in tests).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// Rounds are interleaved (every variant once per round, the order rotating) so load that comes
+// and goes on a shared machine falls on all of them alike; "× node" is the median over rounds of
+// (variant / `node -e 0` of the same round). It asserts nothing (timing claims live here, not in
+// tests). The SEA executables are made by scripts/sea.sh (build_sea, as the .deb build does) in a
+// temporary directory; the stripped node it needs is cached in build/cache.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { startDevCa, type DevCa } from '../src/ca/index';
+import { parseArgs } from 'node:util';
 import { certsOnlyEnv } from '../test/helpers/certs';
+import { BUNDLE, freshCertsDir, startCaProcess, type CaProcess } from './ca-process';
+import { median, spread, table } from './report';
 
-const BUNDLE = path.resolve(__dirname, '../dist/istio-node-agent.cjs');
-const ID = 'spiffe://cluster.local/ns/default/sa/bench';
-const runs = Number(process.argv[2] ?? 11);
-const rotations = Number(process.argv[3] ?? 150);
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
-
-async function certsDir(ca: DevCa): Promise<{ dir: string; state: string }> {
-  const base = mkdtempSync(path.join(tmpdir(), 'bench-certs-'));
-  const dir = path.join(base, 'certs');
-  mkdirSync(dir);
-  const b = await ca.issueBootstrap(ID, 3600_000, 'ECDSA');
-  writeFileSync(path.join(dir, 'cert-chain.pem'), b.certChainPem);
-  writeFileSync(path.join(dir, 'key.pem'), b.keyPem, { mode: 0o600 });
-  writeFileSync(path.join(dir, 'root-cert.pem'), b.rootPem);
-  return { dir, state: path.join(base, 'state') };
-}
-
-function startAgent(ca: DevCa, dir: string, state: string, alg: string): ChildProcess {
-  return spawn(process.execPath, [BUNDLE, 'run'], {
-    env: certsOnlyEnv(ca.address, dir, state, alg),
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-}
+const ROOT = path.resolve(__dirname, '..');
+const { values, positionals } = parseArgs({
+  options: { 'no-sea': { type: 'boolean', default: false } },
+  allowPositionals: true,
+});
+const runs = Number(positionals[0] ?? 11);
+const rotations = Number(positionals[1] ?? 150);
 
 interface Approval {
   wallMs: number;
   timing: Record<string, number>;
 }
 
-/** Resolves at each "CSR is approved" record. */
+interface Variant {
+  readonly name: string;
+  /** argv[0] and the arguments before the command. */
+  readonly cmd: readonly [string, ...string[]];
+}
+
+function startAgent(
+  v: Variant,
+  ca: CaProcess,
+  dir: string,
+  state: string,
+  alg: string,
+): ChildProcess {
+  const [exe, ...pre] = v.cmd;
+  return spawn(exe, [...pre, 'run'], {
+    env: certsOnlyEnv(ca.address, dir, state, alg),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+}
+
+/** Calls `on` at each "CSR is approved" record. */
 function approvals(child: ChildProcess, t0: number, on: (a: Approval) => void): void {
   const rl = readline.createInterface({ input: child.stdout! });
   rl.on('line', (line) => {
@@ -68,68 +78,245 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function firstSet(ca: DevCa, alg: string): Promise<Approval> {
-  const { dir, state } = await certsDir(ca);
+async function firstSet(v: Variant, ca: CaProcess, alg: string): Promise<Approval> {
+  const certs = freshCertsDir(ca);
   const t0 = performance.now();
-  const child = startAgent(ca, dir, state, alg);
-  const a = await new Promise<Approval>((resolve) => {
-    approvals(child, t0, resolve);
+  const child = startAgent(v, ca, certs.dir, certs.state, alg);
+  const exited = new Promise<never>((_, reject) => {
+    child.once('exit', (code) => {
+      reject(new Error(`${v.name} ${alg}: exited with ${code} before a certificate`));
+    });
   });
-  await stop(child);
-  return a;
+  try {
+    return await Promise.race([
+      new Promise<Approval>((resolve) => {
+        approvals(child, t0, resolve);
+      }),
+      exited,
+    ]);
+  } finally {
+    child.removeAllListeners('exit');
+    await stop(child);
+    certs.remove();
+  }
+}
+
+/** Spawn to exit of a command that ends by itself (`node -e 0`, `istio-node-agent version`). */
+async function exitTime(cmd: readonly [string, ...string[]]): Promise<number> {
+  const [exe, ...args] = cmd;
+  const t0 = performance.now();
+  const child = spawn(exe, args, { stdio: 'ignore', env: { PATH: '/usr/bin:/bin' } });
+  const code = await new Promise((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`${cmd.join(' ')} exited with ${String(code)}`);
+  return performance.now() - t0;
+}
+
+const BARE_NODE = [process.execPath, '-e', '0'] as const;
+
+/**
+ * The SEA executables: without and with the code cache (the bundle as shipped), and with a
+ * start-up snapshot. A snapshot needs a main that defers its work to the deserialised process,
+ * so that variant is built from its own entry: the CLI (argument parsing, command table) is
+ * loaded into the snapshot, src/main.ts runs after deserialisation. Node 20 cannot put the CA
+ * client's modules into a snapshot (http and tls fail in the snapshot builder), so they load at
+ * run time as in the other variants.
+ */
+function buildSeas(dir: string): Variant[] {
+  const sea = (out: string, main: string, codeCache: boolean, snapshot: boolean): string => {
+    const r = spawnSync(
+      'bash',
+      [path.join(ROOT, 'scripts/sea.sh'), out, main, String(codeCache), String(snapshot)],
+      { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'inherit', 'pipe'] },
+    );
+    if (r.status !== 0) throw new Error(`scripts/sea.sh ${out}: ${r.stderr}`);
+    return out;
+  };
+  const entry = path.join(dir, 'snapshot-entry.ts');
+  writeFileSync(
+    entry,
+    `import { startupSnapshot } from 'node:v8';
+import ${JSON.stringify(path.join(ROOT, 'src/cli/index'))};
+startupSnapshot.setDeserializeMainFunction(() => {
+  require(${JSON.stringify(path.join(ROOT, 'src/main'))});
+});
+`,
+  );
+  const snapMain = path.join(dir, 'snapshot-main.cjs');
+  const b = spawnSync(
+    process.execPath,
+    ['scripts/build.mjs', '--entry', entry, '--outfile', snapMain],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
+  if (b.status !== 0) throw new Error(`bundling the snapshot entry: ${b.stderr}`);
+  return [
+    { name: 'SEA', cmd: [sea(path.join(dir, 'sea'), BUNDLE, false, false)] },
+    { name: 'SEA code cache', cmd: [sea(path.join(dir, 'sea-cc'), BUNDLE, true, false)] },
+    { name: 'SEA snapshot', cmd: [sea(path.join(dir, 'sea-snap'), snapMain, false, true)] },
+  ];
 }
 
 async function main(): Promise<void> {
-  const ca = await startDevCa({ ttlMs: 3600_000 });
-  const results: Record<string, Approval[]> = { RSA: [], ECDSA: [] };
-  await firstSet(ca, 'ECDSA'); // warm the page cache
-  for (let i = 0; i < runs; i++) {
-    for (const alg of i % 2 ? ['RSA', 'ECDSA'] : ['ECDSA', 'RSA'])
-      results[alg]!.push(await firstSet(ca, alg));
-  }
-  console.log(`exec → first certificate set written (${runs} runs each, medians, ms)`);
-  console.log('alg    wall   in-process  start-up  keyWait  csr   credential  rpc   check  write');
-  for (const [alg, rs] of Object.entries(results)) {
-    const m = (k: string): number => median(rs.map((r) => r.timing[k] ?? NaN));
-    const startUp = median(rs.map((r) => r.timing.sinceProcessStartMs! - r.timing.totalMs!));
-    console.log(
-      `${alg.padEnd(6)} ${median(rs.map((r) => r.wallMs))
-        .toFixed(0)
-        .padStart(
-          5,
-        )}  ${m('sinceProcessStartMs').toFixed(0).padStart(10)}  ${startUp.toFixed(0).padStart(8)}  ${m('keyWaitMs').toFixed(1).padStart(7)}  ${m('csrMs').toFixed(1).padStart(4)}  ${m('credentialMs').toFixed(1).padStart(10)}  ${m('rpcMs').toFixed(1).padStart(4)}  ${m('checkMs').toFixed(1).padStart(5)}  ${m('writeMs').toFixed(1).padStart(5)}`,
-    );
-  }
-  console.log(
-    '(wall: spawn to the approval line; in-process: process start to set written; start-up: process start to the CSR round)',
-  );
+  const load = loadavg()[0]!;
+  const work = mkdtempSync(path.join(tmpdir(), 'bench-start-'));
+  const ca = await startCaProcess({ alg: 'ECDSA', ttl: '1h' });
+  try {
+    const variants: Variant[] = [{ name: 'bundle', cmd: [process.execPath, BUNDLE] }];
+    if (!values['no-sea']) variants.push(...buildSeas(work));
+    const cases = variants.flatMap((v) => ['RSA', 'ECDSA'].map((alg) => ({ v, alg })));
+    const key = (c: { v: Variant; alg: string }): string => `${c.v.name} ${c.alg}`;
+    const results = new Map<string, Approval[]>(cases.map((c) => [key(c), []]));
+    const bare: number[] = [];
+    const versions = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+    type Step =
+      { kind: 'bare' } | { kind: 'version'; v: Variant } | { kind: 'set'; v: Variant; alg: string };
+    const steps: Step[] = [
+      { kind: 'bare' },
+      ...variants.map((v) => ({ kind: 'version' as const, v })),
+      ...cases.map((c) => ({ kind: 'set' as const, ...c })),
+    ];
+    const step = async (x: Step): Promise<void> => {
+      if (x.kind === 'bare') bare.push(await exitTime(BARE_NODE));
+      else if (x.kind === 'version')
+        versions.get(x.v.name)!.push(await exitTime([...x.v.cmd, 'version']));
+      else results.get(key(x))!.push(await firstSet(x.v, ca, x.alg));
+    };
+    for (const x of steps) await step(x); // warm the page cache; not counted
+    bare.length = 0;
+    for (const v of versions.values()) v.length = 0;
+    for (const r of results.values()) r.length = 0;
+    for (let i = 0; i < runs; i++) {
+      // Every step once per round, starting at a different one each round.
+      const shift = i % steps.length;
+      for (const x of [...steps.slice(shift), ...steps.slice(0, shift)]) await step(x);
+    }
 
-  // Idle memory beside a bare node, sampled at the same moment.
-  {
-    const { dir, state } = await certsDir(ca);
-    const agent = startAgent(ca, dir, state, 'RSA');
-    await new Promise<Approval>((resolve) => {
-      approvals(agent, performance.now(), resolve);
-    });
-    const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], {
-      stdio: 'ignore',
-    });
-    await new Promise((r) => setTimeout(r, 3000));
-    const a = rssKb(agent.pid!);
-    const b = rssKb(bare.pid!);
+    const rows: string[][] = [['node -e 0', '', spread(bare), '1.00', '', '', '', '', '']];
+    const perCase = new Map<string, { wall: number; ratio: number }>();
+    for (const c of cases) {
+      const rs = results.get(key(c))!;
+      const m = (k: string): number => median(rs.map((r) => r.timing[k] ?? NaN));
+      const ratio = median(rs.map((r, i) => r.wallMs / bare[i]!));
+      const wall = median(rs.map((r) => r.wallMs));
+      perCase.set(key(c), { wall, ratio });
+      rows.push([
+        c.v.name,
+        c.alg,
+        spread(rs.map((r) => r.wallMs)),
+        ratio.toFixed(2),
+        m('sinceProcessStartMs').toFixed(0),
+        median(rs.map((r) => r.timing.sinceProcessStartMs! - r.timing.totalMs!)).toFixed(0),
+        m('keyWaitMs').toFixed(0),
+        m('rpcMs').toFixed(0),
+        m('writeMs').toFixed(0),
+      ]);
+    }
     console.log(
-      `idle RSS: agent ${(a / 1024).toFixed(1)} MiB, bare node ${(b / 1024).toFixed(1)} MiB, ratio ${(a / b).toFixed(2)}`,
+      `exec → first certificate set written: ${runs} interleaved rounds, CA in its own process; load average ${load.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (2 cores)`,
     );
-    bare.kill();
-    await stop(agent);
+    console.log(
+      table(
+        [
+          'variant',
+          'alg',
+          'wall ms median (min–max)',
+          '× node',
+          'in-process',
+          'start-up',
+          'keyWait',
+          'rpc',
+          'write',
+        ],
+        rows,
+        2,
+      ),
+    );
+    console.log(
+      '(wall: spawn to the approval line; × node: median over rounds of wall / `node -e 0` of the round; in-process:\n' +
+        ' process start to set written; start-up: process start to the CSR round; keyWait, rpc (connect, TLS, call), write: ms)',
+    );
+    const rsa = perCase.get('bundle RSA')!;
+    const ec = perCase.get('bundle ECDSA')!;
+    console.log(
+      `goal, bundle RSA median ≤ 300 ms: ${rsa.wall <= 300 ? 'MET' : 'MISSED'} (${rsa.wall.toFixed(0)} ms; ECDSA ${ec.wall.toFixed(0)} ms); ` +
+        `≤ 4 × node -e 0: ${rsa.ratio <= 4 ? 'MET' : 'MISSED'} (RSA ${rsa.ratio.toFixed(2)}×, ECDSA ${ec.ratio.toFixed(2)}×)`,
+    );
+    if (!values['no-sea']) {
+      for (const alg of ['RSA', 'ECDSA']) {
+        const paired = (a: string, b: string): string => {
+          const ra = results.get(`${a} ${alg}`)!;
+          const rb = results.get(`${b} ${alg}`)!;
+          const d = median(ra.map((r, i) => r.wallMs - rb[i]!.wallMs));
+          const q = median(ra.map((r, i) => r.wallMs / rb[i]!.wallMs));
+          return `${q.toFixed(2)}× (${d >= 0 ? '+' : ''}${d.toFixed(0)} ms)`;
+        };
+        console.log(
+          `${alg}, paired medians: SEA code cache / SEA ${paired('SEA code cache', 'SEA')}; ` +
+            `SEA snapshot / SEA ${paired('SEA snapshot', 'SEA')}; SEA code cache / bundle ${paired('SEA code cache', 'bundle')}`,
+        );
+      }
+    }
+
+    const vrows = variants.map((v) => {
+      const ts = versions.get(v.name)!;
+      const base = versions.get(variants[variants.length > 1 ? 1 : 0]!.name)!;
+      return [
+        v.name,
+        spread(ts),
+        median(ts.map((t, i) => t / bare[i]!)).toFixed(2),
+        median(ts.map((t, i) => t - base[i]!)).toFixed(0),
+      ];
+    });
+    console.log(
+      `\nexec → exit of \`version\` (node's start, the bundle compiled and its CLI run; no certificate work), same rounds:`,
+    );
+    console.log(
+      table(
+        [
+          'variant',
+          'wall ms median (min–max)',
+          '× node',
+          `− ${variants[variants.length > 1 ? 1 : 0]!.name} (paired, ms)`,
+        ],
+        vrows,
+      ),
+    );
+
+    // Idle memory beside a bare node, sampled at the same moment.
+    {
+      const certs = freshCertsDir(ca);
+      const agent = startAgent(variants[0]!, ca, certs.dir, certs.state, 'RSA');
+      await new Promise<Approval>((resolve) => {
+        approvals(agent, performance.now(), resolve);
+      });
+      const idle = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], {
+        stdio: 'ignore',
+      });
+      await new Promise((r) => setTimeout(r, 3000));
+      const a = rssKb(agent.pid!);
+      const b = rssKb(idle.pid!);
+      console.log(
+        `idle RSS: agent ${(a / 1024).toFixed(1)} MiB, bare node ${(b / 1024).toFixed(1)} MiB, ratio ${(a / b).toFixed(2)}`,
+      );
+      idle.kill();
+      await stop(agent);
+      certs.remove();
+    }
+  } finally {
+    await ca.stop();
+    rmSync(work, { recursive: true, force: true });
   }
-  await ca.stop();
 
   // Memory over many rotations: a CA issuing 4-second certificates (renewed every ~2 s; X.509 times have whole seconds).
   if (rotations > 0) {
-    const fast = await startDevCa({ ttlMs: 4000 });
-    const { dir, state } = await certsDir(fast);
-    const agent = startAgent(fast, dir, state, 'ECDSA');
+    const fast = await startCaProcess({ alg: 'ECDSA', ttl: '4s' });
+    const certs = freshCertsDir(fast);
+    const agent = startAgent(
+      { name: 'bundle', cmd: [process.execPath, BUNDLE] },
+      fast,
+      certs.dir,
+      certs.state,
+      'ECDSA',
+    );
     const samples: [number, number][] = [];
     let n = 0;
     await new Promise<void>((resolve) => {
@@ -139,10 +326,11 @@ async function main(): Promise<void> {
         if (n >= rotations) resolve();
       });
     });
-    const cpu = readFileSync(`/proc/${agent.pid!}/stat`, 'utf8').split(' ');
-    const ticks = Number(cpu[13]) + Number(cpu[14]);
+    const cpu = readFileSync(`/proc/${agent.pid!}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const ticks = Number(cpu[11]) + Number(cpu[12]);
     await stop(agent);
     await fast.stop();
+    certs.remove();
     console.log(
       `rotations: ${n}; RSS (MiB) by rotation: ${samples.map(([i, kb]) => `${i}:${(kb / 1024).toFixed(1)}`).join(' ')}`,
     );

@@ -32,6 +32,8 @@ changelog_version=$(sed -n '1s/^istio-node-agent (\([^)]*\)).*/\1/p' debian/chan
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 
 build=$repo/build
+cache=$build/cache
+node_hash=$(sha256sum "$node_bin" | cut -c1-16)
 sea=$build/sea
 root=$build/deb/root
 deb=$build/istio-node-agent_${version}_${arch}.deb
@@ -42,30 +44,11 @@ log "bundle"
 npm run --silent build
 
 log "single executable from $node_bin ($node_version)"
-cat >"$sea/sea-config.json" <<JSON
-{ "main": "$repo/dist/istio-node-agent.cjs", "output": "$sea/sea.blob",
-  "disableExperimentalSEAWarning": true, "useCodeCache": true, "useSnapshot": false }
-JSON
-"$node_bin" --experimental-sea-config "$sea/sea-config.json" >/dev/null 2>&1 ||
-  die "node --experimental-sea-config failed"
-log "strip and inject"
-# Debug symbols are most of node's size; strip before injecting (stripping after would drop the
-# blob's note). The stripped runtime and its library dependencies depend only on the node binary,
-# so they are kept in build/cache keyed by its hash.
-node_hash=$(sha256sum "$node_bin" | cut -c1-16)
-cache=$build/cache
-mkdir -p "$cache"
-if [ ! -f "$cache/node-$node_hash.stripped" ]; then
-  cp "$node_bin" "$cache/node-$node_hash.tmp"
-  chmod u+w "$cache/node-$node_hash.tmp"
-  strip --strip-all --remove-section=.comment "$cache/node-$node_hash.tmp"
-  mv "$cache/node-$node_hash.tmp" "$cache/node-$node_hash.stripped"
-fi
-cp "$cache/node-$node_hash.stripped" "$sea/istio-node-agent"
-# postject warns once per ELF note it cannot name (node has hundreds); those lines are noise.
-npx --no-install postject "$sea/istio-node-agent" NODE_SEA_BLOB "$sea/sea.blob" \
-  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 2>&1 >/dev/null |
-  { grep -v "Can't find string offset for section name" || true; } >&2
+# V8's code cache for the bundle is in the blob (useCodeCache); bench/cert-start.ts measures it.
+# shellcheck source=scripts/sea.sh
+. "$repo/scripts/sea.sh"
+build_sea "$node_bin" "$repo/dist/istio-node-agent.cjs" "$sea/istio-node-agent" "$build/cache" true false ||
+  die "could not build the single executable"
 got=$("$sea/istio-node-agent" version)
 case "$got" in "istio-node-agent $version "*) ;; *) die "the executable says '$got'" ;; esac
 
