@@ -70,7 +70,7 @@ async function external(alg: 'RSA' | 'ECDSA'): Promise<Target> {
 /** One renewal as CertManager.rotateOnce makes it, minus the key wait and the disk write. */
 async function oneCsr(ca: CaConfig, key: WorkloadKey, cred: Credential): Promise<void> {
   const csrPem = await createCsr(key, ID, ca.org);
-  const client = await caConnector(ca)(chooseMtlsCredential(cred, {}, Date.now()), cred.rootPem);
+  const client = await caConnector()(chooseMtlsCredential(cred, {}, Date.now()), cred.rootPem, ca);
   let response: string[];
   try {
     response = await client.sign({ csrPem, identity: ID, ttlMs: ca.certTtlMs });
@@ -84,6 +84,7 @@ async function oneCsr(ca: CaConfig, key: WorkloadKey, cred: Credential): Promise
     rootPem: cred.rootPem,
     now: Date.now(),
     skewMs: CLOCK_SKEW_MS,
+    ttlMs: ca.certTtlMs,
   });
 }
 
