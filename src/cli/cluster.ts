@@ -322,7 +322,8 @@ function addressRequest(
   };
 }
 
-function envRequest(verb: string, v: Values, ctx: CommandContext, api: KubeApi): EnvRequest {
+/** The flags of an env request, checked before any cluster call; the namespace comes after. */
+function envRequest(verb: string, v: Values, ctx: CommandContext): Omit<EnvRequest, 'namespace'> {
   const cpAuth = str(v, 'cp-auth') ?? 'MUTUAL_TLS';
   if (cpAuth !== 'MUTUAL_TLS' && cpAuth !== 'NONE')
     throw usage(verb, `--cp-auth must be MUTUAL_TLS or NONE, not "${cpAuth}"`);
@@ -348,7 +349,6 @@ function envRequest(verb: string, v: Values, ctx: CommandContext, api: KubeApi):
     throw usage(verb, `--citadel-address "${citadelAddress}" is not HOST:PORT`);
   return {
     ...addressRequest(verb, v, ctx),
-    namespace: namespaceOf(v, api),
     cpAuth,
     cpAuthGiven: str(v, 'cp-auth') !== undefined,
     serviceCidr,
@@ -362,14 +362,13 @@ function bundleRequest(
   verb: string,
   v: Values,
   ctx: CommandContext,
-  api: KubeApi,
   vm: string,
-): BundleRequest {
+): Omit<BundleRequest, 'namespace'> {
   const ports = str(v, 'ports');
   if (ports !== undefined && !/^(\*|\d{1,5}(,\d{1,5})*)$/.test(ports))
     throw usage(verb, `--ports "${ports}" is not a list of port numbers (8080,9090) or *`);
   return {
-    ...envRequest(verb, v, ctx, api),
+    ...envRequest(verb, v, ctx),
     vm,
     serviceAccount: str(v, 'service-account') ?? 'default',
     secretPrefix: str(v, 'secret-prefix') ?? DEFAULT_SECRET_PREFIX,
@@ -400,8 +399,9 @@ function printJson(ctx: CommandContext, data: unknown): void {
 
 async function envCmd(ctx: CommandContext, v: Values, pos: string[]): Promise<number> {
   if (pos.length > 0) throw usage('env', `unexpected argument "${pos[0]}"`);
+  const req = envRequest('env', v, ctx);
   const api = await connect(v, ctx);
-  const env = await gatherClusterEnv(api, envRequest('env', v, ctx, api));
+  const env = await gatherClusterEnv(api, { ...req, namespace: namespaceOf(v, api) });
   for (const n of env.notes) ctx.err(`note: ${n}\n`);
   const dir = str(v, 'output');
   let written: Record<string, WriteOutcome> | undefined;
@@ -430,8 +430,8 @@ async function dnsCmd(ctx: CommandContext, v: Values, pos: string[]): Promise<nu
   const domain = str(v, 'cluster-domain') ?? 'cluster.local';
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(domain))
     throw usage('dns', `--cluster-domain "${domain}" is not a domain`);
-  const api = await connect(v, ctx);
   const r = addressRequest('dns', v, ctx);
+  const api = await connect(v, ctx);
   const addresses = await gatherAddresses(api, ILB_ROLES, r);
   const entries = dnsEntries(addresses);
   const kubedns = str(v, 'kubedns');
@@ -510,8 +510,9 @@ async function bundleCmd(ctx: CommandContext, v: Values, pos: string[]): Promise
   if (pos.length > 1) throw usage('bundle', `unexpected argument "${pos[1]}"`);
   const out = str(v, 'output');
   if (out === undefined) throw usage('bundle', '-o DIR is required');
+  const req = bundleRequest('bundle', v, ctx, vm);
   const api = await connect(v, ctx);
-  const b = await gatherBundle(api, bundleRequest('bundle', v, ctx, api, vm));
+  const b = await gatherBundle(api, { ...req, namespace: namespaceOf(v, api) });
   for (const n of b.env.notes) ctx.err(`note: ${n}\n`);
   let written: Record<string, WriteOutcome>;
   if (v.tar) {
@@ -577,8 +578,12 @@ async function setupCmd(ctx: CommandContext, v: Values, pos: string[]): Promise<
   const ssh = parseTemplate(str(v, 'ssh') ?? (ctx.env.ISTIO_RUN || DEFAULT_SSH));
   const scp = parseTemplate(str(v, 'scp') ?? (ctx.env.ISTIO_CP || DEFAULT_SCP));
   if (ssh.length === 0 || scp.length === 0) throw usage('setup', '--ssh and --scp cannot be empty');
+  const req = bundleRequest('setup', v, ctx, vm);
+  const readyTimeoutMs = durationOf('setup', v, 'ready-timeout', 5 * 60_000);
+  const copyDelayMs = durationOf('setup', v, 'copy-delay', 10_000);
+  const pollMs = Math.max(100, durationOf('setup', v, 'poll', 5000));
   const api = await connect(v, ctx);
-  const b = await gatherBundle(api, bundleRequest('setup', v, ctx, api, vm));
+  const b = await gatherBundle(api, { ...req, namespace: namespaceOf(v, api) });
   for (const n of b.env.notes) ctx.err(`note: ${n}\n`);
   const work = await mkdtemp(path.join(tmpdir(), 'istio-node-agent-setup-'));
   try {
@@ -601,9 +606,9 @@ async function setupCmd(ctx: CommandContext, v: Values, pos: string[]): Promise<
         startCommand: str(v, 'start-command') ?? DEFAULT_START,
         statusCommand: str(v, 'status-command') ?? DEFAULT_STATUS,
         copyAttempts: Number(attemptsText),
-        copyDelayMs: durationOf('setup', v, 'copy-delay', 10_000),
-        readyTimeoutMs: durationOf('setup', v, 'ready-timeout', 5 * 60_000),
-        pollMs: Math.max(100, durationOf('setup', v, 'poll', 5000)),
+        copyDelayMs,
+        readyTimeoutMs,
+        pollMs,
       },
       {
         exec,

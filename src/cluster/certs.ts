@@ -63,6 +63,11 @@ export function certSetOf(secret: Secret, where: string, rootOnly: boolean): Cer
   return { rootPem, chainPem: file('cert-chain.pem'), keyPem: file('key.pem') };
 }
 
+/** Node gives a subject one attribute per line. */
+function oneLine(subject: string): string {
+  return subject.split('\n').join(', ');
+}
+
 function validityText(notAfter: number, now: number): string {
   return `valid until ${new Date(notAfter).toISOString()} (${formatDuration(notAfter - now)} left)`;
 }
@@ -90,7 +95,7 @@ export function checkCertSet(
   if (set.chainPem === undefined || set.keyPem === undefined || identity === undefined) {
     const notAfter = Date.parse(root.validTo);
     if (notAfter <= now) throw bad(`root-cert.pem expired at ${new Date(notAfter).toISOString()}`);
-    return { notAfter, validity: validityText(notAfter, now), rootSubject: root.subject };
+    return { notAfter, validity: validityText(notAfter, now), rootSubject: oneLine(root.subject) };
   }
   if (splitCertificates(set.chainPem).length === 0) {
     throw bad('cert-chain.pem holds no PEM certificate');
@@ -125,7 +130,7 @@ export function checkCertSet(
       identity,
       notAfter: r.notAfter,
       validity: validityText(r.notAfter, now),
-      rootSubject: root.subject,
+      rootSubject: oneLine(root.subject),
     };
   } catch (e) {
     throw bad((e as Error).message.replace(/^the issued /, 'the '), e);

@@ -109,6 +109,8 @@ export interface ClusterEnvInput {
   /** `--citadel-address`, else derived from the citadel ILB. */
   readonly citadelAddress?: string;
   readonly addresses: Partial<Record<IlbRole, IlbAddress>>;
+  /** Write the DNS variables (false with --no-dns: the agent then leaves DNS alone). */
+  readonly dns: boolean;
 }
 
 /** The variables of cluster.env, each with its source. */
@@ -148,7 +150,7 @@ export function clusterEnvEntries(i: ClusterEnvInput): EnvEntry[] {
         : `Citadel, for the certificate: the load-balancer address and port of ${cit.from} (checked as istio-citadel)`,
     });
   }
-  out.push(...dnsEntries(i.addresses));
+  if (i.dns) out.push(...dnsEntries(i.addresses));
   return out;
 }
 

@@ -149,9 +149,10 @@ export async function waitForIlbs(
         `no load-balancer address after ${formatDuration(waited)} for ${pending.join(', ')}; check the cloud's load-balancer controller (kubectl describe service), raise --wait, or give the addresses by hand`,
       );
     }
+    const waitedS = formatDuration(Math.floor(waited / 1000) * 1000);
     for (const p of pending) {
       o.progress(
-        `${p}: no load-balancer address yet (waited ${formatDuration(waited)} of ${formatDuration(o.timeoutMs)}; next look in ${formatDuration(o.intervalMs)})`,
+        `${p}: no load-balancer address yet (waited ${waitedS} of ${formatDuration(o.timeoutMs)}; next look in ${formatDuration(o.intervalMs)})`,
       );
     }
     await o.clock.sleep(Math.min(o.intervalMs, Math.max(0, o.timeoutMs - waited)));

@@ -86,7 +86,8 @@ export async function gatherClusterEnv(api: KubeApi, r: EnvRequest): Promise<Clu
     cpAuth: r.cpAuth,
     cpAuthGiven: r.cpAuthGiven,
     citadelAddress: r.citadelAddress,
-    addresses: r.dns ? addresses : { citadel: addresses.citadel },
+    addresses,
+    dns: r.dns,
   });
   return { text: renderClusterEnv(entries, api.target), entries, notes: serviceCidr.notes };
 }

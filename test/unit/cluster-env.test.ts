@@ -51,6 +51,7 @@ void t.test(
       cpAuth: 'MUTUAL_TLS',
       cpAuthGiven: false,
       addresses: ADDRESSES,
+      dns: true,
     });
     const text = renderClusterEnv(entries, TARGET);
     t.same(parse(text), {
@@ -92,13 +93,17 @@ void t.test(
 void t.test(
   'cluster.env: --citadel-address and given addresses say so; --no-dns leaves DNS out',
   async (t) => {
-    const entries = clusterEnvEntries({
+    const base = {
       serviceCidr: { cidrs: ['10.0.0.0/16'], source: 'given with --service-cidr', notes: [] },
       istioNamespace: 'mesh',
-      cpAuth: 'NONE',
+      cpAuth: 'NONE' as const,
       cpAuthGiven: true,
+    };
+    const entries = clusterEnvEntries({
+      ...base,
       citadelAddress: 'citadel.example:8060',
       addresses: { pilot: ilb('pilot', 'fd00::7', 15011, '--pilot-ip', true) },
+      dns: true,
     });
     const vars = Object.fromEntries(entries.map((e) => [e.key, e]));
     t.equal(vars.CITADEL_ADDRESS!.value, 'citadel.example:8060');
@@ -106,6 +111,12 @@ void t.test(
     t.match(vars.ISTIO_PILOT_IP!.source, /given with --pilot-ip/);
     t.match(vars.ISTIO_CP_AUTH!.source, /--cp-auth/);
     t.notOk(vars.ISTIO_DNS_SERVER);
+    const noDns = clusterEnvEntries({ ...base, addresses: ADDRESSES, dns: false });
+    t.same(
+      noDns.map((e) => e.key),
+      ['ISTIO_SERVICE_CIDR', 'ISTIO_SYSTEM_NAMESPACE', 'ISTIO_CP_AUTH', 'CITADEL_ADDRESS'],
+      '--no-dns: Citadel still, no DNS variables',
+    );
     renderClusterEnv(entries, TARGET); // accepted by the agent
   },
 );
