@@ -145,9 +145,11 @@ export function renderInstallText(i: InstallTextInput): string {
           ['key.pem', `${CERTS_DIR}/key.pem`, 'root:root 0600 (secret)'],
         ] as [string, string, string][])),
   ];
+  // No "time left" here: the text must not change from one run to the next (idempotent).
+  const until = `valid until ${new Date(i.certs.notAfter).toISOString()}`;
   const identity = i.certs.identity
-    ? `The bootstrap certificate is ${i.certs.identity}, ${i.certs.validity}; the agent renews its own from it.`
-    : `Root certificate only (GCE: the VM's identity comes from the metadata server); ${i.certs.validity}.`;
+    ? `The bootstrap certificate is ${i.certs.identity}, ${until}; the agent renews its own from it.`
+    : `Root certificate only (GCE: the VM's identity comes from the metadata server), ${until}.`;
   return [
     `istio-node-agent bundle for VM ${i.vm}`,
     `Made by \`istio-node-agent cluster bundle\` from context "${i.context}", Secret ${i.certs.secret}.`,

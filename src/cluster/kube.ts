@@ -132,7 +132,7 @@ async function loadAdapter(): Promise<typeof import('./kube-client')> {
     return await import('./kube-client');
   } catch (e) {
     throw new AgentError(
-      'AGENT_E_INTERNAL',
+      'AGENT_E_MISSING_TOOL',
       `the cluster commands' Kubernetes client could not be loaded (${(e as Error).message}); ` +
         'they ship as dist/istio-node-agent-kube.cjs beside dist/istio-node-agent.cjs in the npm ' +
         'build and are not part of the VM package: run them from a workstation build',
