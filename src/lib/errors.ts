@@ -81,7 +81,7 @@ export const ERROR_CODES = {
   // systemd
   AGENT_E_NOTIFY: retryable,
 
-  // cluster (the workstation half: `istio-node-agent cluster …`)
+  // cluster (the workstation half: `istio-node-agent cluster ...`)
   AGENT_E_CLUSTER_KUBECONFIG: config,
   AGENT_E_CLUSTER_UNREACHABLE: retryable,
   AGENT_E_CLUSTER_TLS: permanent,
