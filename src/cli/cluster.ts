@@ -110,9 +110,11 @@ const BUNDLE_OPTIONS = {
   ports: { type: 'string' },
 } as const;
 
-const COMMON_HELP = `Common: --kubeconfig FILE, --context NAME, -n/--namespace NS, --json, -h/--help.`;
+const COMMON_HELP = `
+Common: --kubeconfig FILE, --context NAME, -n/--namespace NS, --json, -h/--help.`;
 
-const ADDRESS_HELP = `Addresses (Istio 1.0's internal load balancers, mesh-expansion.yaml), looked up and waited for:
+const ADDRESS_HELP = `
+Addresses (Istio 1.0's internal load balancers, mesh-expansion.yaml), looked up and waited for:
   --istio-namespace NS       the control plane's namespace (default istio-system)
   --dns-service [NS/]NAME    kube-dns for VMs (default kube-system/dns-ilb)
   --pilot-service [NS/]NAME  (default istio-pilot-ilb), --citadel-service (citadel-ilb),
@@ -123,6 +125,7 @@ const ADDRESS_HELP = `Addresses (Istio 1.0's internal load balancers, mesh-expan
   --poll DURATION            how often to look (default 5s)`;
 
 const ENV_HELP = `${ADDRESS_HELP}
+
 cluster.env:
   --service-cidr CIDR[,CIDR] the service range (default: from the ServiceCIDR API, else from a
                              dry-run Service the API server refuses with its range)
@@ -130,7 +133,8 @@ cluster.env:
   --citadel-address H:P      CITADEL_ADDRESS (default: the citadel ILB's address and port)
   --no-dns                   no DNS variables (the agent then leaves the VM's DNS alone)`;
 
-const CERT_HELP = `Certificates (the istio.<sa> Secret Citadel keeps):
+const CERT_HELP = `
+Certificates (the istio.<sa> Secret Citadel keeps):
   --trust-domain DOMAIN      the SPIFFE trust domain checked in the SAN (default cluster.local)
   --secret-prefix PREFIX     1.0's ISTIO_SECRET_PREFIX (default istio.)
   --root-only                root-cert.pem only (GCE VMs: identity from the metadata server)`;
@@ -193,10 +197,12 @@ copy, starts the agent (restarts it when its files changed), waits for
 \`istio-node-agent status\` to say ready and prints it. Running it again changes nothing.
 
   --host [USER@]HOST         the VM, as ssh reaches it
-  --ssh CMD                  the ssh command (default ISTIO_RUN, else "${DEFAULT_SSH}");
-                             run as CMD HOST COMMAND, or with {host} and {command} placed
-  --scp CMD                  the copy command (default ISTIO_CP, else "${DEFAULT_SCP}");
-                             run as CMD FILES… HOST:DIR/, or with {src}, {host}, {dest} placed
+  --ssh CMD                  runs a command on the VM: CMD HOST COMMAND, or with {host} and
+                             {command} placed (default: ISTIO_RUN, else
+                             "${DEFAULT_SSH}")
+  --scp CMD                  copies to the VM: CMD FILES… HOST:DIR/, or with {src}, {host},
+                             {dest} placed (default: ISTIO_CP, else
+                             "${DEFAULT_SCP}")
   --remote-dir DIR           where the bundle is copied on the VM (default istio-node-agent-VM_NAME
                              in the login directory; removed afterwards)
   --sudo CMD                 prefix for commands as root (default "sudo -n"; none for root@)
@@ -204,7 +210,8 @@ copy, starts the agent (restarts it when its files changed), waits for
   --install-command CMD      how (default "apt-get install -y")
   --replace-certs            replace certificates already on the VM
   --remote-root DIR          place the files under DIR on the VM (an image; tests)
-  --start-command CMD        default "${DEFAULT_START}" ({action}: start or restart)
+  --start-command CMD        run as root on the VM, {action} = start or restart
+                             (default "${DEFAULT_START}")
   --status-command CMD       default "${DEFAULT_STATUS}"
   --copy-attempts N          default 10;  --copy-delay DURATION  default 10s
   --ready-timeout DURATION   how long to wait for ready (default 5m)
