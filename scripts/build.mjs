@@ -31,7 +31,10 @@ const common = {
 const kubeClientApart = {
   name: 'kube-client-apart',
   setup(b) {
-    b.onResolve({ filter: /^\.\/kube-client$/ }, () => ({ path: `./${KUBE_BUNDLE}`, external: true }));
+    b.onResolve({ filter: /^\.\/kube-client$/ }, () => ({
+      path: `./${KUBE_BUNDLE}`,
+      external: true,
+    }));
   },
 };
 
