@@ -14,13 +14,21 @@
 import t from 'tap';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { AgentStatus } from '../../src/agent';
 import { parseEnvFile } from '../../src/config/env-file';
 import { apiServer, cluster, istioSecret, putMeshExpansion, ILB_IPS } from '../helpers/cluster';
-import { createNetns, tempDir } from '../helpers/netns';
+import { createNetns } from '../helpers/netns';
 import { requireRoot } from '../helpers/root';
 
 const execFileP = promisify(execFile);
@@ -102,7 +110,9 @@ if (requireRoot(t, 'the cluster → VM end-to-end test')) {
     'cluster env + dns + certs → run in a namespace: certificate from the dev CA, capture, DNS',
     { skip: DNSMASQ ? false : 'dnsmasq is not installed (package dnsmasq-base)' },
     async (t) => {
-      const work = tempDir(t, 'cluster-e2e-');
+      // Under /run, not /tmp: the agent will refuse configuration in a directory anyone may
+      // write to, up the whole path (/tmp is 1777). Every directory here is root's, 0755.
+      const work = mkdtempSync('/run/istio-node-agent-e2e-');
       chmodSync(work, 0o755);
       const ns = createNetns('e2e');
       const etcNetns = path.join('/etc/netns', ns.name);
@@ -123,6 +133,7 @@ if (requireRoot(t, 'the cluster → VM end-to-end test')) {
         }
         ns.remove();
         rmSync(etcNetns, { recursive: true, force: true });
+        rmSync(work, { recursive: true, force: true });
       });
       for (const ip of Object.values(ILB_IPS))
         await ns.run('ip', ['addr', 'add', `${ip}/32`, 'dev', 'lo']);
