@@ -69,7 +69,8 @@ function oneLine(subject: string): string {
 }
 
 function validityText(notAfter: number, now: number): string {
-  return `valid until ${new Date(notAfter).toISOString()} (${formatDuration(notAfter - now)} left)`;
+  const left = Math.floor((notAfter - now) / 1000) * 1000;
+  return `valid until ${new Date(notAfter).toISOString()} (${formatDuration(left)} left)`;
 }
 
 /**

@@ -58,7 +58,7 @@ export async function discoverServiceCidr(
 
   const found: string[] = [];
   const asked: string[] = [];
-  for (const family of [4, 6] as const) {
+  probing: for (const family of [4, 6] as const) {
     for (const ip of PROBE_IPS[family]) {
       try {
         await api.createService(namespace, probeService(ip), { dryRun: true });
@@ -68,7 +68,7 @@ export async function discoverServiceCidr(
         const status = failureStatus(e);
         if (status === 403) {
           notes.push(`the dry-run probe was refused: ${(rethrow(e, api) as Error).message}`);
-          break;
+          break probing;
         }
         if (status !== 422 && status !== 400) throw rethrow(e, api);
         const body = isKubeFailure(e) ? e.kubeFailure.body : undefined;
