@@ -1,39 +1,76 @@
 // Bundles the agent into one CommonJS file runnable by Node 20 with no node_modules beside it.
 // The CA messages are encoded by src/ca/wire.ts; no .proto file is needed at run time.
 //
-//   node scripts/build.mjs                      dist/istio-node-agent.cjs (what npm run build does)
+// The Kubernetes client of the `cluster` commands (src/cluster/kube-client.ts with
+// @kubernetes/client-node, ~5 MB) goes into a second file beside it, istio-node-agent-kube.cjs,
+// loaded by `import()` only when a `cluster` command calls the API: inside the main file it made
+// every start of the daemon parse it (measured in docs/decisions.md). The daemon, the .deb and
+// every other command need only the main file.
+//
+//   node scripts/build.mjs [OUTDIR]                OUTDIR/istio-node-agent.cjs and
+//                                                  OUTDIR/istio-node-agent-kube.cjs (default dist;
+//                                                  what npm run build does)
 //   node scripts/build.mjs --entry E --outfile O [--sourcemap] [--metafile F]
-//                                               the same options for another entry or output
-//                                               (benchmarks: a source-mapped bundle to profile, a
-//                                               start-up snapshot entry)
+//                                                  the same options for another entry or output
+//                                                  (benchmarks: a source-mapped bundle to profile,
+//                                                  a start-up snapshot entry); the kube file goes
+//                                                  beside O
 import { build } from 'esbuild';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
   options: {
     entry: { type: 'string', default: 'src/main.ts' },
-    outfile: { type: 'string', default: 'dist/istio-node-agent.cjs' },
+    outfile: { type: 'string' },
     sourcemap: { type: 'boolean', default: false },
     metafile: { type: 'string' },
   },
 });
+const outfile = values.outfile ?? path.join(positionals[0] ?? 'dist', 'istio-node-agent.cjs');
+const outdir = path.dirname(outfile);
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-mkdirSync(path.dirname(values.outfile), { recursive: true });
-const result = await build({
-  entryPoints: [values.entry],
-  outfile: values.outfile,
+export const KUBE_BUNDLE = 'istio-node-agent-kube.cjs';
+mkdirSync(outdir, { recursive: true });
+
+const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
   format: 'cjs',
   minifySyntax: true,
+  logLevel: 'warning',
+};
+
+/** In the main file, `import('./kube-client')` becomes an import of the second file. */
+const kubeClientApart = {
+  name: 'kube-client-apart',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/kube-client$/ }, () => ({
+      path: `./${KUBE_BUNDLE}`,
+      external: true,
+    }));
+  },
+};
+
+const result = await build({
+  ...common,
+  entryPoints: [values.entry],
+  outfile,
   legalComments: 'linked',
   sourcemap: values.sourcemap,
   metafile: values.metafile !== undefined,
   banner: { js: '#!/usr/bin/env node' },
   define: { __AGENT_VERSION__: JSON.stringify(pkg.version) },
-  logLevel: 'warning',
+  plugins: [kubeClientApart],
+});
+await build({
+  ...common,
+  entryPoints: ['src/cluster/kube-client.ts'],
+  outfile: path.join(outdir, KUBE_BUNDLE),
+  // Inline, so the main file's .LEGAL.txt stays the only one (scripts/build-deb.sh ships it).
+  legalComments: 'eof',
 });
 if (values.metafile !== undefined) writeFileSync(values.metafile, JSON.stringify(result.metafile));

@@ -30,6 +30,19 @@ export async function bundledPackageDirs(): Promise<string[]> {
     metafile: true,
     write: false,
     logLevel: 'error',
+    // As scripts/build.mjs: the `cluster` commands' Kubernetes client is a file of its own,
+    // not in the executable the package ships.
+    plugins: [
+      {
+        name: 'kube-client-apart',
+        setup(b) {
+          b.onResolve({ filter: /^\.\/kube-client$/ }, () => ({
+            path: 'kube-client',
+            external: true,
+          }));
+        },
+      },
+    ],
   });
   const dirs = new Set<string>();
   for (const input of Object.keys(r.metafile.inputs)) {

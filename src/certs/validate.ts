@@ -36,7 +36,8 @@ export interface CheckInput {
   /** Allowed clock skew between us and the CA, ms. */
   readonly skewMs: number;
   /** The lifetime asked for (WORKLOAD_CERT_TTL): the leaf may not be valid longer (plus skew). */
-  readonly ttlMs: number;
+  /** The lifetime asked for; undefined when none was (a bootstrap set checked on a workstation). */
+  readonly ttlMs: number | undefined;
 }
 
 /**
@@ -123,7 +124,7 @@ export function checkIssued(input: CheckInput): IssuedCert {
   }
   if (notAfter <= notBefore)
     throw new AgentError('AGENT_E_CERT_VALIDITY', 'the issued certificate has no lifetime');
-  if (notAfter > input.now + input.ttlMs + input.skewMs) {
+  if (input.ttlMs !== undefined && notAfter > input.now + input.ttlMs + input.skewMs) {
     throw new AgentError(
       'AGENT_E_CERT_VALIDITY',
       `the issued certificate is valid until ${iso(notAfter)}, longer than the ${formatDuration(input.ttlMs)} asked for (WORKLOAD_CERT_TTL) plus ${formatDuration(input.skewMs)} of clock skew; refused: make the CA honour the requested lifetime, or raise WORKLOAD_CERT_TTL to what it issues`,

@@ -26,5 +26,9 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: 'serve the embedded Citadel-compatible CA (tests and labs)',
     load: () => import('./dev-ca'),
   },
+  cluster: {
+    summary: 'on a workstation: cluster.env, DNS, certificates, VM bundles and setup, register',
+    load: () => import('./cluster'),
+  },
   version: { summary: 'print the version', load: () => import('./version') },
 };

@@ -84,11 +84,18 @@ export function renderKubedns(input: KubednsInput): string {
       `resolv-file=${input.upstreamResolvFile}`,
     );
   }
+  lines.push(...kubednsRecords(input));
+  return lines.join('\n') + '\n';
+}
+
+/** The `server=` and `address=` lines alone, as 1.0's generateDnsmasq wrote its `kubedns`. */
+export function kubednsRecords(input: KubednsInput): string[] {
+  const lines: string[] = [];
   const domain = forwardedDomain(input);
   if (domain !== undefined && input.dnsServer)
     lines.push(`server=/${domain}/${serverTarget(input.dnsServer)}`);
   for (const n of localNames(input)) lines.push(`address=/${n.name}/${n.address}`);
-  return lines.join('\n') + '\n';
+  return lines;
 }
 
 /** True when `content` is a drop-in the agent wrote (it starts with the managed mark). */

@@ -85,6 +85,23 @@ export const ERROR_CODES = {
 
   // systemd
   AGENT_E_NOTIFY: retryable,
+
+  // cluster (the workstation half: `istio-node-agent cluster ...`)
+  AGENT_E_CLUSTER_KUBECONFIG: config,
+  AGENT_E_CLUSTER_UNREACHABLE: retryable,
+  AGENT_E_CLUSTER_TLS: permanent,
+  AGENT_E_CLUSTER_AUTH: permanent,
+  AGENT_E_CLUSTER_FORBIDDEN: permanent,
+  AGENT_E_CLUSTER_NOT_FOUND: permanent,
+  AGENT_E_CLUSTER_CONFLICT: retryable,
+  AGENT_E_CLUSTER_API: permanent,
+  AGENT_E_CLUSTER_MANAGED: permanent,
+  AGENT_E_CLUSTER_TIMEOUT: retryable,
+  AGENT_E_CLUSTER_SERVICE_CIDR: permanent,
+  AGENT_E_CLUSTER_SECRET_INVALID: permanent,
+  AGENT_E_CLUSTER_OUTPUT: permanent,
+  AGENT_E_CLUSTER_SSH: retryable,
+  AGENT_E_CLUSTER_VM_NOT_READY: permanent,
 } as const satisfies Record<string, CodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
