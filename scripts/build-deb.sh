@@ -4,7 +4,8 @@
 #   2. a Node.js single executable application (SEA): this machine's node binary, stripped, with
 #      the bundle injected by postject (Debian 12's own nodejs is 18, so the package carries 20);
 #   3. a staged tree build/deb/root with the unit, conffile templates generated from
-#      docs/configuration.md, the man page, copyright, changelog and the license texts;
+#      docs/configuration.md, the man page, docs/{configuration,operations,errors}.md (gzipped),
+#      copyright, changelog and the license texts;
 #   4. dpkg-deb --root-owner-group --build.
 # Needs: node 20 (the one that runs this), dpkg-dev (dpkg-shlibdeps), binutils (strip), gzip.
 # Environment: NODE_BINARY (default: the running node); DEB_COMPRESSION (xz, the default and the
@@ -63,6 +64,11 @@ doc=$root/usr/share/doc/istio-node-agent
 install -d -m 0755 "$doc"
 install -m 0644 debian/copyright "$doc/copyright"
 gzip -9n <debian/changelog >"$doc/changelog.gz"
+# The reference the help, the man page and the conffiles point at (compressed, as Debian policy
+# asks of documentation over 4 KiB; zless reads it).
+for d in configuration operations errors; do
+  gzip -9n <"docs/$d.md" >"$doc/$d.md.gz"
+done
 install -D -m 0644 debian/lintian-overrides "$root/usr/share/lintian/overrides/istio-node-agent"
 log "third-party licenses"
 node --import tsx scripts/deb/third-party.ts "$doc/third-party-licenses.txt" >/dev/null
@@ -76,18 +82,12 @@ install -m 0644 "$nodejs_license" "$doc/nodejs-LICENSE"
 chmod 0644 "$doc"/*
 
 log "man page"
-# The man page, its COMMANDS section from the executable's own help.
-commands=$("$sea/istio-node-agent" --help | awk '
-  /^Commands:/ { on = 1; next }
-  on && /^$/ { exit }
-  on { name = $1; $1 = ""; sub(/^ +/, ""); printf ".TP\n.B %s\n%s\n", name, $0 }')
-[ -n "$commands" ] || die "no commands in the executable's --help"
+# Every command (from the executable's own --help) and every variable (from
+# docs/configuration.md) around the hand-written sections of debian/istio-node-agent.1.in.
 date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)
 install -d -m 0755 "$root/usr/share/man/man1"
-awk -v commands="$commands" -v version="$version" -v date="$date" '
-  { gsub(/@VERSION@/, version); gsub(/@DATE@/, date) }
-  /^@COMMANDS@$/ { print commands; next }
-  { print }' debian/istio-node-agent.1.in | gzip -9n >"$root/usr/share/man/man1/istio-node-agent.1.gz"
+node --import tsx scripts/deb/man-page.ts "$sea/istio-node-agent" "$version" "$date" |
+  gzip -9n >"$root/usr/share/man/man1/istio-node-agent.1.gz"
 chmod 0644 "$root/usr/share/man/man1/istio-node-agent.1.gz"
 
 log "control"

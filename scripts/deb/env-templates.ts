@@ -81,7 +81,7 @@ export function renderTemplate(
     '# Every variable is listed below, commented out, with its default. Uncomment and set what you',
     '# need; an empty value means the default. Precedence: cluster.env < sidecar.env < environment.',
     '# Apply changes with `systemctl reload istio-auth-node-agent` (or restart).',
-    '# Reference: man istio-node-agent(1) and docs/configuration.md.',
+    '# Reference: man istio-node-agent(1) and /usr/share/doc/istio-node-agent/configuration.md.gz.',
   ];
   for (const title of wanted) {
     const s = sections.find((x) => x.title === title);

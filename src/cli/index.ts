@@ -1,6 +1,7 @@
 import { AgentError, EXIT_USAGE, toAgentError } from '../lib/errors';
 import { COMMANDS } from './commands';
 import type { CommandContext } from './context';
+import { DOC_DIR } from '../version';
 
 export const PROGRAM = 'istio-node-agent';
 
@@ -16,7 +17,8 @@ export function topUsage(): string {
     ...lines,
     '',
     `Run '${PROGRAM} <command> --help' for a command's options.`,
-    'Configuration: /var/lib/istio/envoy/cluster.env and sidecar.env (see docs/configuration.md).',
+    'Configuration: /var/lib/istio/envoy/cluster.env and sidecar.env.',
+    `Reference: man istio-node-agent; ${DOC_DIR}/{configuration,operations,errors}.md.gz.`,
     'Exit codes: 0 ok, 1 runtime failure, 2 usage, 78 configuration error.',
   ].join('\n');
 }

@@ -31,7 +31,7 @@ import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 const USAGE = `Usage: istio-node-agent iptables <plan|apply|clean|diff> [--json]
 
 Traffic capture into the sidecar, as Istio 1.0's istio-iptables.sh set it up, from the same
-configuration as \`run\` (cluster.env < sidecar.env < environment; see docs/configuration.md).
+configuration as \`run\` (cluster.env < sidecar.env < environment; see configuration.md in /usr/share/doc/istio-node-agent).
 
   plan    print the rules as iptables-restore --noflush input; changes nothing
   apply   install or update the rules, one atomic transaction per IP family (root)

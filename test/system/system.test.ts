@@ -255,6 +255,14 @@ function systemTest(): void {
         'says why it is not started',
       );
       t.equal((await c.sh(`systemctl is-enabled ${UNIT}`)).stdout.trim(), 'enabled');
+      t.match(
+        await c.must('zcat /usr/share/doc/istio-node-agent/configuration.md.gz'),
+        /ISTIO_SERVICE_CIDR/,
+        'the reference is shipped where the help points',
+      );
+      const man = await c.must('zcat /usr/share/man/man1/istio-node-agent.1.gz');
+      t.match(man, /\.B ISTIO_SERVICE_CIDR/, 'the man page lists the variables');
+      t.match(man, /\.SH SIGNALS/, 'and the signals');
       t.equal(
         (await c.sh(`systemctl is-active ${UNIT}`)).stdout.trim(),
         'inactive',
@@ -676,6 +684,11 @@ function systemTest(): void {
         );
         const r = await c.sh('dpkg -i /tmp/systest/agent.deb 2>&1', { timeoutMs: 300_000 });
         t.equal(r.code, 0, 'dpkg -i exits 0', { output: r.stdout });
+        t.match(
+          r.stdout,
+          /istio-node-agent: istio-auth-node-agent\.service is (running|still starting)/,
+          'postinst says how the restart went, without blocking on it',
+        );
         const after = await waitFor(
           'the restarted agent',
           async () => {
