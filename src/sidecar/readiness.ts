@@ -8,7 +8,7 @@ import type { Logger } from '../observe/logger';
 import type { AdminClient, Probe } from './admin';
 import type { Running } from './epochs';
 import type { ProxyMode } from './plan';
-import { probeSaysLive } from './policy';
+import { formatMs, probeSaysLive } from './policy';
 
 export interface ReadinessDeps {
   readonly log: Logger;
@@ -36,6 +36,7 @@ export class Readiness {
   private waiters: ((live: boolean) => void)[] = [];
   private probe: Probe | undefined;
   private pilotEnvoyEpoch: number | undefined;
+  private late: string | undefined;
 
   constructor(private readonly d: ReadinessDeps) {}
 
@@ -49,8 +50,22 @@ export class Readiness {
     return this.pilotEnvoyEpoch;
   }
 
+  /** Set when the sidecar was not LIVE in time at start, cleared once it is. */
+  get problem(): string | undefined {
+    return this.late;
+  }
+
   start(): void {
     this.loop = this.pollLoop();
+  }
+
+  /** Start waited `timeoutMs` in vain: say so, and keep waiting. */
+  notLiveAfter(timeoutMs: number, plan: { mode: ProxyMode; adminPort: number }): void {
+    const { mode, adminPort } = plan;
+    const state = this.probe?.state ?? 'UNREACHABLE';
+    this.late = `${mode} not LIVE after ${formatMs(timeoutMs)} (admin 127.0.0.1:${adminPort}: ${state}); still waiting`;
+    this.d.log.warn({ state, adminPort }, this.late);
+    this.d.changed();
   }
 
   /** Resolves once polling has ended (after `halt`). */
@@ -130,6 +145,7 @@ export class Readiness {
         { epoch: mode === 'envoy' ? r.epoch : p.epoch, pid: r.handle.pid },
         `${what} is LIVE`,
       );
+      this.late = undefined;
       for (const w of this.waiters.splice(0)) w(true);
     } else {
       this.d.log.warn(

@@ -31,6 +31,7 @@ export class Restarts {
   private healthyTimer: TimerHandle | undefined;
   private last: string | undefined;
   private loop: string | undefined;
+  private failed: string | undefined;
 
   constructor(private readonly d: RestartsDeps) {}
 
@@ -59,13 +60,14 @@ export class Restarts {
     return this.last;
   }
 
-  /** Set while crash-looping, cleared by a healthy stretch. */
-  get problem(): string | undefined {
-    return this.loop;
+  /** What is wrong, most important first: a crash loop (until a healthy stretch), a failed start. */
+  get problems(): readonly (string | undefined)[] {
+    return [this.loop, this.failed];
   }
 
   /** A process started; once it has run `healthyResetMs` and `alive()` still holds, it is healthy. */
   started(alive: () => boolean): void {
+    this.failed = undefined;
     this.healthyTimer?.cancel();
     this.healthyTimer = this.d.clock.setTimeout(() => {
       if (alive()) this.healthy();
@@ -101,6 +103,7 @@ export class Restarts {
 
   /** A start failed: try again after the backoff (the streak grows; it is not a restart). */
   launchFailed(err: AgentError): void {
+    this.failed = err.message;
     const d = this.decide(0);
     this.state = { ...this.state, streak: d.streak };
     this.d.log.error(

@@ -1,8 +1,8 @@
 /**
  * The sidecar supervisor: one place that consumes every event (start, certificate rotation,
- * reconfiguration, a process exit, the restart, healthy-stretch and readiness timers, stop) and
- * routes it to the pure decisions in policy.ts. What runs is resolve.ts's; the processes are
- * epochs.ts's; admin polling is readiness.ts's. State changes run one at a time (`serial`).
+ * reconfiguration, a process exit, a due restart, a LIVE change, stop) and routes it to the pure
+ * decisions in policy.ts. What runs is resolve.ts's; the processes are epochs.ts's; admin polling
+ * is readiness.ts's; the crash-restart schedule is restarts.ts's. Actions run one at a time.
  */
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { AgentConfig } from '../config/types';
@@ -13,14 +13,7 @@ import { Epochs, type Running } from './epochs';
 import type { ExitInfo } from './launcher';
 import { OutputForwarder } from './output';
 import type { SidecarPlan } from './plan';
-import {
-  classifyExit,
-  describeExit,
-  formatMs,
-  onReconfigure,
-  onRotation,
-  rotationNote,
-} from './policy';
+import { classifyExit, describeExit, onReconfigure, onRotation, rotationNote } from './policy';
 import { Readiness } from './readiness';
 import { logPlan, resolvePlan } from './resolve';
 import { Restarts } from './restarts';
@@ -44,8 +37,6 @@ export class SidecarSupervisor implements Component {
   private pendingRotation = false;
   private stopPromise: Promise<void> | undefined;
   private queue: Promise<void> = Promise.resolve();
-  private readinessProblem: string | undefined;
-  private launchProblem: string | undefined;
 
   constructor(
     private config: AgentConfig,
@@ -114,12 +105,7 @@ export class SidecarSupervisor implements Component {
         await this.stop();
         return;
       }
-      if (!live) {
-        const state = this.readiness.lastProbe?.state ?? 'UNREACHABLE';
-        this.readinessProblem = `${plan.mode} not LIVE after ${formatMs(this.config.sidecar.readyTimeoutMs)} (admin 127.0.0.1:${plan.adminPort}: ${state}); still waiting`;
-        this.log.warn({ state, adminPort: plan.adminPort }, this.readinessProblem);
-        this.deps.changed();
-      }
+      if (!live) this.readiness.notLiveAfter(this.config.sidecar.readyTimeoutMs, plan);
     } catch (e) {
       await this.stop();
       throw toAgentError(e);
@@ -172,7 +158,7 @@ export class SidecarSupervisor implements Component {
       consecutiveCrashes: this.restarts.streak,
       lastExit: this.restarts.lastExit,
       restartAt: this.restarts.nextStartAt,
-      problems: [this.restarts.problem, this.launchProblem, this.readinessProblem],
+      problems: [...this.restarts.problems, this.readiness.problem],
     });
   }
 
@@ -230,15 +216,12 @@ export class SidecarSupervisor implements Component {
   }
 
   private onReadyChange(live: boolean): void {
-    if (live) {
-      this.readinessProblem = undefined;
-      if (this.pendingRotation) {
-        this.pendingRotation = false;
-        this.log.info(
-          `hot-restarting envoy into epoch ${this.epochs.nextEpoch()} for the deferred rotation`,
-        );
-        void this.serial(() => this.hotRestart('cert rotation'));
-      }
+    if (live && this.pendingRotation) {
+      this.pendingRotation = false;
+      this.log.info(
+        `hot-restarting envoy into epoch ${this.epochs.nextEpoch()} for the deferred rotation`,
+      );
+      void this.serial(() => this.hotRestart('cert rotation'));
     }
     this.deps.changed();
   }
@@ -263,7 +246,6 @@ export class SidecarSupervisor implements Component {
   private async launch(reason: string): Promise<void> {
     const r = await this.epochs.launch(this.plan!, reason);
     if (!r) return;
-    this.launchProblem = undefined;
     this.restarts.started(() => r === this.epochs.current && !r.exit);
     this.readiness.kick();
     this.deps.changed();
@@ -274,9 +256,7 @@ export class SidecarSupervisor implements Component {
     try {
       await this.launch(reason);
     } catch (e) {
-      const err = toAgentError(e);
-      this.launchProblem = err.message;
-      this.restarts.launchFailed(err);
+      this.restarts.launchFailed(toAgentError(e));
       this.deps.changed();
     }
   }

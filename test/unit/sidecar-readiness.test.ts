@@ -128,6 +128,24 @@ void t.test('waiters: false after the timeout, on abort, and on release', async 
   t.equal(s.clock.pending, 0, 'no timer left behind');
 });
 
+void t.test('not LIVE in time at start: a problem until it is LIVE', async (t) => {
+  const s = setup();
+  s.rd.start();
+  await s.clock.advance(1000);
+  s.rd.notLiveAfter(15_000, { mode: 'envoy', adminPort: 15000 });
+  t.equal(
+    s.rd.problem,
+    'envoy not LIVE after 15s (admin 127.0.0.1:15000: UNREACHABLE); still waiting',
+  );
+  t.match(s.deps.records.at(-1), { level: 'warn', state: 'UNREACHABLE', adminPort: 15000 });
+  t.equal(s.changed(), 1);
+  s.admin.answer = { state: 'LIVE', epoch: 0 };
+  await s.clock.advance(250);
+  t.equal(s.rd.problem, undefined);
+  s.halt.abort();
+  await s.rd.done();
+});
+
 void t.test('no probe without a current process; polling ends on halt', async (t) => {
   const s = setup();
   s.state.current = undefined;

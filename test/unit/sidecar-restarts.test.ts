@@ -59,7 +59,7 @@ void t.test('crash loop from the third in a row; a healthy stretch clears it', a
   const s = setup();
   for (let i = 0; i < CRASH_LOOP_AFTER; i++) s.r.crashed('envoy epoch 0', {}, exit1, 10);
   t.equal(s.r.nextStartAt, s.clock.now() + 800);
-  t.match(s.r.problem, /^crash loop: 3 exits in a row \(last: exit code 1 after 0s\)/);
+  t.match(s.r.problems[0], /^crash loop: 3 exits in a row \(last: exit code 1 after 0s\)/);
   t.ok(s.deps.records.some((x) => x.level === 'error' && x.code === 'AGENT_E_SIDECAR_CRASHLOOP'));
   await s.clock.advance(800);
   let alive = true;
@@ -68,7 +68,7 @@ void t.test('crash loop from the third in a row; a healthy stretch clears it', a
   t.equal(s.r.streak, 3);
   await s.clock.advance(1);
   t.equal(s.r.streak, 0);
-  t.equal(s.r.problem, undefined);
+  t.same(s.r.problems, [undefined, undefined]);
   t.equal(s.changed(), 1, 'the cleared problem is reported');
   t.match(s.deps.records.at(-1), { msg: 'envoy has been running for 60s; crash backoff reset' });
   t.equal(s.r.count, 3, 'restarts are not reset');
@@ -86,6 +86,7 @@ void t.test('a failed launch backs off too, without counting a restart', async (
   s.r.launchFailed(new AgentError('AGENT_E_SIDECAR_BOOTSTRAP', 'cannot write the bootstrap'));
   t.equal(s.r.count, 0);
   t.equal(s.r.streak, 2);
+  t.same(s.r.problems, [undefined, 'cannot write the bootstrap']);
   t.equal(s.r.nextStartAt, s.clock.now() + 400);
   t.match(s.deps.records.at(-1), {
     level: 'error',
@@ -95,6 +96,8 @@ void t.test('a failed launch backs off too, without counting a restart', async (
   });
   await s.clock.advance(400);
   t.equal(s.due(), 1, 'one timer only: the second replaced the first');
+  s.r.started(() => true);
+  t.same(s.r.problems, [undefined, undefined], 'a start clears it');
 });
 
 void t.test('cancel drops the restart; stop drops both timers', async (t) => {
