@@ -1,11 +1,16 @@
 /**
- * Pure decisions about what to run: which program, with which argv and environment, wrapped in
- * what to switch user and tie its life to ours. No I/O here; src/sidecar/supervisor.ts feeds it
- * facts (which binaries exist, the user's ids, the host's address) and runs the result.
+ * Pure decisions about what to run: which program, with which argv and environment, as which
+ * user, and what to warn about. No I/O here: resolve.ts gathers the facts (which binaries exist,
+ * the user's ids, the host's address, envoy's version), feeds them in and logs the notes.
  */
 import { isIP } from 'node:net';
-import type { SidecarConfig, SidecarMode } from '../config/types';
+import * as path from 'node:path';
+import type { AgentConfig, CaptureConfig, SidecarConfig, SidecarMode } from '../config/types';
 import { AgentError } from '../lib/errors';
+import { certFiles, revFileName, type BootstrapInput } from './bootstrap';
+import { shortHostname, type HostFacts } from './host';
+import type { LaunchSpec } from './launcher';
+import { wrapCommand, type WrapOptions } from './wrap';
 
 export type ProxyMode = 'pilot-agent' | 'envoy';
 
@@ -231,77 +236,118 @@ export function childEnv(
   return out;
 }
 
-export interface WrapOptions {
-  /** Path of util-linux setpriv, when installed. */
-  readonly setpriv: string | undefined;
-  /** Path of util-linux unshare, when installed (root only). */
-  readonly unshare: string | undefined;
-  /** When root: the uid/gid to switch to (supplementary groups are cleared). undefined = stay. */
-  readonly switchTo: { readonly uid: number; readonly gid: number } | undefined;
-  /** Capabilities kept across the switch as ambient capabilities, e.g. `net_admin` for TPROXY. */
-  readonly ambientCaps: readonly string[];
-  /** Run in a new PID namespace so grandchildren (pilot-agent's envoy) die with the child. */
-  readonly pidNamespace: boolean;
+/** What to run, resolved once per (re)configuration. */
+export interface SidecarPlan {
+  readonly mode: ProxyMode;
+  readonly binary: string;
+  readonly user: ChildUser;
+  readonly svcIp: string;
+  readonly podName: string;
+  readonly serviceNode: string;
+  readonly adminPort: number;
+  readonly env: Readonly<Record<string, string>>;
+  readonly wrap: WrapOptions;
+  readonly compat: readonly string[];
+  readonly envoyVersion: string | undefined;
+  readonly bootstrap: BootstrapInput | undefined;
+  readonly configDir: string;
+  readonly serviceCluster: string;
+  readonly drainSeconds: number;
+  readonly parentShutdownSeconds: number;
+  readonly logLevel: string;
+  readonly concurrency: number;
+  /** pilot-agent's argv (pilot-agent mode). */
+  readonly pilotAgentArgs: readonly string[];
 }
 
-export interface Wrapped {
-  readonly file: string;
-  readonly args: string[];
-  /** The program is a grandchild (pid 1 of a new PID namespace): signal it, not the wrapper. */
-  readonly innerSignal: boolean;
-  /** The child gets SIGKILL from the kernel when the agent dies. */
-  readonly pdeathsig: boolean;
+/** As root, pilot-agent runs in its own PID namespace (unshare) so that its envoy dies with it. */
+export function wantsPidNamespace(isRoot: boolean, mode: ProxyMode): boolean {
+  return isRoot && mode === 'pilot-agent';
 }
 
-/**
- * Wraps `file args` so that:
- * - it runs as the given uid/gid with no supplementary groups (`setpriv --reuid --regid
- *   --clear-groups`), so iptables' owner match sees the sidecar's uid and gid;
- * - the kernel SIGKILLs it when the agent dies, even by SIGKILL (`--pdeathsig SIGKILL`, set after
- *   the uid switch, which would otherwise clear it);
- * - with `pidNamespace`, it is pid 1 of a new PID namespace under `unshare --pid --fork
- *   --kill-child`: when it dies the kernel kills everything it started, so pilot-agent's envoy
- *   cannot outlive the agent either. The outer setpriv ties unshare itself to the agent.
- */
-export function wrapCommand(file: string, args: readonly string[], o: WrapOptions): Wrapped {
-  if (!o.setpriv) return { file, args: [...args], innerSignal: false, pdeathsig: false };
-  const caps = o.ambientCaps.length
-    ? [
-        '--inh-caps',
-        o.ambientCaps.map((c) => `+${c}`).join(','),
-        '--ambient-caps',
-        o.ambientCaps.map((c) => `+${c}`).join(','),
-      ]
-    : [];
-  const ids = o.switchTo
-    ? [
-        '--reuid',
-        String(o.switchTo.uid),
-        '--regid',
-        String(o.switchTo.gid),
-        '--clear-groups',
-        ...caps,
-      ]
-    : [];
-  const inner = [...ids, '--pdeathsig', 'SIGKILL', '--', file, ...args];
-  if (o.pidNamespace && o.unshare) {
-    return {
-      file: o.setpriv,
-      args: [
-        '--pdeathsig',
-        'SIGKILL',
-        '--',
-        o.unshare,
-        '--pid',
-        '--fork',
-        '--kill-child=SIGKILL',
-        '--',
-        o.setpriv,
-        ...inner,
-      ],
-      innerSignal: true,
-      pdeathsig: true,
-    };
+/** Whether the host's facts are needed: ISTIO_SVC_IP or POD_NAME is not set. */
+export function needsHostFacts(sc: Pick<SidecarConfig, 'svcIp' | 'podName'>): boolean {
+  return sc.svcIp === undefined || sc.podName === undefined;
+}
+
+/** ISTIO_SVC_IP and POD_NAME, by default the host's primary address and short hostname. */
+export function workloadIds(
+  sc: Pick<SidecarConfig, 'svcIp' | 'podName'>,
+  facts: HostFacts | undefined,
+): { readonly svcIp: string; readonly podName: string } {
+  const svcIp = sc.svcIp ?? facts?.primaryIp;
+  if (svcIp === undefined) {
+    throw new AgentError(
+      'AGENT_E_CONFIG_VALUE',
+      'this host has no non-loopback address to use as the workload IP; set ISTIO_SVC_IP',
+      { origin: { file: 'default', line: 0, variable: 'ISTIO_SVC_IP' } },
+    );
   }
-  return { file: o.setpriv, args: inner, innerSignal: false, pdeathsig: true };
+  return { svcIp, podName: sc.podName ?? shortHostname(facts?.hostname ?? 'localhost') };
+}
+
+export function usesTproxy(capture: CaptureConfig): boolean {
+  return capture.enabled && capture.mode === 'TPROXY';
+}
+
+/** How the child is wrapped, from the tools found and who we are. */
+export function wrapOptions(i: {
+  readonly setpriv: string | undefined;
+  readonly unshare: string | undefined;
+  readonly isRoot: boolean;
+  readonly user: ChildUser;
+  readonly tproxy: boolean;
+  readonly mode: ProxyMode;
+}): WrapOptions {
+  return {
+    setpriv: i.setpriv,
+    unshare: i.unshare,
+    switchTo: i.isRoot ? { uid: i.user.uid, gid: i.user.gid } : undefined,
+    // TPROXY listeners need CAP_NET_ADMIN; 1.0 ran the sidecar as root for it instead.
+    ambientCaps: i.tproxy && i.isRoot && i.user.uid !== 0 ? ['net_admin'] : [],
+    pidNamespace: i.mode === 'pilot-agent',
+  };
+}
+
+/** envoy's bootstrap input: node identity, admin port, Pilot's address and, under mTLS, TLS files. */
+export function envoyBootstrap(config: AgentConfig, node: string): BootstrapInput {
+  const sc = config.sidecar;
+  const pilot = splitHostPort(sc.pilotAddress);
+  const ns = controlPlaneNamespace(pilot.host, sc.namespace, config.core.systemNamespace);
+  return {
+    nodeId: node,
+    cluster: sc.service,
+    metadata: nodeMetadata(sc.metadata, usesTproxy(config.capture)),
+    adminPort: sc.adminPort,
+    pilotHost: pilot.host,
+    pilotPort: pilotXdsPort(sc.controlPlaneAuth),
+    tls:
+      sc.controlPlaneAuth === 'MUTUAL_TLS'
+        ? { ...certFiles(config.ca.certsDir), subjectAltNames: [pilotSan(ns)] }
+        : undefined,
+  };
+}
+
+/** The command line for one process (one envoy epoch, or pilot-agent). */
+export function launchSpec(
+  plan: SidecarPlan,
+  epoch: number,
+  configFile: string | undefined,
+): LaunchSpec {
+  const args =
+    plan.mode === 'envoy'
+      ? envoyArgs({
+          configFile: configFile ?? path.join(plan.configDir, revFileName(epoch)),
+          epoch,
+          drainSeconds: plan.drainSeconds,
+          parentShutdownSeconds: plan.parentShutdownSeconds,
+          serviceCluster: plan.serviceCluster,
+          serviceNode: plan.serviceNode,
+          logLevel: plan.logLevel,
+          concurrency: plan.concurrency,
+          compat: plan.compat,
+        })
+      : [...plan.pilotAgentArgs];
+  const w = wrapCommand(plan.binary, args, plan.wrap);
+  return { file: w.file, args: w.args, env: plan.env, innerSignal: w.innerSignal };
 }

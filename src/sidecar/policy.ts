@@ -3,6 +3,7 @@
  * reading and an injected random source.
  */
 import { backoffDelay, type BackoffPolicy, type Random } from '../lib/backoff';
+import type { SidecarPlan } from './plan';
 
 /**
  * pilot-agent 1.0 retried from 200 ms, doubling, and gave up after 10 tries (~102 s). We start
@@ -83,6 +84,81 @@ export function onRotation(s: RotationState): RotationAction {
   if (s.restartPending) return 'restart-now';
   if (!s.running) return 'ignore';
   return s.currentReady ? 'hot-restart' : 'defer';
+}
+
+/** What the record of a `certs-rotated` event says, by the action taken; undefined: no record. */
+export function rotationNote(
+  action: RotationAction,
+  mode: 'envoy' | 'pilot-agent',
+  nextEpoch: number,
+): string | undefined {
+  switch (action) {
+    case 'ignore':
+      return mode === 'pilot-agent'
+        ? 'certificates rotated; pilot-agent watches them itself and hot-restarts envoy'
+        : undefined;
+    case 'defer':
+      return 'certificates rotated; the new envoy epoch starts once the current one is LIVE';
+    case 'restart-now':
+      return 'certificates rotated; starting envoy now instead of waiting out the backoff';
+    case 'hot-restart':
+      return `certificates rotated; hot-restarting envoy into epoch ${nextEpoch}`;
+  }
+}
+
+/** What a process's exit means to the supervisor. */
+export type ExitKind = 'stopped' | 'after-hot-restart' | 'crash';
+
+/**
+ * An exit we asked for (stop, restart) is `stopped`; a process that is no longer the current one
+ * is an old epoch ending after a hot restart; the current process dying on its own is a crash,
+ * whatever its exit code.
+ */
+export function classifyExit(s: {
+  readonly stopping: boolean;
+  readonly stopRequested: boolean;
+  readonly current: boolean;
+}): ExitKind {
+  if (s.stopping || s.stopRequested) return 'stopped';
+  return s.current ? 'crash' : 'after-hot-restart';
+}
+
+export type ReconfigureAction = 'none' | 'hot-restart' | 'restart';
+
+/**
+ * What a new plan (SIGHUP) does: nothing when it is the same in every field; a hot restart into a new envoy
+ * epoch when envoy stays envoy on the same admin port and bootstrap directory (the new epoch
+ * takes over from the old one); otherwise stop everything and start afresh.
+ */
+export function onReconfigure(old: SidecarPlan, next: SidecarPlan): ReconfigureAction {
+  if (JSON.stringify(old) === JSON.stringify(next)) return 'none';
+  const hot =
+    old.mode === 'envoy' &&
+    next.mode === 'envoy' &&
+    old.adminPort === next.adminPort &&
+    old.configDir === next.configDir;
+  return hot ? 'hot-restart' : 'restart';
+}
+
+/**
+ * Whether an admin probe says that process `epoch` is LIVE. After a hot restart the admin port
+ * moves to the new epoch; until then the old one answers, which does not count for the new one.
+ * pilot-agent numbers its envoy's epochs itself: any LIVE answer counts.
+ */
+export function probeSaysLive(
+  mode: 'envoy' | 'pilot-agent',
+  p: { readonly state: string; readonly epoch: number | undefined },
+  epoch: number,
+): boolean {
+  return (
+    p.state === 'LIVE' && (mode === 'pilot-agent' || p.epoch === undefined || p.epoch === epoch)
+  );
+}
+
+/** "1st", "2nd", "3rd", "11th", "22nd". */
+export function ordinal(n: number): string {
+  const s = n % 100 >= 11 && n % 100 <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+  return `${n}${s}`;
 }
 
 /** "exit code 1", "signal SIGSEGV", "spawn error: …". */

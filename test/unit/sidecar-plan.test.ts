@@ -17,8 +17,8 @@ import {
   pilotXdsPort,
   serviceNode,
   splitHostPort,
-  wrapCommand,
 } from '../../src/sidecar/plan';
+import { wrapCommand } from '../../src/sidecar/wrap';
 import { defaultRouteInterface, primaryAddress, shortHostname } from '../../src/sidecar/host';
 import { parsePasswdLine } from '../../src/sidecar/user';
 import { permits } from '../../src/sidecar/access';

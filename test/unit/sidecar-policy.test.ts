@@ -9,15 +9,21 @@ import {
   MAX_LINE_BYTES,
   OutputForwarder,
 } from '../../src/sidecar/output';
+import type { SidecarPlan } from '../../src/sidecar/plan';
 import {
+  classifyExit,
   CRASH_LOOP_AFTER,
   describeExit,
   formatMs,
   HEALTHY_RESET_MS,
   nextEpoch,
   onCrash,
+  onReconfigure,
   onRotation,
+  ordinal,
+  probeSaysLive,
   RESTART_POLICY,
+  rotationNote,
 } from '../../src/sidecar/policy';
 
 const mid = () => 0.5; // no jitter
@@ -201,3 +207,86 @@ void t.test(
     t.equal(lines.length, 4);
   },
 );
+
+void t.test(
+  'rotation notes: one record per action; none when envoy has nothing to restart',
+  (t) => {
+    t.match(rotationNote('ignore', 'pilot-agent', 0), /pilot-agent watches them itself/);
+    t.equal(rotationNote('ignore', 'envoy', 0), undefined);
+    t.match(rotationNote('defer', 'envoy', 1), /once the current one is LIVE/);
+    t.match(rotationNote('restart-now', 'envoy', 0), /instead of waiting out the backoff/);
+    t.equal(
+      rotationNote('hot-restart', 'envoy', 4),
+      'certificates rotated; hot-restarting envoy into epoch 4',
+    );
+    t.end();
+  },
+);
+
+void t.test('exit classification: asked for, old epoch after a hot restart, or a crash', (t) => {
+  const base = { stopping: false, stopRequested: false, current: true };
+  t.equal(classifyExit(base), 'crash', 'the current process dying on its own, any exit code');
+  t.equal(classifyExit({ ...base, current: false }), 'after-hot-restart');
+  t.equal(classifyExit({ ...base, stopRequested: true }), 'stopped');
+  t.equal(classifyExit({ ...base, stopping: true }), 'stopped');
+  t.equal(classifyExit({ ...base, current: false, stopRequested: true }), 'stopped');
+  t.end();
+});
+
+void t.test(
+  'reconfiguration: same plan nothing; envoy on the same port and dir hot; else restart',
+  (t) => {
+    const plan = {
+      mode: 'envoy',
+      binary: '/b/envoy',
+      adminPort: 15000,
+      configDir: '/c',
+      serviceCluster: 'a',
+      bootstrap: { nodeId: 'n' },
+    } as unknown as SidecarPlan;
+    t.equal(onReconfigure(plan, { ...plan }), 'none');
+    t.equal(onReconfigure(plan, { ...plan, serviceCluster: 'b' }), 'hot-restart');
+    t.equal(onReconfigure(plan, { ...plan, adminPort: 15001 }), 'restart');
+    t.equal(onReconfigure(plan, { ...plan, configDir: '/d' }), 'restart');
+    t.equal(onReconfigure(plan, { ...plan, mode: 'pilot-agent' }), 'restart');
+    const pa = { ...plan, mode: 'pilot-agent' } as SidecarPlan;
+    t.equal(onReconfigure(pa, { ...pa, serviceCluster: 'b' }), 'restart', 'pilot-agent restarts');
+    t.equal(onReconfigure(pa, { ...pa }), 'none');
+    t.end();
+  },
+);
+
+void t.test(
+  'probe: LIVE counts for the epoch that answers (envoy), for any epoch (pilot-agent)',
+  (t) => {
+    t.ok(probeSaysLive('envoy', { state: 'LIVE', epoch: 2 }, 2));
+    t.notOk(probeSaysLive('envoy', { state: 'LIVE', epoch: 1 }, 2), 'the old epoch still answers');
+    t.ok(
+      probeSaysLive('envoy', { state: 'LIVE', epoch: undefined }, 2),
+      'an envoy that does not say',
+    );
+    t.notOk(probeSaysLive('envoy', { state: 'INITIALIZING', epoch: 2 }, 2));
+    t.ok(probeSaysLive('pilot-agent', { state: 'LIVE', epoch: 5 }, 0));
+    t.notOk(probeSaysLive('pilot-agent', { state: 'UNREACHABLE', epoch: undefined }, 0));
+    t.end();
+  },
+);
+
+void t.test('ordinals', (t) => {
+  t.same([1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111, 112].map(ordinal), [
+    '1st',
+    '2nd',
+    '3rd',
+    '4th',
+    '11th',
+    '12th',
+    '13th',
+    '21st',
+    '22nd',
+    '23rd',
+    '101st',
+    '111th',
+    '112th',
+  ]);
+  t.end();
+});
