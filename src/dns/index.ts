@@ -5,6 +5,7 @@ import type { AgentConfig } from '../config/types';
 import { Backoff } from '../lib/backoff';
 import { toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
+import { SerialQueue } from '../lib/serial';
 import type { Exec } from '../lib/exec';
 import type { Logger } from '../observe/logger';
 import {
@@ -65,7 +66,7 @@ export class DnsComponent implements Component {
   private resolverKind = '';
   private problem: string | undefined;
   private lastApplied: string | undefined;
-  private running: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   /** While starting: the host as it was before this start's first change. */
   private starting = false;
   private snapshot: DnsSnapshot | undefined;
@@ -172,10 +173,7 @@ export class DnsComponent implements Component {
   /** One change at a time, under the state directory's lock (the CLI and capture take it too). */
   private serial<T>(work: () => Promise<T>): Promise<T> {
     const dir = path.join(this.host.root, this.settings.stateDir);
-    const fn = (): Promise<T> => withHostLock(dir, 'istio-node-agent (dns)', work);
-    const p = this.running.then(fn, fn);
-    this.running = p.catch(() => undefined);
-    return p;
+    return this.queue.run(() => withHostLock(dir, 'istio-node-agent (dns)', work));
   }
 
   private async apply(): Promise<void> {

@@ -4,6 +4,7 @@ import type { AgentConfig, CaptureConfig } from '../config/types';
 import type { TimerHandle } from '../lib/clock';
 import { AgentError, toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
+import { SerialQueue } from '../lib/serial';
 import type { Logger } from '../observe/logger';
 import { restoreCommand, type BackendName } from './backend';
 import { transaction } from './live';
@@ -82,7 +83,7 @@ export class CaptureComponent implements Component {
   private backend: BackendName | undefined;
   private families: IpFamily[] = [];
   private timer: TimerHandle | undefined;
-  private queue: Promise<void> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private stopped = false;
   private applied = false;
   /** This run's start may have changed rules (set before the first restore). */
@@ -113,13 +114,7 @@ export class CaptureComponent implements Component {
    * under the state directory's lock (the CLI and the DNS component take it too).
    */
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    const fn = (): Promise<T> => withHostLock(this.stateDir, 'istio-node-agent (capture)', work);
-    const run = this.queue.then(fn, fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+    return this.queue.run(() => withHostLock(this.stateDir, 'istio-node-agent (capture)', work));
   }
 
   /**
