@@ -6,19 +6,14 @@ import { AgentError, toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
 import { SerialQueue } from '../lib/serial';
 import type { Logger } from '../observe/logger';
-import { restoreCommand, type BackendName } from './backend';
+import { applyPlan } from './apply';
+import { families, restoreCommand, type BackendName } from './backend';
+import { cleanCapture } from './clean';
+import { diffLive } from './diff';
+import { prepare, readLive, readLiveWith, type CaptureIo } from './io';
 import { transaction } from './live';
-import {
-  applyPlan,
-  cleanCapture,
-  diffLive,
-  families,
-  prepare,
-  readLive,
-  readLiveWith,
-  type CaptureIo,
-} from './capture';
 import { planCapture, samePlan, type CapturePlan, type IpFamily } from './plan';
+import { driftLine } from './present';
 import { resolveProxyIds } from './users';
 
 export {
@@ -41,30 +36,19 @@ export type {
   ProxyIds,
   TproxyRouting,
 } from './plan';
-export {
-  applyPlan,
-  cleanCapture,
-  diffLive,
-  readLive,
-  readLiveWith,
-  formatDiff,
-  pendingTransactions,
-  families,
-  prepare,
-} from './capture';
-export type {
-  CaptureIo,
-  LiveState,
-  ApplyResult,
-  CleanResult,
-  Transaction,
-  Prepared,
-} from './capture';
+export { applyPlan, pendingTransactions } from './apply';
+export type { ApplyResult } from './apply';
+export { cleanCapture } from './clean';
+export type { CleanResult } from './clean';
+export { diffLive } from './diff';
+export { readLive, readLiveWith, prepare } from './io';
+export type { CaptureIo, Prepared, PrepareOptions, Transaction } from './io';
+export { formatDiff, lineDiff } from './present';
 export { resolveProxyIds } from './users';
 export { parseSave, normaliseSave, diffFamily, transaction } from './live';
 export type { DiffItem, SavedTable } from './live';
-export { restoreCommand, RESTORE_ARGS } from './backend';
-export type { BackendName } from './backend';
+export { families, restoreCommand, RESTORE_ARGS } from './backend';
+export type { BackendName, LiveState } from './backend';
 export { readRecord } from './state';
 export type { CaptureRecord } from './state';
 
@@ -196,9 +180,7 @@ export class CaptureComponent implements Component {
       }
       this.log.warn(
         {
-          drift: drift.map(
-            (d) => `${d.family === 4 ? 'ipv4' : 'ipv6'} ${d.table} ${d.kind} ${d.chain}`,
-          ),
+          drift: drift.map(driftLine),
         },
         'capture rules drifted from the plan (changed by someone else); repairing',
       );
