@@ -1,3 +1,11 @@
+/**
+ * Cluster DNS through dnsmasq (the component and the command `dns`). Where to read: settings.ts
+ * and render.ts (the drop-in, pure), resolver.ts (pointing the resolver at dnsmasq, pure),
+ * probe.ts (the host facts) and plan.ts (pure), apply.ts, journal.ts and state.ts (the change
+ * record and undo), snapshot.ts (rollback of a failed start), clean.ts, notes.ts (DNS off),
+ * host.ts and dnsmasq.ts (the host port), files.ts (a path's state, put back exactly); the
+ * daemon's component is below.
+ */
 import * as path from 'node:path';
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { ComponentFactory } from '../components';

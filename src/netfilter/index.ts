@@ -1,3 +1,11 @@
+/**
+ * Traffic capture into the sidecar. One thing, three names that meet here: this folder
+ * (`netfilter/`, what it programs), the component `capture` (STATUS, logs, ISTIO_CAPTURE*) and
+ * the command `istio-node-agent iptables` (Istio 1.0's istio-iptables.sh). Where to read:
+ * plan.ts (the rules, pure), live.ts (iptables-save against the plan, pure), backend.ts (nft or
+ * legacy, and reading the live rules), io.ts, apply.ts, clean.ts, diff.ts, present.ts; the
+ * daemon's component is below.
+ */
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { ComponentFactory } from '../components';
 import type { AgentConfig, CaptureConfig } from '../config/types';
