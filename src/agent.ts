@@ -224,6 +224,7 @@ export class Agent {
   status(): AgentStatus {
     const components: Record<string, ComponentStatus> = {};
     for (const c of this.components) {
+      if (c.inStatus === false) continue;
       components[c.name] = this.started.includes(c)
         ? c.status()
         : { ready: false, summary: `${c.name} not started` };
@@ -242,6 +243,7 @@ export class Agent {
     const parts: string[] = [];
     const problems: string[] = [];
     for (const c of this.started) {
+      if (c.inStatus === false) continue;
       const s = c.status();
       parts.push(s.summary);
       if (s.problem) problems.push(`${c.name}: ${s.problem}`);

@@ -46,6 +46,8 @@ export interface ComponentDeps {
  */
 export interface Component {
   readonly name: string;
+  /** False: not part of STATUS= or the status file (a notice, e.g. DNS when it is off). */
+  readonly inStatus?: boolean;
   /**
    * Checks, with I/O but without changing anything on the host, what `start` will need: users,
    * binaries, tools, files, the plan. Runs for every component before any component starts, so

@@ -13,9 +13,9 @@ import {
   planDns,
   probeHost,
   systemHost,
+  type DnsmasqDetection,
   type DnsPlan,
 } from '../dns/index';
-import type { DnsmasqDetection } from '../dns/dnsmasq';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 import { loadForCommand } from './common';
 

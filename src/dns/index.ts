@@ -1,3 +1,11 @@
+/**
+ * Cluster DNS through dnsmasq (the component and the command `dns`). Where to read: settings.ts
+ * and render.ts (the drop-in, pure), resolver.ts (pointing the resolver at dnsmasq, pure),
+ * probe.ts (the host facts) and plan.ts (pure), apply.ts, journal.ts and state.ts (the change
+ * record and undo), snapshot.ts (rollback of a failed start), clean.ts, notes.ts (DNS off),
+ * host.ts and dnsmasq.ts (the host port), files.ts (a path's state, put back exactly); the
+ * daemon's component is below.
+ */
 import * as path from 'node:path';
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { ComponentFactory } from '../components';
@@ -5,47 +13,34 @@ import type { AgentConfig } from '../config/types';
 import { Backoff } from '../lib/backoff';
 import { toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
-import type { Exec } from '../lib/exec';
+import { SerialQueue } from '../lib/serial';
 import type { Logger } from '../observe/logger';
-import {
-  applyDns,
-  dnsSettings,
-  offNote,
-  planDns,
-  preflightDns,
-  probeHost,
-  restoreSnapshot,
-  snapshotDns,
-  type DnsHost,
-  type DnsSettings,
-  type DnsSnapshot,
-} from './apply';
-import { detectDnsmasq, detectResolved } from './dnsmasq';
+import { applyDns, preflightDns } from './apply';
+import { systemHost, type DnsHost } from './host';
+import { DnsOffNotice } from './notes';
+import { planDns } from './plan';
+import { probeHost } from './probe';
+import { dnsSettings, type DnsSettings } from './settings';
+import { restoreSnapshot, snapshotDns, type DnsSnapshot } from './snapshot';
 
-export {
-  applyDns,
-  cleanDns,
-  dnsSettings,
-  installedDnsmasq,
-  offNote,
-  planDns,
-  probeHost,
-  undoChange,
-} from './apply';
-export type { ApplyResult, CleanResult, DnsHost, DnsPlan, DnsSettings, HostFacts } from './apply';
+export { applyDns } from './apply';
+export type { ApplyResult } from './apply';
+export { cleanDns } from './clean';
+export type { CleanResult } from './clean';
+export { installedDnsmasq, systemHost } from './host';
+export type { DnsHost } from './host';
+export { undoChange } from './journal';
+export type { UndoOutcome } from './journal';
+export { DnsOffNotice, offNote } from './notes';
+export type { OffNote } from './notes';
+export { planDns } from './plan';
+export type { DnsPlan, DropInAction } from './plan';
+export { probeHost } from './probe';
+export type { HostFacts } from './probe';
+export { dnsSettings } from './settings';
+export type { DnsSettings } from './settings';
 export type { DnsmasqControl, DnsmasqDetection, ResolvedControl } from './dnsmasq';
 export { renderKubedns, isManaged, MANAGED_MARK } from './render';
-
-/** The real host under `root` ("/" for the daemon): dnsmasq and resolved found as installed there. */
-export function systemHost(root: string, exec: Exec, now: () => number): DnsHost {
-  const touchHost = root === '/';
-  return {
-    root,
-    detectDnsmasq: () => detectDnsmasq({ root, exec, touchHost }),
-    resolved: detectResolved({ root, exec, touchHost }),
-    now,
-  };
-}
 
 /** Retries of a failed apply at start (dnsmasq restart failures are worth one more try). */
 const START_ATTEMPTS = 3;
@@ -65,7 +60,7 @@ export class DnsComponent implements Component {
   private resolverKind = '';
   private problem: string | undefined;
   private lastApplied: string | undefined;
-  private running: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   /** While starting: the host as it was before this start's first change. */
   private starting = false;
   private snapshot: DnsSnapshot | undefined;
@@ -172,10 +167,7 @@ export class DnsComponent implements Component {
   /** One change at a time, under the state directory's lock (the CLI and capture take it too). */
   private serial<T>(work: () => Promise<T>): Promise<T> {
     const dir = path.join(this.host.root, this.settings.stateDir);
-    const fn = (): Promise<T> => withHostLock(dir, 'istio-node-agent (dns)', work);
-    const p = this.running.then(fn, fn);
-    this.running = p.catch(() => undefined);
-    return p;
+    return this.queue.run(() => withHostLock(dir, 'istio-node-agent (dns)', work));
   }
 
   private async apply(): Promise<void> {
@@ -208,24 +200,36 @@ export class DnsComponent implements Component {
   }
 }
 
-/** Builds the component for a host (tests pass a temporary root and their own dnsmasq control). */
-export async function createDnsComponentFor(
+/**
+ * Builds the component for a host when DNS is on (tests pass a temporary root and their own
+ * dnsmasq control); undefined when it is off. Pure: the host is first read in preflight.
+ */
+export function createDnsComponentFor(
   config: AgentConfig,
   deps: ComponentDeps,
   host: DnsHost,
 ): Promise<DnsComponent | undefined> {
   const settings = dnsSettings(config);
-  if (!settings.dns.enabled) {
-    const note = await offNote(settings, host.root).catch(() => undefined);
-    if (note?.managed) deps.log.warn({ component: 'dns' }, note.message);
-    else if (note) deps.log.info({ component: 'dns' }, note.message);
-    return undefined;
-  }
-  return new DnsComponent(config, deps, host);
+  return Promise.resolve(settings.dns.enabled ? new DnsComponent(config, deps, host) : undefined);
+}
+
+/**
+ * The daemon's DNS: the component when DNS is on; when it is off, the notice that logs at
+ * preflight what the drop-in directory still holds (it is not part of STATUS). Pure.
+ */
+export async function createDnsFor(
+  config: AgentConfig,
+  deps: ComponentDeps,
+  host: DnsHost,
+): Promise<Component> {
+  return (
+    (await createDnsComponentFor(config, deps, host)) ??
+    new DnsOffNotice(dnsSettings(config), host, deps.log)
+  );
 }
 
 export const createDnsComponent: ComponentFactory = (config, deps) =>
-  createDnsComponentFor(
+  createDnsFor(
     config,
     deps,
     systemHost('/', deps.exec, () => deps.clock.now()),

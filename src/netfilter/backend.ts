@@ -46,12 +46,21 @@ export async function trySave(
 /** iptables-nft-save says so on stderr when legacy tables exist beside the nft ones. */
 const LEGACY_PRESENT = /legacy tables present/;
 
-export interface Detected {
+/** What was read from the host: the backend in use and the live tables of each family. */
+export interface LiveState {
   readonly backend: BackendName;
   /** Why this backend: for logs and `--json`. */
   readonly reason: string;
-  /** Each family's tables as that backend's save printed them (6 absent when unusable). */
-  readonly tables: ReadonlyMap<IpFamily, SavedTable[]>;
+  /**
+   * Each family's tables as that backend's save printed them: the families this host can
+   * program (6 is absent without a usable ip6tables, or when it was not read).
+   */
+  readonly tables: ReadonlyMap<IpFamily, readonly SavedTable[]>;
+}
+
+/** The families that were read (those the host can program), in order. */
+export function families(live: LiveState): IpFamily[] {
+  return [...live.tables.keys()].sort();
 }
 
 function detected(
@@ -59,7 +68,7 @@ function detected(
   reason: string,
   v4: string,
   v6: string | undefined,
-): Detected {
+): LiveState {
   const tables = new Map<IpFamily, SavedTable[]>([[4, parseSave(v4)]]);
   if (v6 !== undefined) tables.set(6, parseSave(v6));
   return { backend, reason, tables };
@@ -111,7 +120,7 @@ export async function readWith(
   backend: BackendName,
   reason: string,
   opts: ReadOptions = {},
-): Promise<Detected> {
+): Promise<LiveState> {
   const [v4, v6] = await Promise.all([
     runSave(exec, backend, 4),
     saveFamily(exec, backend, 6, opts.ipv6 ?? true),
@@ -139,7 +148,7 @@ export async function detectBackend(
   exec: Exec,
   want: 'auto' | BackendName,
   opts: ReadOptions = {},
-): Promise<Detected> {
+): Promise<LiveState> {
   if (want !== 'auto') return readWith(exec, want, 'configured', opts);
   const ipv6 = opts.ipv6 ?? true;
   const defaultVersion = (): Promise<string> =>
@@ -181,7 +190,7 @@ export async function detectBackend(
   const legacy = parseSave(legacy4.stdout);
   const oursNft = nft!.some((t) => hasOurs(oursIn(t)));
   const oursLegacy = legacy.some((t) => hasOurs(oursIn(t)));
-  const pick = (b: BackendName, reason: string): Detected =>
+  const pick = (b: BackendName, reason: string): LiveState =>
     b === 'nft'
       ? detected('nft', reason, nft4.stdout, nft6?.stdout)
       : detected('legacy', reason, legacy4.stdout, legacy6?.stdout);

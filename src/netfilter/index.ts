@@ -1,23 +1,27 @@
+/**
+ * Traffic capture into the sidecar. One thing, three names that meet here: this folder
+ * (`netfilter/`, what it programs), the component `capture` (STATUS, logs, ISTIO_CAPTURE*) and
+ * the command `istio-node-agent iptables` (Istio 1.0's istio-iptables.sh). Where to read:
+ * plan.ts (the rules, pure), live.ts (iptables-save against the plan, pure), backend.ts (nft or
+ * legacy, and reading the live rules), io.ts, apply.ts, clean.ts, diff.ts, present.ts; the
+ * daemon's component is below.
+ */
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { ComponentFactory } from '../components';
 import type { AgentConfig, CaptureConfig } from '../config/types';
 import type { TimerHandle } from '../lib/clock';
 import { AgentError, toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
+import { SerialQueue } from '../lib/serial';
 import type { Logger } from '../observe/logger';
-import { restoreCommand, type BackendName } from './backend';
+import { applyPlan } from './apply';
+import { families, restoreCommand, type BackendName } from './backend';
+import { cleanCapture } from './clean';
+import { diffLive } from './diff';
+import { prepare, readLive, readLiveWith, type CaptureIo } from './io';
 import { transaction } from './live';
-import {
-  applyPlan,
-  cleanCapture,
-  diffLive,
-  families,
-  prepare,
-  readLive,
-  readLiveWith,
-  type CaptureIo,
-} from './capture';
 import { planCapture, samePlan, type CapturePlan, type IpFamily } from './plan';
+import { driftLine } from './present';
 import { resolveProxyIds } from './users';
 
 export {
@@ -40,30 +44,19 @@ export type {
   ProxyIds,
   TproxyRouting,
 } from './plan';
-export {
-  applyPlan,
-  cleanCapture,
-  diffLive,
-  readLive,
-  readLiveWith,
-  formatDiff,
-  pendingTransactions,
-  families,
-  prepare,
-} from './capture';
-export type {
-  CaptureIo,
-  LiveState,
-  ApplyResult,
-  CleanResult,
-  Transaction,
-  Prepared,
-} from './capture';
+export { applyPlan, pendingTransactions } from './apply';
+export type { ApplyResult } from './apply';
+export { cleanCapture } from './clean';
+export type { CleanResult } from './clean';
+export { diffLive } from './diff';
+export { readLive, readLiveWith, prepare } from './io';
+export type { CaptureIo, Prepared, PrepareOptions, Transaction } from './io';
+export { formatDiff, lineDiff } from './present';
 export { resolveProxyIds } from './users';
 export { parseSave, normaliseSave, diffFamily, transaction } from './live';
 export type { DiffItem, SavedTable } from './live';
-export { restoreCommand, RESTORE_ARGS } from './backend';
-export type { BackendName } from './backend';
+export { families, restoreCommand, RESTORE_ARGS } from './backend';
+export type { BackendName, LiveState } from './backend';
 export { readRecord } from './state';
 export type { CaptureRecord } from './state';
 
@@ -82,7 +75,7 @@ export class CaptureComponent implements Component {
   private backend: BackendName | undefined;
   private families: IpFamily[] = [];
   private timer: TimerHandle | undefined;
-  private queue: Promise<void> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private stopped = false;
   private applied = false;
   /** This run's start may have changed rules (set before the first restore). */
@@ -113,13 +106,7 @@ export class CaptureComponent implements Component {
    * under the state directory's lock (the CLI and the DNS component take it too).
    */
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    const fn = (): Promise<T> => withHostLock(this.stateDir, 'istio-node-agent (capture)', work);
-    const run = this.queue.then(fn, fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+    return this.queue.run(() => withHostLock(this.stateDir, 'istio-node-agent (capture)', work));
   }
 
   /**
@@ -201,9 +188,7 @@ export class CaptureComponent implements Component {
       }
       this.log.warn(
         {
-          drift: drift.map(
-            (d) => `${d.family === 4 ? 'ipv4' : 'ipv6'} ${d.table} ${d.kind} ${d.chain}`,
-          ),
+          drift: drift.map(driftLine),
         },
         'capture rules drifted from the plan (changed by someone else); repairing',
       );

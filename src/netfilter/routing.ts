@@ -1,6 +1,6 @@
 import type { Exec } from '../lib/exec';
 import { execOk } from '../lib/exec';
-import type { IpFamily, TproxyRouting } from './plan';
+import type { CapturePlan, IpFamily, TproxyRouting } from './plan';
 
 /** One piece of TPROXY's policy routing: the fwmark rule or the local default route. */
 export interface RoutingEntry {
@@ -21,6 +21,19 @@ export function entryKey(e: RoutingEntry): string {
   return e.kind === 'rule'
     ? `${e.family}/rule/${e.mark}/${e.table}`
     : `${e.family}/route/${e.table}`;
+}
+
+/**
+ * The routing entries the plan wants, and those recorded from an earlier apply that it no longer
+ * wants (stale: to remove, and only those, never entries someone else added).
+ */
+export function routingDelta(
+  plan: CapturePlan,
+  recorded: readonly RoutingEntry[],
+): { planned: RoutingEntry[]; stale: RoutingEntry[] } {
+  const planned = plan.routing.flatMap(entriesOf);
+  const plannedKeys = new Set(planned.map(entryKey));
+  return { planned, stale: recorded.filter((e) => !plannedKeys.has(entryKey(e))) };
 }
 
 /** The `ip` arguments after `add`/`del`, e.g. `-4 rule <verb> fwmark 1337 lookup 133`. */

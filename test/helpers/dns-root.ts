@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { RawEnv } from '../../src/config/raw';
 import { buildConfig } from '../../src/config/load';
 import type { AgentConfig } from '../../src/config/types';
-import type { DnsHost } from '../../src/dns/apply';
+import type { DnsHost } from '../../src/dns/index';
 import type { DnsmasqControl, DnsmasqDetection } from '../../src/dns/dnsmasq';
 import { AgentError } from '../../src/lib/errors';
 

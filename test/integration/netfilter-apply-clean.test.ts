@@ -6,7 +6,7 @@ import { createNetns, type Netns, tempDir } from '../helpers/netns';
 import { createCaptureNet, HOST_IP } from '../helpers/capture-net';
 import { connect, startServer, type Server } from '../helpers/tcp-probe';
 import type { Exec } from '../../src/lib/exec';
-import { applyPlan, cleanCapture, prepare, readLive } from '../../src/netfilter/capture';
+import { applyPlan, cleanCapture, prepare, readLive } from '../../src/netfilter/index';
 import { normaliseSave, parseSave } from '../../src/netfilter/live';
 import { OUR_CHAINS } from '../../src/netfilter/plan';
 

@@ -4,7 +4,7 @@ import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
 import { createCaptureNet, HOST_IP, saveAll } from '../helpers/capture-net';
 import { connect, startServer, type Server } from '../helpers/tcp-probe';
-import { applyPlan, cleanCapture, diffLive, prepare, readLive } from '../../src/netfilter/capture';
+import { applyPlan, cleanCapture, diffLive, prepare, readLive } from '../../src/netfilter/index';
 
 // TPROXY: the proxy must see the connection's original destination. A TPROXY listener needs
 // IP_TRANSPARENT, which Node cannot set, so the "proxy" here is a small python3 socket server

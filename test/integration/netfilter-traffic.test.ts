@@ -13,7 +13,7 @@ import {
 } from '../helpers/capture-net';
 import { connect, startServer, type Server } from '../helpers/tcp-probe';
 import type { Exec } from '../../src/lib/exec';
-import { applyPlan, cleanCapture, prepare, readLive } from '../../src/netfilter/capture';
+import { applyPlan, cleanCapture, prepare, readLive } from '../../src/netfilter/index';
 
 // Capture proven with real TCP: servers and clients are node processes inside two network
 // namespaces joined by a veth pair (test/helpers/capture-net.ts). The proxy listens on

@@ -2,23 +2,28 @@ import t, { type Test } from 'tap';
 import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import type { AgentEventMap, ComponentDeps } from '../../src/component';
+import { Agent } from '../../src/agent';
+import type { AgentEventMap, Component, ComponentDeps } from '../../src/component';
 import {
   applyDns,
   cleanDns,
+  createDnsComponentFor,
+  createDnsFor,
+  DnsComponent,
+  DnsOffNotice,
   dnsSettings,
   planDns,
   probeHost,
   type DnsSettings,
-} from '../../src/dns/apply';
+} from '../../src/dns/index';
 import { detectDnsmasq } from '../../src/dns/dnsmasq';
 import { COMPONENT_FACTORIES } from '../../src/components';
-import { createDnsComponentFor } from '../../src/dns/index';
 import { MANAGED_MARK } from '../../src/dns/render';
 import { FakeClock } from '../../src/lib/clock';
 import { AgentError } from '../../src/lib/errors';
 import { exec } from '../../src/lib/exec';
 import { createLogger, silentLogger } from '../../src/observe/logger';
+import { createNotifier } from '../../src/systemd/notify';
 import {
   RecordingDnsmasq,
   configOf,
@@ -129,6 +134,11 @@ void t.test(
       testHost(root, new RecordingDnsmasq()),
     );
     t.equal(c, undefined, 'no component when DNS is off');
+    // What the daemon builds instead: a notice that reads the drop-in directory at preflight.
+    const notice = await createDnsFor(configOf({}), deps, testHost(root, new RecordingDnsmasq()));
+    t.same(lines, [], 'building reads nothing and logs nothing');
+    await notice.preflight!(new AbortController().signal);
+    await notice.start(new AbortController().signal);
     t.equal(read(root, KUBEDNS), HAND_PLACED);
     t.equal(fingerprint(root, KUBEDNS), fp);
     const rec = lines.map(
@@ -162,12 +172,18 @@ void t.test(
     const root = newRoot(t);
     await apply(root, settings({ ISTIO_PILOT_IP: '10.0.0.7' }), new RecordingDnsmasq());
     const lines: string[] = [];
+    const deps = depsWith(createLogger({ level: 'info', write: (l) => lines.push(l) }));
     const c = await createDnsComponentFor(
       configOf({}),
-      depsWith(createLogger({ level: 'info', write: (l) => lines.push(l) })),
+      deps,
       testHost(root, new RecordingDnsmasq()),
     );
     t.equal(c, undefined);
+    const notice = await createDnsFor(configOf({}), deps, testHost(root, new RecordingDnsmasq()));
+    t.same(lines, [], 'building reads nothing and logs nothing');
+    await notice.preflight!(new AbortController().signal);
+    await notice.start(new AbortController().signal);
+    await notice.stop();
     t.ok(existsSync(path.join(root, KUBEDNS)));
     t.ok(lines.some((l) => /"level":"warn"/.test(l) && /dns clean/.test(l)));
   },
@@ -426,13 +442,63 @@ void t.test('the dns factory is registered and is off without DNS variables', as
   const entry = COMPONENT_FACTORIES.find((f) => f.name === 'dns');
   if (!entry) throw new Error('dns is not registered in src/components.ts');
   const factory = await entry.load();
-  // Off: the factory only looks (read-only) for a kubedns in the drop-in directory.
-  t.equal(
-    await factory(configOf({ ISTIO_DNSMASQ_DIR: '/nonexistent-dns-test-dir' }), depsWith()),
-    undefined,
+  // Off: no DNS component, only the notice that looks (read-only, at preflight) for a kubedns in
+  // the drop-in directory, and is not part of STATUS.
+  const off = await factory(
+    configOf({ ISTIO_DNSMASQ_DIR: '/nonexistent-dns-test-dir' }),
+    depsWith(),
   );
+  t.notOk(off instanceof DnsComponent, 'no DNS component when DNS is off');
+  t.ok(off instanceof DnsOffNotice);
+  t.equal(off?.inStatus, false, 'off: not part of STATUS');
   const on = await factory(configOf({ ISTIO_PILOT_IP: '10.0.0.7' }), depsWith());
   t.equal(on?.name, 'dns', 'on with an address set (not started here: it would change this host)');
+  t.ok(on instanceof DnsComponent);
+});
+
+void t.test('DNS off: STATUS and the status file are as without a DNS component', async (t) => {
+  const root = newRoot(t);
+  put(root, KUBEDNS, HAND_PLACED);
+  const run = async (withNotice: boolean) => {
+    const lines: string[] = [];
+    const deps = depsWith(createLogger({ level: 'info', write: (l) => lines.push(l) }));
+    const sent: string[][] = [];
+    const notifier = createNotifier({ NOTIFY_SOCKET: '/run/x' }, silentLogger(), (fields) => {
+      sent.push([...fields]);
+      return Promise.resolve();
+    });
+    const notice = await createDnsFor(configOf({}), deps, testHost(root, new RecordingDnsmasq()));
+    // Where the registry puts DNS: after certificates and capture, before the sidecar.
+    const others = ['certs', 'capture', 'sidecar'].map((name): Component => {
+      let on = false;
+      return {
+        name,
+        start: () => Promise.resolve(void (on = true)),
+        stop: () => Promise.resolve(void (on = false)),
+        status: () => ({ ready: on, summary: `${name} ${on ? 'on' : 'off'}` }),
+      };
+    });
+    const components = withNotice ? [...others.slice(0, 2), notice, others[2]!] : others;
+    const agent = new Agent(configOf({}), components, {
+      log: silentLogger(),
+      clock: new FakeClock(),
+      notifier,
+      statusFile: undefined,
+    });
+    await agent.start();
+    const status = agent.status();
+    await agent.stop();
+    return { sent, summary: status.summary, components: status.components, lines };
+  };
+  const without = await run(false);
+  const withNotice = await run(true);
+  t.same(withNotice.sent, without.sent, 'the same notifications (STATUS=, READY=1)');
+  t.equal(withNotice.summary, without.summary);
+  t.same(withNotice.components, without.components, 'no dns entry in the status file');
+  t.ok(
+    withNotice.lines.some((l) => /placed by hand/.test(l)),
+    'the notice logged the hand-placed drop-in',
+  );
 });
 
 void t.test('ISTIO_DNSMASQ_DIR changed: the drop-in moves, the old one is removed', async (t) => {

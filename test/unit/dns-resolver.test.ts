@@ -8,7 +8,7 @@ import {
   planDns,
   probeHost,
   type DnsSettings,
-} from '../../src/dns/apply';
+} from '../../src/dns/index';
 import {
   DHCLIENT_BLOCK,
   RESOLV_CONF_BLOCK,

@@ -6,7 +6,7 @@ import { configFrom } from '../helpers/capture-config';
 import { AgentError } from '../../src/lib/errors';
 import type { Exec, ExecResult } from '../../src/lib/exec';
 import { detectBackend } from '../../src/netfilter/backend';
-import { formatDiff, lineDiff } from '../../src/netfilter/capture';
+import { formatDiff, lineDiff } from '../../src/netfilter/index';
 import {
   diffFamily,
   emptyWithoutOurs,
