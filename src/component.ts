@@ -68,3 +68,14 @@ export interface Component {
   rollback?(): Promise<void>;
   status(): ComponentStatus;
 }
+
+/**
+ * Builds one component from the validated configuration. Pure: it does no I/O (lookups, probes
+ * and file reads belong in `preflight`/`start`). Returns undefined when the component is off in
+ * this configuration. Each component's folder exports its factory from its index.ts; the
+ * registry (components.ts) lists them in start order.
+ */
+export type ComponentFactory = (
+  config: AgentConfig,
+  deps: ComponentDeps,
+) => Promise<Component | undefined>;

@@ -1,5 +1,5 @@
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
-import type { ComponentFactory } from '../components';
+import type { ComponentFactory } from '../component';
 import type { AgentConfig, CaConfig } from '../config/types';
 import {
   detectGce,

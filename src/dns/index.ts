@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
-import type { ComponentFactory } from '../components';
+import type { ComponentFactory } from '../component';
 import type { AgentConfig } from '../config/types';
 import { Backoff } from '../lib/backoff';
 import { toAgentError } from '../lib/errors';

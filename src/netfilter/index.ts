@@ -1,5 +1,5 @@
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
-import type { ComponentFactory } from '../components';
+import type { ComponentFactory } from '../component';
 import type { AgentConfig, CaptureConfig } from '../config/types';
 import type { TimerHandle } from '../lib/clock';
 import { AgentError, toAgentError } from '../lib/errors';

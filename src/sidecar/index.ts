@@ -5,7 +5,7 @@
  */
 import { constants, promises as fs } from 'node:fs';
 import type { ComponentDeps } from '../component';
-import type { ComponentFactory } from '../components';
+import type { ComponentFactory } from '../component';
 import type { AgentConfig } from '../config/types';
 import { resolveTrusted } from '../lib/safe-fs';
 import { httpAdmin } from './admin';
