@@ -9,6 +9,7 @@ import { splitCertificates } from '../certs/pem';
 import { identityOfCertificate } from '../identity/san';
 import { formatDuration } from '../certs/policy';
 import { toAgentError } from '../lib/errors';
+import { splitHostPort } from '../lib/host-port';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
 const USAGE = `Usage: istio-node-agent check [--json]
@@ -92,9 +93,7 @@ const checks: Record<string, Check> = {
   async ca(cfg) {
     const set = await new CertStore(cfg.ca.certsDir).read();
     if (!set.rootPem) return fail(`no root-cert.pem in ${cfg.ca.certsDir} to check the CA against`);
-    const i = cfg.ca.address.lastIndexOf(':');
-    const host = cfg.ca.address.slice(0, i).replace(/^\[|\]$/g, '');
-    const port = Number(cfg.ca.address.slice(i + 1));
+    const { host, port } = splitHostPort(cfg.ca.address);
     return new Promise((resolve) => {
       const socket = tls.connect({
         host,

@@ -1,11 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { isIPv6 } from 'node:net';
 import * as path from 'node:path';
 import { splitPemCertificates, startDevCa, type CaCallRecord, type DevCa } from '../ca/index';
 import { parseDuration } from '../config/index';
 import { atomicWrite } from '../lib/atomic-write';
 import { AgentError } from '../lib/errors';
+import { parseHostPort } from '../lib/host-port';
 import { createLogger, type Logger } from '../observe/logger';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
@@ -151,12 +151,9 @@ export async function run(ctx: CommandContext): Promise<number> {
 }
 
 function parseListen(s: string, usage: (m: string) => AgentError): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw usage(`--listen "${s}" is not HOST:PORT`);
-  const host = m[1] ?? m[2]!;
-  if (m[1] !== undefined && !isIPv6(host)) throw usage(`--listen "${s}" is not HOST:PORT`);
-  return { host, port };
+  const r = parseHostPort(s, { minPort: 0 });
+  if (!r.ok) throw usage(`--listen "${s}" is not HOST:PORT`);
+  return { host: r.host, port: r.port };
 }
 
 function durationOption(
