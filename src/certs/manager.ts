@@ -6,7 +6,7 @@ import type { TimerHandle } from '../lib/clock';
 import type { Logger } from '../observe/logger';
 import { createCsr } from './csr';
 import { generateWorkloadKey, type WorkloadKey } from './keys';
-import { splitCertificates, joinPem } from './pem';
+import { extractCertificates, joinPem } from '../lib/pem';
 import { firstCsrDelay, formatDuration, renewAt, retryDelay, rotationDeadlineMs } from './policy';
 import { CHAIN_FILE, KEY_FILE, ROOT_FILE, type CertStore, type StoredSet } from './store';
 import type { CaConnector, CredentialInput, IdentitySource } from './types';
@@ -700,7 +700,7 @@ export class CertManager implements Component {
     if (!set.chainPem) return undefined;
     const dir = this.opts.store.dir;
     try {
-      const first = splitCertificates(set.chainPem)[0];
+      const first = extractCertificates(set.chainPem)[0];
       if (!first) throw new Error('no PEM certificate in it');
       const leaf = new X509Certificate(first);
       if (set.keyPem && !leaf.checkPrivateKey(createPrivateKey(set.keyPem))) {
@@ -724,7 +724,7 @@ export class CertManager implements Component {
 
   private credentialInput(s: { keyPem?: string; chainPem?: string }): CredentialInput {
     let notAfter: number | undefined;
-    const first = s.chainPem ? splitCertificates(s.chainPem)[0] : undefined;
+    const first = s.chainPem ? extractCertificates(s.chainPem)[0] : undefined;
     if (first) {
       try {
         notAfter = Date.parse(new X509Certificate(first).validTo);

@@ -1,7 +1,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { certificateSans } from '../identity/san';
 import { AgentError } from '../lib/errors';
-import { splitCertificates } from './pem';
+import { extractCertificates } from '../lib/pem';
 import { formatDuration } from './policy';
 
 /**
@@ -53,7 +53,7 @@ export function checkIssued(input: CheckInput): IssuedCert {
       `the CA's answer holds ${bytes} bytes of certificates, more than the ${MAX_RESPONSE_BYTES} a workload chain needs; refused, the current set stays (check the CA's signing chain)`,
     );
   }
-  const blocks = input.response.flatMap((r) => splitCertificates(r));
+  const blocks = input.response.flatMap((r) => extractCertificates(r));
   if (blocks.length === 0)
     throw new AgentError('AGENT_E_CERT_PARSE', 'the CA returned no PEM certificate');
   if (blocks.length > MAX_CHAIN_CERTS) {
@@ -72,7 +72,7 @@ export function checkIssued(input: CheckInput): IssuedCert {
       { cause: e },
     );
   }
-  const roots = splitCertificates(input.rootPem).map((b) => new X509Certificate(b));
+  const roots = extractCertificates(input.rootPem).map((b) => new X509Certificate(b));
   if (roots.length === 0)
     throw new AgentError(
       'AGENT_E_CERT_CHAIN',

@@ -5,7 +5,7 @@ import * as tls from 'node:tls';
 import { loadConfig } from '../config/index';
 import type { AgentConfig } from '../config/types';
 import { CertStore } from '../certs/store';
-import { splitCertificates } from '../certs/pem';
+import { extractCertificates } from '../lib/pem';
 import { identityOfCertificate } from '../identity/san';
 import { formatDuration } from '../certs/policy';
 import { toAgentError } from '../lib/errors';
@@ -49,13 +49,13 @@ export function inspectSet(
     return { ok: false, detail: `missing ${missing.join(', ')}` };
   }
   try {
-    const blocks = splitCertificates(set.chainPem);
+    const blocks = extractCertificates(set.chainPem);
     const certs = blocks.map((b) => new X509Certificate(b));
     const leaf = certs[0];
     if (!leaf) return { ok: false, detail: 'cert-chain.pem holds no certificate' };
     if (!leaf.checkPrivateKey(createPrivateKey(set.keyPem)))
       return { ok: false, detail: 'key.pem does not match cert-chain.pem' };
-    const roots = splitCertificates(set.rootPem).map((b) => new X509Certificate(b));
+    const roots = extractCertificates(set.rootPem).map((b) => new X509Certificate(b));
     const top = certs[certs.length - 1]!;
     for (let i = 0; i + 1 < certs.length; i++) {
       if (!certs[i]!.verify(certs[i + 1]!.publicKey))

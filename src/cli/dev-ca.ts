@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { splitPemCertificates, startDevCa, type CaCallRecord, type DevCa } from '../ca/index';
+import { startDevCa, type CaCallRecord, type DevCa } from '../ca/index';
+import { splitPemCertificates } from '../lib/pem';
 import { parseDuration } from '../config/index';
 import { atomicWrite } from '../lib/atomic-write';
 import { AgentError } from '../lib/errors';
