@@ -115,5 +115,3 @@ export const ROTATION_SLACK_MS = 30_000;
 export function rotationDeadlineMs(callTimeoutMs: number): number {
   return 2 * callTimeoutMs + ROTATION_SLACK_MS;
 }
-
-export { formatDuration } from '../lib/duration';

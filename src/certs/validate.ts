@@ -2,7 +2,7 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import { certificateSans } from '../identity/san';
 import { AgentError } from '../lib/errors';
 import { extractCertificates } from '../lib/pem';
-import { formatDuration } from './policy';
+import { formatDuration } from '../lib/duration';
 
 /**
  * The most a CA's answer may hold, in bytes of PEM text, checked before anything is parsed. A

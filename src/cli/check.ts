@@ -7,7 +7,7 @@ import type { AgentConfig } from '../config/types';
 import { CertStore } from '../certs/store';
 import { extractCertificates } from '../lib/pem';
 import { identityOfCertificate } from '../identity/san';
-import { formatDuration } from '../certs/policy';
+import { formatDuration } from '../lib/duration';
 import { toAgentError } from '../lib/errors';
 import { splitHostPort } from '../lib/host-port';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';

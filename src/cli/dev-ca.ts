@@ -5,6 +5,7 @@ import { startDevCa, type CaCallRecord, type DevCa } from '../ca/index';
 import { splitPemCertificates } from '../lib/pem';
 import { parseDuration } from '../config/index';
 import { atomicWrite } from '../lib/atomic-write';
+import { formatDurationSetting } from '../lib/duration';
 import { AgentError } from '../lib/errors';
 import { parseHostPort } from '../lib/host-port';
 import { createLogger, type Logger } from '../observe/logger';
@@ -140,7 +141,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       if (!written) await warnIfForeign(dir, ca, log);
     }
     ctx.out(
-      `istio-node-agent dev-ca: listening on ${ca.address} (HandleCSR, CreateCertificate); root ${path.join(stateDir, 'root-cert.pem')}; workload TTL ${formatMs(ttlMs)}${bootstrapNote}\n`,
+      `istio-node-agent dev-ca: listening on ${ca.address} (HandleCSR, CreateCertificate); root ${path.join(stateDir, 'root-cert.pem')}; workload TTL ${formatDurationSetting(ttlMs)}${bootstrapNote}\n`,
     );
     const sig = await stopped;
     log.info({ signal: sig }, `received ${sig}, stopping`);
@@ -168,12 +169,6 @@ function durationOption(
   if (ms === undefined || ms < 1000)
     throw usage(`${name} "${v}" is not a duration of at least 1s (e.g. 90s, 15m, 1h)`);
   return ms;
-}
-
-function formatMs(ms: number): string {
-  if (ms % HOUR_MS === 0) return `${ms / HOUR_MS}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${ms / 1000}s`;
 }
 
 async function loadOrCreateRoot(
