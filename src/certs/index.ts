@@ -1,71 +1,17 @@
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { ComponentFactory } from '../component';
-import type { AgentConfig, CaConfig } from '../config/types';
-import {
-  detectGce,
-  fetchIdentityToken,
-  fetchServiceAccountEmail,
-  gceIdentity,
-} from '../identity/gce';
-import { onpremIdentity } from '../identity/onprem';
+import type { AgentConfig } from '../config/types';
+import { chooseIdentitySource } from '../identity/index';
 import { CertManager } from './manager';
 import { CertStore, CHAIN_FILE } from './store';
-import type { CaConnector, IdentitySource } from './types';
+import type { CaConnector } from './types';
 import * as path from 'node:path';
 
 export { CertManager } from './manager';
 export { CertStore } from './store';
 
-/** How long `CITADEL_ENV=auto` waits for the metadata server before choosing onprem. */
-export const GCE_DETECT_TIMEOUT_MS = 1000;
-
-export function gcpIdentity(initial: CaConfig): IdentitySource {
-  let ca = initial;
-  return {
-    kind: 'gcp',
-    async defaultIdentity(_set, signal) {
-      const email = await fetchServiceAccountEmail({
-        host: ca.gceMetadataHost,
-        timeoutMs: ca.callTimeoutMs,
-        ...(signal ? { signal } : {}),
-      });
-      return gceIdentity(email);
-    },
-    async credential(_current, _bootstrap, _now, signal) {
-      // A fresh token for every CSR (1.0 fetched it once at start).
-      const token = await fetchIdentityToken({
-        host: ca.gceMetadataHost,
-        audience: ca.gceAudience,
-        timeoutMs: ca.callTimeoutMs,
-        ...(signal ? { signal } : {}),
-      });
-      return { kind: 'token', token, credentialType: 'gcp' };
-    },
-    reconfigure(next) {
-      ca = next;
-    },
-  };
-}
-
-export async function chooseIdentitySource(
-  ca: CaConfig,
-  deps: Pick<ComponentDeps, 'log'>,
-): Promise<IdentitySource> {
-  const onprem = (): IdentitySource => onpremIdentity(path.join(ca.certsDir, CHAIN_FILE));
-  if (ca.env === 'onprem') return onprem();
-  if (ca.env === 'gcp') return gcpIdentity(ca);
-  const gce = await detectGce({ host: ca.gceMetadataHost, timeoutMs: GCE_DETECT_TIMEOUT_MS });
-  deps.log.info(
-    { component: 'certs', gce },
-    gce
-      ? 'CITADEL_ENV=auto: the GCE metadata server answered, using gcp'
-      : 'CITADEL_ENV=auto: no GCE metadata server, using onprem',
-  );
-  return gce ? gcpIdentity(ca) : onprem();
-}
-
 /** The gRPC stack loads on first use, so it can load while the first key is being made. */
-const loadCaClient = () => import('../ca/client');
+const loadCaClient = () => import('../ca/index');
 
 /** Connects to the CA the certificate component names at each CSR (a reload may change it). */
 export function caConnector(): CaConnector {
@@ -108,7 +54,7 @@ export async function buildCertManager(
       keyOwner = r.ids;
     }
   }
-  const source = await chooseIdentitySource(ca, deps);
+  const source = await chooseIdentitySource(ca, path.join(ca.certsDir, CHAIN_FILE), deps.log);
   return new CertManager(deps, {
     ca,
     store: new CertStore(ca.certsDir, keyOwner ? { keyOwner } : {}),

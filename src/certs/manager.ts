@@ -10,7 +10,8 @@ import { extractCertificates, joinPem } from '../lib/pem';
 import { formatDuration } from '../lib/duration';
 import { firstCsrDelay, renewAt, retryDelay, rotationDeadlineMs } from './policy';
 import { CHAIN_FILE, KEY_FILE, ROOT_FILE, type CertStore, type StoredSet } from './store';
-import type { CaConnector, CredentialInput, IdentitySource } from './types';
+import type { CredentialInput, IdentitySource } from '../identity/index';
+import type { CaConnector } from './types';
 import { checkIssued } from './validate';
 import * as path from 'node:path';
 

@@ -1,5 +1,5 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import { certificateSans } from '../identity/san';
+import { certificateSans } from '../identity/index';
 import { AgentError } from '../lib/errors';
 import { extractCertificates } from '../lib/pem';
 import { formatDuration } from '../lib/duration';

@@ -6,7 +6,7 @@ import { loadConfig } from '../config/index';
 import type { AgentConfig } from '../config/types';
 import { CertStore } from '../certs/store';
 import { extractCertificates } from '../lib/pem';
-import { identityOfCertificate } from '../identity/san';
+import { identityOfCertificate } from '../identity/index';
 import { formatDuration } from '../lib/duration';
 import { toAgentError } from '../lib/errors';
 import { splitHostPort } from '../lib/host-port';
@@ -124,8 +124,11 @@ const checks: Record<string, Check> = {
 
   async metadata(cfg) {
     if (cfg.ca.env === 'onprem') return skip('CITADEL_ENV=onprem');
-    const { detectGce } = await import('../identity/gce');
-    const up = await detectGce({ host: cfg.ca.gceMetadataHost, timeoutMs: 1000 });
+    const { detectGce, GCE_DETECT_TIMEOUT_MS } = await import('../identity/index');
+    const up = await detectGce({
+      host: cfg.ca.gceMetadataHost,
+      timeoutMs: GCE_DETECT_TIMEOUT_MS,
+    });
     if (up) return pass(`${cfg.ca.gceMetadataHost} answers as the GCE metadata server`);
     return cfg.ca.env === 'gcp'
       ? fail(`${cfg.ca.gceMetadataHost} does not answer`)

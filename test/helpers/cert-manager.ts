@@ -8,16 +8,10 @@ import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { CertManager } from '../../src/certs/manager';
 import { generateWorkloadKey, type WorkloadKey } from '../../src/certs/keys';
 import type { CertSet, SetMeta, StoredSet } from '../../src/certs/store';
-import type {
-  CaClientLike,
-  CaConnector,
-  CaCredential,
-  CaTarget,
-  CsrRequest,
-  IdentitySource,
-} from '../../src/certs/types';
+import type { CaCredential, CsrRequest } from '../../src/ca/index';
+import type { CaClientLike, CaConnector, CaTarget } from '../../src/certs/types';
 import type { AgentConfig, KeyAlgorithm } from '../../src/config/types';
-import { onpremIdentity } from '../../src/identity/onprem';
+import { onpremIdentity, type IdentitySource } from '../../src/identity/index';
 import type { Random } from '../../src/lib/backoff';
 import { FakeClock } from '../../src/lib/clock';
 import { exec } from '../../src/lib/exec';

@@ -5,7 +5,7 @@ import t from 'tap';
 import { rotationDeadlineMs, EXPIRED_RETRY_POLICY } from '../../src/certs/policy';
 import { AgentError } from '../../src/lib/errors';
 import { until } from '../helpers/certs';
-import type { IdentitySource } from '../../src/certs/types';
+import type { IdentitySource } from '../../src/identity/index';
 import { harness, ID, never } from '../helpers/cert-manager';
 
 /** Resolves to true if `p` settles within a few turns of the event loop (no time passes). */
