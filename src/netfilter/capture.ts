@@ -36,7 +36,7 @@ import {
   type RoutingEntry,
 } from './routing';
 import { readRecord, sameRecord, writeRecord, type CaptureRecord } from './state';
-import { resolveProxyIds, type ResolvedIds } from './users';
+import { resolveProxyIds, type ResolvedIds } from '../host/users';
 
 /**
  * The host side of capture: read the live rules, apply a plan, clean, diff. Every program runs

@@ -18,7 +18,7 @@ import {
   type CaptureIo,
 } from './capture';
 import { planCapture, samePlan, type CapturePlan, type IpFamily } from './plan';
-import { resolveProxyIds } from './users';
+import { resolveProxyIds } from '../host/users';
 
 export {
   planCapture,
@@ -59,7 +59,7 @@ export type {
   Transaction,
   Prepared,
 } from './capture';
-export { resolveProxyIds } from './users';
+export { resolveProxyIds } from '../host/users';
 export { parseSave, normaliseSave, diffFamily, transaction } from './live';
 export type { DiffItem, SavedTable } from './live';
 export { restoreCommand, RESTORE_ARGS } from './backend';

@@ -13,7 +13,7 @@ import { wrapCommand } from './plan';
 import { readHostFacts } from './host';
 import { processLauncher } from './launcher';
 import { RUNTIME_DEFAULTS, SidecarSupervisor, type SidecarRuntime } from './supervisor';
-import { currentUser, lookupUser } from './user';
+import { currentUser, lookupExecUser as lookupUser } from '../host/users';
 
 export {
   SidecarSupervisor,
