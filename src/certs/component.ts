@@ -93,7 +93,8 @@ export async function buildCertManager(
 /**
  * The certificate component as `run` builds it. Building does no I/O. Preflight does the host
  * lookups (lookupCertSetup), makes the manager and checks that the bootstrap set is there;
- * start runs the manager (built then if preflight was skipped); the rest is the manager's.
+ * start runs the manager (built then if preflight was skipped); reload, stop and status are the
+ * manager's.
  */
 export class CertComponent implements Component {
   readonly name = 'certs';
@@ -116,6 +117,11 @@ export class CertComponent implements Component {
 
   async start(signal: AbortSignal): Promise<void> {
     await (await this.built()).start(signal);
+  }
+
+  /** SIGHUP: certificate settings apply at the next CSR (CertManager.reload). */
+  async reload(config: AgentConfig): Promise<void> {
+    await this.manager?.reload(config);
   }
 
   async stop(): Promise<void> {
