@@ -15,6 +15,7 @@ export {
   type CertComponentOptions,
   type CertSetup,
 } from './component';
+export { verifyChain, type ChainVerdict } from './chain';
 export { CertManager } from './manager';
 export { CertStore } from './store';
 

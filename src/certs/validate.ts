@@ -1,6 +1,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { certificateSans } from '../identity/index';
 import { AgentError } from '../lib/errors';
+import { verifyChain } from './chain';
 import { extractCertificates } from '../lib/pem';
 import { formatDuration } from '../lib/duration';
 
@@ -130,29 +131,18 @@ export function checkIssued(input: CheckInput): IssuedCert {
     );
   }
 
-  // Walk the chain: each certificate must be issued and signed by the next.
-  for (let i = 0; i + 1 < certs.length; i++) {
-    const c = certs[i]!;
-    const up = certs[i + 1]!;
-    if (!c.checkIssued(up) || !c.verify(up.publicKey)) {
-      throw new AgentError(
-        'AGENT_E_CERT_CHAIN',
-        `certificate ${i} of the chain is not signed by certificate ${i + 1}`,
-      );
-    }
-  }
-  // The top must be a trust anchor, or be signed by one.
-  const top = certs[certs.length - 1]!;
-  const isAnchor = (c: X509Certificate): boolean =>
-    roots.some((r) => r.fingerprint256 === c.fingerprint256);
-  const signedByAnchor = roots.some((r) => top.checkIssued(r) && top.verify(r.publicKey));
-  if (!isAnchor(top) && !signedByAnchor) {
-    throw new AgentError('AGENT_E_CERT_CHAIN', 'the issued chain does not verify to root-cert.pem');
+  // Each certificate issued and signed by the next; the top an anchor or issued by one.
+  const verdict = verifyChain(certs, roots);
+  if (!verdict.ok) {
+    throw new AgentError(
+      'AGENT_E_CERT_CHAIN',
+      'brokenAt' in verdict
+        ? `certificate ${verdict.brokenAt} of the chain is not signed by certificate ${verdict.brokenAt + 1}`
+        : 'the issued chain does not verify to root-cert.pem',
+    );
   }
   // The leaf must not outlive any issuer above it, the trust anchor included.
-  const anchor = isAnchor(top)
-    ? undefined
-    : roots.find((r) => top.checkIssued(r) && top.verify(r.publicKey));
+  const anchor = verdict.anchor;
   for (const [i, c] of [...certs.slice(1), ...(anchor ? [anchor] : [])].entries()) {
     const until = Date.parse(c.validTo);
     if (notAfter > until) {
@@ -163,7 +153,7 @@ export function checkIssued(input: CheckInput): IssuedCert {
       );
     }
   }
-  const chain = isAnchor(top) && certs.length > 1 ? blocks.slice(0, -1) : blocks;
+  const chain = verdict.topIsAnchor && certs.length > 1 ? blocks.slice(0, -1) : blocks;
   return { chain, notBefore, notAfter, serial: leaf.serialNumber, identity: input.identity };
 }
 

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { loadConfig } from '../config/index';
 import type { AgentConfig } from '../config/types';
-import { CertStore } from '../certs/store';
+import { CertStore, verifyChain } from '../certs/index';
 import { extractCertificates } from '../lib/pem';
 import { identityOfCertificate } from '../identity/index';
 import { formatDuration } from '../lib/duration';
@@ -56,13 +56,15 @@ export function inspectSet(
     if (!leaf.checkPrivateKey(createPrivateKey(set.keyPem)))
       return { ok: false, detail: 'key.pem does not match cert-chain.pem' };
     const roots = extractCertificates(set.rootPem).map((b) => new X509Certificate(b));
-    const top = certs[certs.length - 1]!;
-    for (let i = 0; i + 1 < certs.length; i++) {
-      if (!certs[i]!.verify(certs[i + 1]!.publicKey))
-        return { ok: false, detail: `chain certificate ${i} is not signed by ${i + 1}` };
-    }
-    if (!roots.some((r) => r.fingerprint256 === top.fingerprint256 || top.verify(r.publicKey))) {
-      return { ok: false, detail: 'cert-chain.pem does not verify to root-cert.pem' };
+    const chain = verifyChain(certs, roots);
+    if (!chain.ok) {
+      return {
+        ok: false,
+        detail:
+          'brokenAt' in chain
+            ? `chain certificate ${chain.brokenAt} is not signed by ${chain.brokenAt + 1}`
+            : 'cert-chain.pem does not verify to root-cert.pem',
+      };
     }
     const notAfter = Date.parse(leaf.validTo);
     const id = identityOfCertificate(set.chainPem, 'cert-chain.pem');

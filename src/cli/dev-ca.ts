@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { startDevCa, type CaCallRecord, type DevCa } from '../ca/index';
+import { verifyChain } from '../certs/index';
 import { splitPemCertificates } from '../lib/pem';
 import { parseDuration } from '../config/index';
 import { atomicWrite } from '../lib/atomic-write';
@@ -259,8 +260,8 @@ async function warnIfForeign(dir: string, ca: DevCa, log: Logger): Promise<void>
   try {
     const pems =
       splitPemCertificates(await fs.readFile(path.join(dir, 'cert-chain.pem'), 'utf8')) ?? [];
-    const [leaf, ...rest] = pems.map((p) => new X509Certificate(p));
-    if (!leaf || !chainsTo(leaf, rest, new X509Certificate(ca.rootPem))) {
+    const chain = pems.map((p) => new X509Certificate(p));
+    if (chain.length === 0 || !verifyChain(chain, [new X509Certificate(ca.rootPem)]).ok) {
       log.warn(
         { dir },
         `the certificate in ${dir}/cert-chain.pem does not chain to this CA's root; use --force-bootstrap to replace it`,
@@ -272,24 +273,6 @@ async function warnIfForeign(dir: string, ca: DevCa, log: Logger): Promise<void>
       `cannot read the existing bootstrap set in ${dir}`,
     );
   }
-}
-
-/** Whether `leaf` verifies to `root` through some of `intermediates` (signatures only). */
-function chainsTo(
-  leaf: X509Certificate,
-  intermediates: X509Certificate[],
-  root: X509Certificate,
-): boolean {
-  let cur = leaf;
-  for (let hops = 0; hops <= intermediates.length; hops++) {
-    if (cur.checkIssued(root) && cur.verify(root.publicKey)) return true;
-    const next = intermediates.find(
-      (i) => i !== cur && cur.checkIssued(i) && cur.verify(i.publicKey),
-    );
-    if (!next) return false;
-    cur = next;
-  }
-  return false;
 }
 
 function logCall(log: Logger, c: CaCallRecord): void {
