@@ -74,7 +74,10 @@ export function createCertManager(
   const ca = config.ca;
   return new CertManager(deps, {
     ca,
-    store: new CertStore(ca.certsDir, setup.keyOwner ? { keyOwner: setup.keyOwner } : {}),
+    store: new CertStore(ca.certsDir, {
+      clock: deps.clock,
+      ...(setup.keyOwner ? { keyOwner: setup.keyOwner } : {}),
+    }),
     connect: caConnector(),
     warmup: loadCaClient,
     source: setup.source,
