@@ -141,8 +141,7 @@ export class Agent {
     const { log, notifier } = this.opts;
     if (this.state !== 'ready') return;
     this.state = 'reloading';
-    // MONOTONIC_USEC is CLOCK_MONOTONIC, which is what process.hrtime reads.
-    await notifier.reloading(process.hrtime.bigint() / 1000n);
+    await notifier.reloading(this.opts.clock.monotonicUs());
     this.config = next;
     if (log.level !== next.core.logLevel) {
       log.info(

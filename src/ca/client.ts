@@ -84,6 +84,7 @@ export function createCaClient(opts: CaClientOptions): CaClient {
         reject(signal.reason as Error);
         return;
       }
+      // grpc-js takes a deadline on the system clock and compares it with Date.now() itself.
       const deadline = Date.now() + opts.timeoutMs;
       const onAbort = (): void => {
         c.cancel();

@@ -8,6 +8,7 @@ import { CertStore, verifyChain } from '../certs/index';
 import { extractCertificates } from '../lib/pem';
 import { identityOfCertificate } from '../identity/index';
 import { formatDuration } from '../lib/duration';
+import { systemClock } from '../lib/clock';
 import { toAgentError } from '../lib/errors';
 import { splitHostPort } from '../lib/host-port';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
@@ -87,7 +88,7 @@ const checks: Record<string, Check> = {
         ? skip('no certificate yet (gcp: issued at first start)')
         : fail(`${path.join(cfg.ca.certsDir, 'root-cert.pem')} missing`);
     }
-    const r = inspectSet(set, Date.now());
+    const r = inspectSet(set, systemClock.now());
     const who = set.meta.issuer === 'agent' ? 'issued to this agent' : 'bootstrap set';
     return r.ok ? pass(`${who}: ${r.detail}`) : fail(`${cfg.ca.certsDir}: ${r.detail}`);
   },
