@@ -1,11 +1,14 @@
 /**
- * What the certificate component needs from the CA layer, kept structural so the rotator can be
- * driven by any implementation (the real gRPC client, or a test's). The CA's own types (the CSR,
- * the credential, the client) are owned by src/ca/types.ts, the identity sources' by
+ * What the certificate manager is made of, kept structural so it can be driven by any
+ * implementation (the real gRPC client and store, or a test's). The CA's own types (the CSR, the
+ * credential, the client) are owned by src/ca/types.ts, the identity sources' by
  * src/identity/types.ts.
  */
 import type { CaClient, CaCredential } from '../ca/index';
-import type { CaConfig } from '../config/types';
+import type { CaConfig, KeyAlgorithm } from '../config/types';
+import type { IdentitySource } from '../identity/index';
+import type { WorkloadKey } from './keys';
+import type { CertStore } from './store';
 
 /** What a CSR round uses of a CA client. */
 export type CaClientLike = Pick<CaClient, 'sign' | 'close'>;
@@ -19,3 +22,20 @@ export type CaConnector = (
   rootPem: string,
   target: CaTarget,
 ) => Promise<CaClientLike>;
+
+/** What the manager uses of the store (an interface, so a test can hold the set in memory). */
+export type CertStoreLike = Pick<
+  CertStore,
+  'dir' | 'check' | 'prepare' | 'read' | 'readBootstrap' | 'write' | 'notes'
+>;
+
+export interface CertManagerOptions {
+  readonly ca: CaConfig;
+  readonly store: CertStoreLike;
+  readonly connect: CaConnector;
+  readonly source: IdentitySource;
+  /** Makes keys; injectable so a test can count or slow it. */
+  readonly keygen?: (algorithm: KeyAlgorithm, rsaBits: number) => Promise<WorkloadKey>;
+  /** Loads what the first CSR needs (the gRPC stack) while the key is being made. */
+  readonly warmup?: () => Promise<unknown>;
+}
