@@ -7,8 +7,8 @@ import { ensureDir } from './lib/safe-fs';
 import { systemClock, type Clock, type TimerHandle } from './lib/clock';
 import { exec } from './lib/exec';
 import { toAgentError, type AgentError } from './lib/errors';
-import type { Logger } from './observe/logger';
-import type { Notifier } from './systemd/notify';
+import type { Logger } from './observe/index';
+import type { Notifier } from './systemd/index';
 
 export interface AgentStatus {
   readonly state: 'starting' | 'ready' | 'reloading' | 'stopping' | 'stopped' | 'failed';

@@ -2,7 +2,7 @@ import type { AgentConfig } from './config/types';
 import type { Clock } from './lib/clock';
 import type { Random } from './lib/backoff';
 import type { Exec } from './lib/exec';
-import type { Logger } from './observe/logger';
+import type { Logger } from './observe/index';
 import type { EventEmitter } from 'node:events';
 
 /** Events between components, e.g. the sidecar restarting envoy when the cert set rotates. */

@@ -9,7 +9,7 @@ import { atomicWrite } from '../lib/atomic-write';
 import { formatDurationSetting } from '../lib/duration';
 import { AgentError } from '../lib/errors';
 import { parseHostPort } from '../lib/host-port';
-import { createLogger, type Logger } from '../observe/logger';
+import { createLogger, type Logger } from '../observe/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
 const USAGE = `Usage: istio-node-agent dev-ca --state-dir DIR [options]
