@@ -4,8 +4,7 @@ import type { Logger } from '../observe/index';
 import type { HeldCert } from './inspect';
 import { giveUpReason, retryDelay } from './policy';
 import { FAILED, type Stage } from './round';
-import { iso } from './status';
-import { formatDuration } from '../lib/duration';
+import { formatDuration, isoTime as iso } from '../lib/duration';
 
 /** The failures since the last success: how many, the last one, where, since when. */
 export class Failures {

@@ -1,7 +1,7 @@
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { AgentConfig, CaConfig } from '../config/types';
 import type { TimerHandle } from '../lib/clock';
-import { formatDuration } from '../lib/duration';
+import { formatDuration, isoTime as iso } from '../lib/duration';
 import { AgentError, toAgentError } from '../lib/errors';
 import type { Logger } from '../observe/index';
 import { Failures, fatalFailure, logFailure, retryDelayFor } from './failures';
@@ -10,7 +10,7 @@ import { generateWorkloadKey, type WorkloadKey } from './keys';
 import { renewAt, rotationDeadlineMs, settingsChange, startPlan } from './policy';
 import { csrRound, timeoutError, withDeadline, type Progress, type RoundResult } from './round';
 import { logSettingsChange } from './reload';
-import { certStatus, iso } from './status';
+import { certStatus } from './status';
 import type { StoredSet } from './store';
 import type { CertManagerOptions } from './types';
 

@@ -1,8 +1,7 @@
 import type { CaConfig } from '../config/types';
-import { formatDuration } from '../lib/duration';
+import { formatDuration, isoTime as iso } from '../lib/duration';
 import type { Logger } from '../observe/index';
 import type { SettingsChange } from './policy';
-import { iso } from './status';
 
 /**
  * What a reload (SIGHUP) did to the certificate settings, for the operator: what applies at the

@@ -1,5 +1,5 @@
 import type { ComponentStatus } from '../component';
-import { formatDuration } from '../lib/duration';
+import { formatDuration, isoTime as iso } from '../lib/duration';
 import type { AgentError } from '../lib/errors';
 import type { HeldCert } from './inspect';
 
@@ -48,8 +48,4 @@ export function certStatus(s: CertState): ComponentStatus {
       renewing: s.renewing,
     },
   };
-}
-
-export function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }

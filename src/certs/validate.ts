@@ -3,7 +3,7 @@ import { certificateSans } from '../identity/index';
 import { AgentError } from '../lib/errors';
 import { verifyChain } from './chain';
 import { extractCertificates } from '../lib/pem';
-import { formatDuration } from '../lib/duration';
+import { formatDuration, isoTime as iso } from '../lib/duration';
 
 /**
  * The most a CA's answer may hold, in bytes of PEM text, checked before anything is parsed. A
@@ -113,13 +113,13 @@ export function checkIssued(input: CheckInput): IssuedCert {
   if (!(notAfter > input.now)) {
     throw new AgentError(
       'AGENT_E_CERT_VALIDITY',
-      `the issued certificate expired at ${new Date(notAfter).toISOString()}`,
+      `the issued certificate expired at ${iso(notAfter)}`,
     );
   }
   if (notBefore > input.now + input.skewMs) {
     throw new AgentError(
       'AGENT_E_CERT_VALIDITY',
-      `the issued certificate is not valid before ${new Date(notBefore).toISOString()} (clock skew?)`,
+      `the issued certificate is not valid before ${iso(notBefore)} (clock skew?)`,
     );
   }
   if (notAfter <= notBefore)
@@ -155,8 +155,4 @@ export function checkIssued(input: CheckInput): IssuedCert {
   }
   const chain = verdict.topIsAnchor && certs.length > 1 ? blocks.slice(0, -1) : blocks;
   return { chain, notBefore, notAfter, serial: leaf.serialNumber, identity: input.identity };
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }

@@ -7,7 +7,7 @@ import type { AgentConfig } from '../config/types';
 import { CertStore, verifyChain } from '../certs/index';
 import { extractCertificates } from '../lib/pem';
 import { identityOfCertificate } from '../identity/index';
-import { formatDuration } from '../lib/duration';
+import { formatDuration, isoTime } from '../lib/duration';
 import { systemClock } from '../lib/clock';
 import { toAgentError } from '../lib/errors';
 import { splitHostPort } from '../lib/host-port';
@@ -69,11 +69,10 @@ export function inspectSet(
     }
     const notAfter = Date.parse(leaf.validTo);
     const id = identityOfCertificate(set.chainPem, 'cert-chain.pem');
-    if (notAfter <= now)
-      return { ok: false, detail: `${id}: expired at ${new Date(notAfter).toISOString()}` };
+    if (notAfter <= now) return { ok: false, detail: `${id}: expired at ${isoTime(notAfter)}` };
     return {
       ok: true,
-      detail: `${id}, valid until ${new Date(notAfter).toISOString()} (${formatDuration(notAfter - now)} left)`,
+      detail: `${id}, valid until ${isoTime(notAfter)} (${formatDuration(notAfter - now)} left)`,
     };
   } catch (e) {
     return { ok: false, detail: toAgentError(e).message };

@@ -1,5 +1,5 @@
 /**
- * Durations as text, in one place, in the three forms the agent writes: Go's exact form
+ * Times and durations as text, in one place. Durations in the three forms the agent writes: Go's exact form
  * (1.0's log lines, config errors, certificate logs, `check`), a rounded short form (the
  * sidecar's restart and backoff lines), and a setting's form (what one would write in a
  * variable or an option, e.g. the dev CA's TTL).
@@ -32,4 +32,9 @@ export function formatDurationSetting(ms: number): string {
   if (ms % HOUR_MS === 0) return `${ms / HOUR_MS}h`;
   if (ms % MINUTE_MS === 0) return `${ms / MINUTE_MS}m`;
   return `${ms / 1000}s`;
+}
+
+/** An instant (ms since the epoch) as ISO 8601 in UTC, as logs, status and messages show it. */
+export function isoTime(ms: number): string {
+  return new Date(ms).toISOString();
 }

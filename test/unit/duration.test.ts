@@ -1,5 +1,10 @@
 import t from 'tap';
-import { formatDuration, formatDurationSetting, formatShortDuration } from '../../src/lib/duration';
+import {
+  formatDuration,
+  formatDurationSetting,
+  formatShortDuration,
+  isoTime,
+} from '../../src/lib/duration';
 
 const H = 3_600_000;
 
@@ -27,4 +32,9 @@ t.test('durations as a setting is written: the largest unit that divides', async
   t.equal(formatDurationSetting(90 * 60_000), '90m');
   t.equal(formatDurationSetting(45_000), '45s');
   t.equal(formatDurationSetting(1500), '1.5s');
+});
+
+t.test('instants as ISO 8601, UTC', async (t) => {
+  t.equal(isoTime(Date.UTC(2026, 0, 1, 2, 3, 4, 5)), '2026-01-01T02:03:04.005Z');
+  t.equal(isoTime(0), '1970-01-01T00:00:00.000Z');
 });
