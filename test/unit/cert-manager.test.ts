@@ -27,6 +27,8 @@ t.test(
     t.equal(h.rotations.length, 1, 'first certificate');
     const deadline = rotationDeadlineMs(h.config.ca.callTimeoutMs);
 
+    // The next key is made in real time (thread pool): let it be, so the round gets to the read.
+    await h.keysReady();
     h.store.onRead = never; // e.g. key.pem replaced by a FIFO
     const renewal = h.clock.nextAt()!;
     await h.clock.advance(renewal - h.clock.now());
