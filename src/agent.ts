@@ -7,8 +7,8 @@ import { ensureDir } from './lib/safe-fs';
 import { systemClock, type Clock, type TimerHandle } from './lib/clock';
 import { exec } from './lib/exec';
 import { toAgentError, type AgentError } from './lib/errors';
-import type { Logger } from './observe/logger';
-import type { Notifier } from './systemd/notify';
+import type { Logger } from './observe/index';
+import type { Notifier } from './systemd/index';
 
 export interface AgentStatus {
   readonly state: 'starting' | 'ready' | 'reloading' | 'stopping' | 'stopped' | 'failed';
@@ -141,8 +141,7 @@ export class Agent {
     const { log, notifier } = this.opts;
     if (this.state !== 'ready') return;
     this.state = 'reloading';
-    // MONOTONIC_USEC is CLOCK_MONOTONIC, which is what process.hrtime reads.
-    await notifier.reloading(process.hrtime.bigint() / 1000n);
+    await notifier.reloading(this.opts.clock.monotonicUs());
     this.config = next;
     if (log.level !== next.core.logLevel) {
       log.info(

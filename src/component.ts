@@ -2,7 +2,7 @@ import type { AgentConfig } from './config/types';
 import type { Clock } from './lib/clock';
 import type { Random } from './lib/backoff';
 import type { Exec } from './lib/exec';
-import type { Logger } from './observe/logger';
+import type { Logger } from './observe/index';
 import type { EventEmitter } from 'node:events';
 
 /** Events between components, e.g. the sidecar restarting envoy when the cert set rotates. */
@@ -70,3 +70,14 @@ export interface Component {
   rollback?(): Promise<void>;
   status(): ComponentStatus;
 }
+
+/**
+ * Builds one component from the validated configuration. Pure: it does no I/O (lookups, probes
+ * and file reads belong in `preflight`/`start`). Returns undefined when the component is off in
+ * this configuration. Each component's folder exports its factory from its index.ts; the
+ * registry (components.ts) lists them in start order.
+ */
+export type ComponentFactory = (
+  config: AgentConfig,
+  deps: ComponentDeps,
+) => Promise<Component | undefined>;

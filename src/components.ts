@@ -1,16 +1,13 @@
-import type { Component, ComponentDeps } from './component';
+import type { Component, ComponentDeps, ComponentFactory } from './component';
 import type { AgentConfig } from './config/types';
 
 /**
- * The components `run` starts, in start order: certificates first (the sidecar needs them),
- * then traffic capture and DNS, then the sidecar. Each component's folder exports its factory
- * from its index.ts; a factory returns undefined when the component is off in this config.
+ * The registry: the components `run` starts, in start order: certificates first (the sidecar
+ * needs them), then traffic capture and DNS, then the sidecar. Each component's folder exports
+ * its factory from its index.ts; a factory returns undefined when the component is off in this
+ * config. The contract (Component, ComponentFactory) lives in component.ts, which the
+ * components import; nothing imports this file but the commands that build the agent.
  */
-export type ComponentFactory = (
-  config: AgentConfig,
-  deps: ComponentDeps,
-) => Promise<Component | undefined>;
-
 export const COMPONENT_FACTORIES: readonly {
   readonly name: string;
   readonly load: () => Promise<ComponentFactory>;

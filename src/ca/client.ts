@@ -2,13 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { AgentError } from '../lib/errors';
 import { CREATE_CERTIFICATE, HANDLE_CSR } from './protos';
-import {
-  chainFromList,
-  mapCallFailure,
-  retryHintMs,
-  splitPemCertificates,
-  type CallContext,
-} from './response';
+import { splitPemCertificates } from '../lib/pem';
+import { chainFromList, mapCallFailure, retryHintMs, type CallContext } from './response';
 import type { CaClient, CaClientOptions, CsrRequest } from './types';
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -89,6 +84,7 @@ export function createCaClient(opts: CaClientOptions): CaClient {
         reject(signal.reason as Error);
         return;
       }
+      // grpc-js takes a deadline on the system clock and compares it with Date.now() itself.
       const deadline = Date.now() + opts.timeoutMs;
       const onAbort = (): void => {
         c.cancel();

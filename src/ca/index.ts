@@ -17,7 +17,6 @@ export type {
   DevCaOptions,
 } from './types';
 export { createCaClient } from './client';
-export { splitPemCertificates } from './response';
 
 export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
   const m = await import('./dev-ca');

@@ -1,34 +1,14 @@
 import { status } from '@grpc/grpc-js';
 import { formatDuration } from '../lib/duration';
 import { AgentError } from '../lib/errors';
+import { splitPemCertificates } from '../lib/pem';
 import type { CaApi } from './types';
 import { decodeRetryDelayMs } from './wire';
 
 /**
- * Pure pieces of the CA client: splitting what the CA sent into PEM certificates, and turning a
+ * Pure pieces of the CA client: reading the chain the CA sent (PEM: lib/pem.ts), and turning a
  * gRPC failure into an AgentError with a code and a message that says what to do.
  */
-
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n\t ]*?)-----END \1-----/g;
-
-/**
- * Splits PEM text into its CERTIFICATE blocks, each normalized to end with one newline.
- * Returns undefined when the text holds anything else: no block, a block of another type, or
- * non-blank text between blocks. The blocks' contents are not parsed here: the certificate
- * component checks what they say.
- */
-export function splitPemCertificates(text: string): string[] | undefined {
-  const out: string[] = [];
-  let last = 0;
-  for (const m of text.matchAll(PEM_BLOCK)) {
-    if (text.slice(last, m.index).trim() !== '') return undefined;
-    if (m[1] !== 'CERTIFICATE') return undefined;
-    out.push(m[0].replace(/\r\n/g, '\n') + '\n');
-    last = m.index + m[0].length;
-  }
-  if (text.slice(last).trim() !== '') return undefined;
-  return out.length > 0 ? out : undefined;
-}
 
 /** The PEM certificates of a chain given as a list of strings (each may hold several blocks). */
 export function chainFromList(parts: readonly string[]): string[] | undefined {

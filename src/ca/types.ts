@@ -1,7 +1,9 @@
 /** The CA protocol layer's contracts: what the certificate component calls, what tests start. */
 import type { status } from '@grpc/grpc-js';
+import type { CaApi } from '../config/types';
 
-export type CaApi = 'HandleCSR' | 'CreateCertificate';
+/** Which of Citadel's two CSR APIs (CA_API): a configuration value, owned by config/types.ts. */
+export type { CaApi };
 
 export interface CsrRequest {
   readonly csrPem: string;

@@ -1,3 +1,4 @@
+// size: one codec for the four messages of one protocol, sharing its field reader and writer.
 /**
  * Protocol Buffers wire format for the four messages of Citadel's CSR APIs, by hand.
  *

@@ -1,158 +1,24 @@
-import type { Component, ComponentDeps, ComponentStatus } from '../component';
-import type { ComponentFactory } from '../components';
-import type { AgentConfig, CaConfig } from '../config/types';
-import {
-  detectGce,
-  fetchIdentityToken,
-  fetchServiceAccountEmail,
-  gceIdentity,
-} from '../identity/gce';
-import { onpremIdentity } from '../identity/onprem';
-import { CertManager } from './manager';
-import { CertStore, CHAIN_FILE } from './store';
-import type { CaConnector, IdentitySource } from './types';
-import * as path from 'node:path';
+/**
+ * The certificate component: the workload key and CSR, the checks of what the CA returns, the
+ * on-disk set swapped atomically, the rotation policy (policy.ts, pure) and the manager that
+ * runs it. Start reading at component.ts (how it is built), then manager.ts.
+ */
+import type { ComponentFactory } from '../component';
+import { CertComponent } from './component';
 
+export {
+  CertComponent,
+  buildCertManager,
+  caConnector,
+  createCertManager,
+  lookupCertSetup,
+  type CertComponentOptions,
+  type CertSetup,
+} from './component';
+export { verifyChain, type ChainVerdict } from './chain';
 export { CertManager } from './manager';
 export { CertStore } from './store';
 
-/** How long `CITADEL_ENV=auto` waits for the metadata server before choosing onprem. */
-export const GCE_DETECT_TIMEOUT_MS = 1000;
-
-export function gcpIdentity(initial: CaConfig): IdentitySource {
-  let ca = initial;
-  return {
-    kind: 'gcp',
-    async defaultIdentity(_set, signal) {
-      const email = await fetchServiceAccountEmail({
-        host: ca.gceMetadataHost,
-        timeoutMs: ca.callTimeoutMs,
-        ...(signal ? { signal } : {}),
-      });
-      return gceIdentity(email);
-    },
-    async credential(_current, _bootstrap, _now, signal) {
-      // A fresh token for every CSR (1.0 fetched it once at start).
-      const token = await fetchIdentityToken({
-        host: ca.gceMetadataHost,
-        audience: ca.gceAudience,
-        timeoutMs: ca.callTimeoutMs,
-        ...(signal ? { signal } : {}),
-      });
-      return { kind: 'token', token, credentialType: 'gcp' };
-    },
-    reconfigure(next) {
-      ca = next;
-    },
-  };
-}
-
-export async function chooseIdentitySource(
-  ca: CaConfig,
-  deps: Pick<ComponentDeps, 'log'>,
-): Promise<IdentitySource> {
-  const onprem = (): IdentitySource => onpremIdentity(path.join(ca.certsDir, CHAIN_FILE));
-  if (ca.env === 'onprem') return onprem();
-  if (ca.env === 'gcp') return gcpIdentity(ca);
-  const gce = await detectGce({ host: ca.gceMetadataHost, timeoutMs: GCE_DETECT_TIMEOUT_MS });
-  deps.log.info(
-    { component: 'certs', gce },
-    gce
-      ? 'CITADEL_ENV=auto: the GCE metadata server answered, using gcp'
-      : 'CITADEL_ENV=auto: no GCE metadata server, using onprem',
-  );
-  return gce ? gcpIdentity(ca) : onprem();
-}
-
-/** The gRPC stack loads on first use, so it can load while the first key is being made. */
-const loadCaClient = () => import('../ca/client');
-
-/** Connects to the CA the certificate component names at each CSR (a reload may change it). */
-export function caConnector(): CaConnector {
-  return async (credential, rootPem, target) => {
-    const { createCaClient } = await loadCaClient();
-    return createCaClient({
-      address: target.address,
-      serverName: target.serverName,
-      rootPem,
-      api: target.api,
-      timeoutMs: target.callTimeoutMs,
-      credential,
-    });
-  };
-}
-
-export interface CertComponentOptions {
-  /** Owner of key.pem; default: ENVOY_USER when running as root, else unchanged. */
-  readonly keyOwner?: { readonly uid: number; readonly gid: number } | 'none';
-}
-
-/** The certificate component for this configuration. */
-export async function buildCertManager(
-  config: AgentConfig,
-  deps: ComponentDeps,
-  options: CertComponentOptions = {},
-): Promise<CertManager> {
-  const ca = config.ca;
-  let keyOwner = options.keyOwner === 'none' ? undefined : options.keyOwner;
-  if (options.keyOwner === undefined && process.getuid?.() === 0) {
-    // The proxy user (ENVOY_USER) reads the key; the same lookup as the capture rules use.
-    const { resolveProxyIds } = await import('../netfilter/index');
-    const r = await resolveProxyIds(config.capture, deps.exec);
-    if (r.warning) {
-      deps.log.warn(
-        { component: 'certs', user: config.capture.envoyUser },
-        `user ${config.capture.envoyUser} does not exist; key.pem stays owned by root`,
-      );
-    } else {
-      keyOwner = r.ids;
-    }
-  }
-  const source = await chooseIdentitySource(ca, deps);
-  return new CertManager(deps, {
-    ca,
-    store: new CertStore(ca.certsDir, keyOwner ? { keyOwner } : {}),
-    connect: caConnector(),
-    warmup: loadCaClient,
-    source,
-  });
-}
-
-/**
- * The certificate component as `run` builds it: building does no I/O; the user lookup for the
- * key's owner and the CITADEL_ENV=auto probe of the metadata server (buildCertManager) happen in
- * preflight, with the check that the bootstrap set is there.
- */
-class CertComponent implements Component {
-  readonly name = 'certs';
-  private manager: CertManager | undefined;
-
-  constructor(
-    private readonly config: AgentConfig,
-    private readonly deps: ComponentDeps,
-  ) {}
-
-  private async built(): Promise<CertManager> {
-    this.manager ??= await buildCertManager(this.config, this.deps);
-    return this.manager;
-  }
-
-  async preflight(): Promise<void> {
-    await (await this.built()).preflight();
-  }
-
-  async start(signal: AbortSignal): Promise<void> {
-    await (await this.built()).start(signal);
-  }
-
-  async stop(): Promise<void> {
-    await this.manager?.stop();
-  }
-
-  status(): ComponentStatus {
-    return this.manager?.status() ?? { ready: false, summary: 'cert: none' };
-  }
-}
-
+/** The certificate component for `run`: pure, see CertComponent. */
 export const createCertComponent: ComponentFactory = (config, deps) =>
   Promise.resolve(new CertComponent(config, deps));

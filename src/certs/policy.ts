@@ -1,4 +1,6 @@
+import type { CaConfig } from '../config/types';
 import type { BackoffPolicy, Random } from '../lib/backoff';
+import { EXIT_CONFIG } from '../lib/errors';
 
 /** Spread of the renewal point: ±10 % of the wait, so a fleet does not renew in lockstep. */
 export const RENEW_JITTER = 0.1;
@@ -104,6 +106,35 @@ export function firstCsrDelay(
   return Math.floor(random() * Math.min(jitterMs, (notAfter - now) / 10));
 }
 
+export type StartPlan =
+  | { readonly keep: true; readonly renewAt: number }
+  | { readonly keep: false; readonly heldUntil: number | undefined; readonly delayMs: number };
+
+/**
+ * What start does with the certificate held: keep one this agent obtained for this identity
+ * (`ours`) while it is valid and its renewal is not due; otherwise a CSR before ready, spread by
+ * firstCsrDelay while the certificate held (a bootstrap one, or ours that is due) is valid.
+ */
+export function startPlan(
+  held:
+    { readonly notBefore: number; readonly notAfter: number; readonly ours: boolean } | undefined,
+  now: number,
+  renewRatio: number,
+  firstCsrJitterMs: number,
+  random: Random,
+): StartPlan {
+  if (held?.ours && held.notAfter > now) {
+    const at = renewAt(held.notBefore, held.notAfter, renewRatio, random);
+    if (at > now) return { keep: true, renewAt: at };
+  }
+  const heldUntil = held && held.notAfter > now ? held.notAfter : undefined;
+  return {
+    keep: false,
+    heldUntil,
+    delayMs: firstCsrDelay(now, heldUntil, firstCsrJitterMs, random),
+  };
+}
+
 /** Room for the local steps of a renewal: waiting for the key, the CSR, the checks, the write. */
 export const ROTATION_SLACK_MS = 30_000;
 
@@ -116,4 +147,82 @@ export function rotationDeadlineMs(callTimeoutMs: number): number {
   return 2 * callTimeoutMs + ROTATION_SLACK_MS;
 }
 
-export { formatDuration } from '../lib/duration';
+/** Codes by which the CA refuses, rather than being away: past expiry, the agent gives up. */
+export const CA_REFUSALS: ReadonlySet<string> = new Set(['AGENT_E_CA_REJECTED', 'AGENT_E_CA_AUTH']);
+
+/**
+ * Whether a failed renewal ends the agent. Only once the certificate has expired (or there is
+ * none) and the failure is permanent: `refused` when the CA refuses (CA_REFUSALS), `config` for
+ * a configuration problem (exit 78). Anything else (the CA away, a full disk, an unreadable
+ * file) is retried: undefined.
+ */
+export function giveUpReason(
+  failure: { readonly code: string; readonly retryable: boolean; readonly exitCode: number },
+  notAfter: number | undefined,
+  now: number,
+): 'refused' | 'config' | undefined {
+  const expired = notAfter === undefined || notAfter <= now;
+  if (!expired || failure.retryable) return undefined;
+  if (CA_REFUSALS.has(failure.code)) return 'refused';
+  if (failure.exitCode === EXIT_CONFIG) return 'config';
+  return undefined;
+}
+
+/** Settings a reload (SIGHUP) applies at the next CSR, with the variable each comes from. */
+export const RELOADABLE: readonly (readonly [keyof CaConfig, string])[] = [
+  ['address', 'CITADEL_ADDRESS'],
+  ['serverName', 'CITADEL_SERVER_NAME'],
+  ['api', 'CA_API'],
+  ['certTtlMs', 'WORKLOAD_CERT_TTL'],
+  ['org', 'WORKLOAD_CERT_ORG'],
+  ['keyAlgorithm', 'WORKLOAD_KEY_ALGORITHM'],
+  ['rsaKeySize', 'WORKLOAD_RSA_KEY_SIZE'],
+  ['identity', 'WORKLOAD_IDENTITY'],
+  ['renewRatio', 'CERT_RENEW_RATIO'],
+  ['callTimeoutMs', 'CA_CALL_TIMEOUT'],
+  ['gceMetadataHost', 'GCE_METADATA_HOST'],
+  ['gceAudience', 'GCE_IDENTITY_AUDIENCE'],
+];
+
+/** Settings used once, at start: a reload names them and keeps the values in force. */
+export const RESTART_ONLY: readonly (readonly [keyof CaConfig, string])[] = [
+  ['env', 'CITADEL_ENV'],
+  ['certsDir', 'CERTS_DIR'],
+  ['firstCsrJitterMs', 'CERT_FIRST_CSR_JITTER'],
+];
+
+export interface SettingsChange {
+  /** Variables whose new values apply at the next CSR. */
+  readonly applied: readonly string[];
+  /** Variables that changed but are read only at start (their values from start stay). */
+  readonly restartNeeded: readonly string[];
+  /** The settings in force after the reload. */
+  readonly next: CaConfig;
+}
+
+/**
+ * What a reload changes in the certificate settings: RELOADABLE ones apply at the next CSR;
+ * RESTART_ONLY ones, and an identity no longer configured (it would be derived anew, which
+ * happens at start), keep the values from start.
+ */
+export function settingsChange(prev: CaConfig, next: CaConfig): SettingsChange {
+  const applied: string[] = [];
+  const restartNeeded: string[] = [];
+  for (const [key, name] of RELOADABLE) {
+    if (prev[key] === next[key]) continue;
+    if (key === 'identity' && next.identity === undefined) restartNeeded.push(name);
+    else applied.push(name);
+  }
+  for (const [key, name] of RESTART_ONLY) if (prev[key] !== next[key]) restartNeeded.push(name);
+  return {
+    applied,
+    restartNeeded,
+    next: {
+      ...next,
+      env: prev.env,
+      certsDir: prev.certsDir,
+      firstCsrJitterMs: prev.firstCsrJitterMs,
+      identity: next.identity ?? prev.identity,
+    },
+  };
+}

@@ -1,7 +1,8 @@
-import { constants as C, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { atomicWrite } from '../lib/atomic-write';
+import { atomicSymlink, atomicWrite, writeNewFile } from '../lib/atomic-write';
+import { systemClock, type Clock } from '../lib/clock';
 import { AgentError } from '../lib/errors';
 import { ensureDir, fsyncDir, readFileSafe, resolveTrusted, trustedUids } from '../lib/safe-fs';
 
@@ -14,8 +15,6 @@ const BOOTSTRAP = '..bootstrap';
 const META = 'meta.json';
 /** A generation directory's name: `..2026_11_26_08_50_00.123_9f2c`. */
 const GENERATION = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{3}_[0-9a-f]{4}$/;
-/** Files the agent creates: never through a symlink, never over an existing file. */
-const CREATE_FLAGS = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
 /** A PEM file or meta.json larger than this is not one: 64 KiB holds a chain of dozens. */
 export const MAX_PEM_BYTES = 64 * 1024;
 
@@ -42,6 +41,8 @@ export interface StoredSet extends Partial<CertSet> {
 export interface StoreOptions {
   /** Owner of key.pem (the proxy user) when running as root. */
   readonly keyOwner?: { readonly uid: number; readonly gid: number };
+  /** Names the generations (their time stamp); default the system clock. */
+  readonly clock?: Pick<Clock, 'now'>;
 }
 
 /** What prepare() found worth a warning about the files dropped by hand. */
@@ -68,7 +69,7 @@ export class CertStore {
 
   constructor(
     readonly dir: string,
-    private readonly options: StoreOptions & { readonly now?: () => number } = {},
+    private readonly options: StoreOptions = {},
   ) {}
 
   /**
@@ -188,7 +189,7 @@ export class CertStore {
   /** Publishes a new complete set; returns its generation name. */
   async write(set: CertSet, meta: SetMeta, opts: { partial?: boolean } = {}): Promise<string> {
     const tmp = path.join(this.dir, `..tmp-${randomBytes(4).toString('hex')}`);
-    const now = this.options.now?.() ?? Date.now();
+    const now = (this.options.clock ?? systemClock).now();
     const gen = `..${generationStamp(new Date(now))}_${randomBytes(2).toString('hex')}`;
     try {
       // mkdir fails if the name exists, so the directory is ours; so is every file in it.
@@ -202,23 +203,15 @@ export class CertStore {
       ];
       for (const [name, text, mode] of files) {
         if (opts.partial && text === '' && name !== META) continue;
-        const fh = await fs.open(path.join(tmp, name), CREATE_FLAGS, mode);
-        try {
-          await fh.writeFile(text);
-          await fh.chmod(mode);
-          if (name === KEY_FILE && this.options.keyOwner)
-            await fh.chown(this.options.keyOwner.uid, this.options.keyOwner.gid);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        const owner = name === KEY_FILE ? this.options.keyOwner : undefined;
+        await writeNewFile(path.join(tmp, name), text, { mode, ...owner });
       }
       await fsyncDir(tmp);
       await fs.rename(tmp, path.join(this.dir, gen));
-      const link = path.join(this.dir, `..data_tmp_${randomBytes(3).toString('hex')}`);
-      await fs.symlink(gen, link);
-      await fs.rename(link, path.join(this.dir, DATA));
-      await fsyncDir(this.dir);
+      // Published by one rename of the ..data link (then this.dir fsynced).
+      await atomicSymlink(gen, path.join(this.dir, DATA), {
+        tmp: path.join(this.dir, `..data_tmp_${randomBytes(3).toString('hex')}`),
+      });
     } catch (e) {
       await fs.rm(tmp, { recursive: true, force: true });
       throw new AgentError(
@@ -239,10 +232,7 @@ export class CertStore {
       const target = `${DATA}/${f}`;
       const st = await lstatIfExists(p);
       if (st?.isSymbolicLink() && (await fs.readlink(p)) === target) continue;
-      // symlink(2) fails if the temporary name exists: it is ours.
-      const tmp = path.join(this.dir, `.${f}.${randomBytes(3).toString('hex')}.lnk`);
-      await fs.symlink(target, tmp);
-      await fs.rename(tmp, p);
+      await atomicSymlink(target, p, { durable: false });
     }
     await fsyncDir(this.dir);
   }

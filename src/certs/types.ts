@@ -1,24 +1,17 @@
 /**
- * What the certificate component needs from the CA and identity layers. These mirror
- * src/ca/index.ts and src/identity/, kept structural so the rotator can be driven by any
- * implementation (the real gRPC client, or a test's).
+ * What the certificate manager is made of, kept structural so it can be driven by any
+ * implementation (the real gRPC client and store, or a test's). The CA's own types (the CSR, the
+ * credential, the client) are owned by src/ca/types.ts, the identity sources' by
+ * src/identity/types.ts.
  */
-import type { CaConfig } from '../config/types';
+import type { CaClient, CaCredential } from '../ca/index';
+import type { CaConfig, KeyAlgorithm } from '../config/types';
+import type { IdentitySource } from '../identity/index';
+import type { WorkloadKey } from './keys';
+import type { CertStore } from './store';
 
-export interface CsrRequest {
-  readonly csrPem: string;
-  readonly identity: string;
-  readonly ttlMs: number;
-}
-
-export type CaCredential =
-  | { readonly kind: 'mtls'; readonly certChainPem: string; readonly keyPem: string }
-  | { readonly kind: 'token'; readonly token: string; readonly credentialType: 'gcp' };
-
-export interface CaClientLike {
-  sign(req: CsrRequest, signal?: AbortSignal): Promise<string[]>;
-  close(): void;
-}
+/** What a CSR round uses of a CA client. */
+export type CaClientLike = Pick<CaClient, 'sign' | 'close'>;
 
 /** Where and how to reach the CA: read at each CSR, so a reload applies at the next one. */
 export type CaTarget = Pick<CaConfig, 'address' | 'serverName' | 'api' | 'callTimeoutMs'>;
@@ -30,24 +23,19 @@ export type CaConnector = (
   target: CaTarget,
 ) => Promise<CaClientLike>;
 
-/** How this host proves who it is. */
-export interface IdentitySource {
-  readonly kind: 'onprem' | 'gcp';
-  /** The identity to request when none is configured. Aborting rejects with the signal's reason. */
-  defaultIdentity(set: { readonly chainPem?: string }, signal?: AbortSignal): Promise<string>;
-  /** The credential for the next CSR, given the current and bootstrap sets. */
-  credential(
-    current: CredentialInput,
-    bootstrap: CredentialInput,
-    now: number,
-    signal?: AbortSignal,
-  ): Promise<CaCredential>;
-  /** Takes changed settings (SIGHUP) for the next request, e.g. the metadata host or audience. */
-  reconfigure?(ca: CaConfig): void;
-}
+/** What the manager uses of the store (an interface, so a test can hold the set in memory). */
+export type CertStoreLike = Pick<
+  CertStore,
+  'dir' | 'check' | 'prepare' | 'read' | 'readBootstrap' | 'write' | 'notes'
+>;
 
-export interface CredentialInput {
-  readonly keyPem?: string;
-  readonly chainPem?: string;
-  readonly notAfter?: number;
+export interface CertManagerOptions {
+  readonly ca: CaConfig;
+  readonly store: CertStoreLike;
+  readonly connect: CaConnector;
+  readonly source: IdentitySource;
+  /** Makes keys; injectable so a test can count or slow it. */
+  readonly keygen?: (algorithm: KeyAlgorithm, rsaBits: number) => Promise<WorkloadKey>;
+  /** Loads what the first CSR needs (the gRPC stack) while the key is being made. */
+  readonly warmup?: () => Promise<unknown>;
 }

@@ -1,8 +1,9 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import { certificateSans } from '../identity/san';
+import { certificateSans } from '../identity/index';
 import { AgentError } from '../lib/errors';
-import { splitCertificates } from './pem';
-import { formatDuration } from './policy';
+import { verifyChain } from './chain';
+import { extractCertificates } from '../lib/pem';
+import { formatDuration, isoTime as iso } from '../lib/duration';
 
 /**
  * The most a CA's answer may hold, in bytes of PEM text, checked before anything is parsed. A
@@ -54,7 +55,7 @@ export function checkIssued(input: CheckInput): IssuedCert {
       `the CA's answer holds ${bytes} bytes of certificates, more than the ${MAX_RESPONSE_BYTES} a workload chain needs; refused, the current set stays (check the CA's signing chain)`,
     );
   }
-  const blocks = input.response.flatMap((r) => splitCertificates(r));
+  const blocks = input.response.flatMap((r) => extractCertificates(r));
   if (blocks.length === 0)
     throw new AgentError('AGENT_E_CERT_PARSE', 'the CA returned no PEM certificate');
   if (blocks.length > MAX_CHAIN_CERTS) {
@@ -73,7 +74,7 @@ export function checkIssued(input: CheckInput): IssuedCert {
       { cause: e },
     );
   }
-  const roots = splitCertificates(input.rootPem).map((b) => new X509Certificate(b));
+  const roots = extractCertificates(input.rootPem).map((b) => new X509Certificate(b));
   if (roots.length === 0)
     throw new AgentError(
       'AGENT_E_CERT_CHAIN',
@@ -113,13 +114,13 @@ export function checkIssued(input: CheckInput): IssuedCert {
   if (!(notAfter > input.now)) {
     throw new AgentError(
       'AGENT_E_CERT_VALIDITY',
-      `the issued certificate expired at ${new Date(notAfter).toISOString()}`,
+      `the issued certificate expired at ${iso(notAfter)}`,
     );
   }
   if (notBefore > input.now + input.skewMs) {
     throw new AgentError(
       'AGENT_E_CERT_VALIDITY',
-      `the issued certificate is not valid before ${new Date(notBefore).toISOString()} (clock skew?)`,
+      `the issued certificate is not valid before ${iso(notBefore)} (clock skew?)`,
     );
   }
   if (notAfter <= notBefore)
@@ -131,29 +132,18 @@ export function checkIssued(input: CheckInput): IssuedCert {
     );
   }
 
-  // Walk the chain: each certificate must be issued and signed by the next.
-  for (let i = 0; i + 1 < certs.length; i++) {
-    const c = certs[i]!;
-    const up = certs[i + 1]!;
-    if (!c.checkIssued(up) || !c.verify(up.publicKey)) {
-      throw new AgentError(
-        'AGENT_E_CERT_CHAIN',
-        `certificate ${i} of the chain is not signed by certificate ${i + 1}`,
-      );
-    }
-  }
-  // The top must be a trust anchor, or be signed by one.
-  const top = certs[certs.length - 1]!;
-  const isAnchor = (c: X509Certificate): boolean =>
-    roots.some((r) => r.fingerprint256 === c.fingerprint256);
-  const signedByAnchor = roots.some((r) => top.checkIssued(r) && top.verify(r.publicKey));
-  if (!isAnchor(top) && !signedByAnchor) {
-    throw new AgentError('AGENT_E_CERT_CHAIN', 'the issued chain does not verify to root-cert.pem');
+  // Each certificate issued and signed by the next; the top an anchor or issued by one.
+  const verdict = verifyChain(certs, roots);
+  if (!verdict.ok) {
+    throw new AgentError(
+      'AGENT_E_CERT_CHAIN',
+      'brokenAt' in verdict
+        ? `certificate ${verdict.brokenAt} of the chain is not signed by certificate ${verdict.brokenAt + 1}`
+        : 'the issued chain does not verify to root-cert.pem',
+    );
   }
   // The leaf must not outlive any issuer above it, the trust anchor included.
-  const anchor = isAnchor(top)
-    ? undefined
-    : roots.find((r) => top.checkIssued(r) && top.verify(r.publicKey));
+  const anchor = verdict.anchor;
   for (const [i, c] of [...certs.slice(1), ...(anchor ? [anchor] : [])].entries()) {
     const until = Date.parse(c.validTo);
     if (notAfter > until) {
@@ -164,10 +154,6 @@ export function checkIssued(input: CheckInput): IssuedCert {
       );
     }
   }
-  const chain = isAnchor(top) && certs.length > 1 ? blocks.slice(0, -1) : blocks;
+  const chain = verdict.topIsAnchor && certs.length > 1 ? blocks.slice(0, -1) : blocks;
   return { chain, notBefore, notAfter, serial: leaf.serialNumber, identity: input.identity };
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }

@@ -4,11 +4,13 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { loadConfig } from '../config/index';
 import type { AgentConfig } from '../config/types';
-import { CertStore } from '../certs/store';
-import { splitCertificates } from '../certs/pem';
-import { identityOfCertificate } from '../identity/san';
-import { formatDuration } from '../certs/policy';
+import { CertStore, verifyChain } from '../certs/index';
+import { extractCertificates } from '../lib/pem';
+import { identityOfCertificate } from '../identity/index';
+import { formatDuration, isoTime } from '../lib/duration';
+import { systemClock } from '../lib/clock';
 import { toAgentError } from '../lib/errors';
+import { splitHostPort } from '../lib/host-port';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
 const USAGE = `Usage: istio-node-agent check [--json]
@@ -48,28 +50,29 @@ export function inspectSet(
     return { ok: false, detail: `missing ${missing.join(', ')}` };
   }
   try {
-    const blocks = splitCertificates(set.chainPem);
+    const blocks = extractCertificates(set.chainPem);
     const certs = blocks.map((b) => new X509Certificate(b));
     const leaf = certs[0];
     if (!leaf) return { ok: false, detail: 'cert-chain.pem holds no certificate' };
     if (!leaf.checkPrivateKey(createPrivateKey(set.keyPem)))
       return { ok: false, detail: 'key.pem does not match cert-chain.pem' };
-    const roots = splitCertificates(set.rootPem).map((b) => new X509Certificate(b));
-    const top = certs[certs.length - 1]!;
-    for (let i = 0; i + 1 < certs.length; i++) {
-      if (!certs[i]!.verify(certs[i + 1]!.publicKey))
-        return { ok: false, detail: `chain certificate ${i} is not signed by ${i + 1}` };
-    }
-    if (!roots.some((r) => r.fingerprint256 === top.fingerprint256 || top.verify(r.publicKey))) {
-      return { ok: false, detail: 'cert-chain.pem does not verify to root-cert.pem' };
+    const roots = extractCertificates(set.rootPem).map((b) => new X509Certificate(b));
+    const chain = verifyChain(certs, roots);
+    if (!chain.ok) {
+      return {
+        ok: false,
+        detail:
+          'brokenAt' in chain
+            ? `chain certificate ${chain.brokenAt} is not signed by ${chain.brokenAt + 1}`
+            : 'cert-chain.pem does not verify to root-cert.pem',
+      };
     }
     const notAfter = Date.parse(leaf.validTo);
     const id = identityOfCertificate(set.chainPem, 'cert-chain.pem');
-    if (notAfter <= now)
-      return { ok: false, detail: `${id}: expired at ${new Date(notAfter).toISOString()}` };
+    if (notAfter <= now) return { ok: false, detail: `${id}: expired at ${isoTime(notAfter)}` };
     return {
       ok: true,
-      detail: `${id}, valid until ${new Date(notAfter).toISOString()} (${formatDuration(notAfter - now)} left)`,
+      detail: `${id}, valid until ${isoTime(notAfter)} (${formatDuration(notAfter - now)} left)`,
     };
   } catch (e) {
     return { ok: false, detail: toAgentError(e).message };
@@ -84,7 +87,7 @@ const checks: Record<string, Check> = {
         ? skip('no certificate yet (gcp: issued at first start)')
         : fail(`${path.join(cfg.ca.certsDir, 'root-cert.pem')} missing`);
     }
-    const r = inspectSet(set, Date.now());
+    const r = inspectSet(set, systemClock.now());
     const who = set.meta.issuer === 'agent' ? 'issued to this agent' : 'bootstrap set';
     return r.ok ? pass(`${who}: ${r.detail}`) : fail(`${cfg.ca.certsDir}: ${r.detail}`);
   },
@@ -92,9 +95,7 @@ const checks: Record<string, Check> = {
   async ca(cfg) {
     const set = await new CertStore(cfg.ca.certsDir).read();
     if (!set.rootPem) return fail(`no root-cert.pem in ${cfg.ca.certsDir} to check the CA against`);
-    const i = cfg.ca.address.lastIndexOf(':');
-    const host = cfg.ca.address.slice(0, i).replace(/^\[|\]$/g, '');
-    const port = Number(cfg.ca.address.slice(i + 1));
+    const { host, port } = splitHostPort(cfg.ca.address);
     return new Promise((resolve) => {
       const socket = tls.connect({
         host,
@@ -125,8 +126,11 @@ const checks: Record<string, Check> = {
 
   async metadata(cfg) {
     if (cfg.ca.env === 'onprem') return skip('CITADEL_ENV=onprem');
-    const { detectGce } = await import('../identity/gce');
-    const up = await detectGce({ host: cfg.ca.gceMetadataHost, timeoutMs: 1000 });
+    const { detectGce, GCE_DETECT_TIMEOUT_MS } = await import('../identity/index');
+    const up = await detectGce({
+      host: cfg.ca.gceMetadataHost,
+      timeoutMs: GCE_DETECT_TIMEOUT_MS,
+    });
     if (up) return pass(`${cfg.ca.gceMetadataHost} answers as the GCE metadata server`);
     return cfg.ca.env === 'gcp'
       ? fail(`${cfg.ca.gceMetadataHost} does not answer`)

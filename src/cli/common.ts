@@ -1,5 +1,5 @@
 import { loadConfig, type LoadResult } from '../config/index';
-import { createLogger, type Logger } from '../observe/logger';
+import { createLogger, type Logger } from '../observe/index';
 
 /** Loads and validates configuration; an invalid file throws AgentError (exit 78). */
 export async function loadForCommand(env: NodeJS.ProcessEnv, log?: Logger): Promise<LoadResult> {

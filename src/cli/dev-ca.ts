@@ -1,12 +1,15 @@
 import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { isIPv6 } from 'node:net';
 import * as path from 'node:path';
-import { splitPemCertificates, startDevCa, type CaCallRecord, type DevCa } from '../ca/index';
+import { startDevCa, type CaCallRecord, type DevCa } from '../ca/index';
+import { verifyChain } from '../certs/index';
+import { splitPemCertificates } from '../lib/pem';
 import { parseDuration } from '../config/index';
 import { atomicWrite } from '../lib/atomic-write';
+import { formatDurationSetting } from '../lib/duration';
 import { AgentError } from '../lib/errors';
-import { createLogger, type Logger } from '../observe/logger';
+import { parseHostPort } from '../lib/host-port';
+import { createLogger, type Logger } from '../observe/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
 const USAGE = `Usage: istio-node-agent dev-ca --state-dir DIR [options]
@@ -139,7 +142,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       if (!written) await warnIfForeign(dir, ca, log);
     }
     ctx.out(
-      `istio-node-agent dev-ca: listening on ${ca.address} (HandleCSR, CreateCertificate); root ${path.join(stateDir, 'root-cert.pem')}; workload TTL ${formatMs(ttlMs)}${bootstrapNote}\n`,
+      `istio-node-agent dev-ca: listening on ${ca.address} (HandleCSR, CreateCertificate); root ${path.join(stateDir, 'root-cert.pem')}; workload TTL ${formatDurationSetting(ttlMs)}${bootstrapNote}\n`,
     );
     const sig = await stopped;
     log.info({ signal: sig }, `received ${sig}, stopping`);
@@ -151,12 +154,9 @@ export async function run(ctx: CommandContext): Promise<number> {
 }
 
 function parseListen(s: string, usage: (m: string) => AgentError): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw usage(`--listen "${s}" is not HOST:PORT`);
-  const host = m[1] ?? m[2]!;
-  if (m[1] !== undefined && !isIPv6(host)) throw usage(`--listen "${s}" is not HOST:PORT`);
-  return { host, port };
+  const r = parseHostPort(s, { minPort: 0 });
+  if (!r.ok) throw usage(`--listen "${s}" is not HOST:PORT`);
+  return { host: r.host, port: r.port };
 }
 
 function durationOption(
@@ -170,12 +170,6 @@ function durationOption(
   if (ms === undefined || ms < 1000)
     throw usage(`${name} "${v}" is not a duration of at least 1s (e.g. 90s, 15m, 1h)`);
   return ms;
-}
-
-function formatMs(ms: number): string {
-  if (ms % HOUR_MS === 0) return `${ms / HOUR_MS}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${ms / 1000}s`;
 }
 
 async function loadOrCreateRoot(
@@ -266,8 +260,8 @@ async function warnIfForeign(dir: string, ca: DevCa, log: Logger): Promise<void>
   try {
     const pems =
       splitPemCertificates(await fs.readFile(path.join(dir, 'cert-chain.pem'), 'utf8')) ?? [];
-    const [leaf, ...rest] = pems.map((p) => new X509Certificate(p));
-    if (!leaf || !chainsTo(leaf, rest, new X509Certificate(ca.rootPem))) {
+    const chain = pems.map((p) => new X509Certificate(p));
+    if (chain.length === 0 || !verifyChain(chain, [new X509Certificate(ca.rootPem)]).ok) {
       log.warn(
         { dir },
         `the certificate in ${dir}/cert-chain.pem does not chain to this CA's root; use --force-bootstrap to replace it`,
@@ -279,24 +273,6 @@ async function warnIfForeign(dir: string, ca: DevCa, log: Logger): Promise<void>
       `cannot read the existing bootstrap set in ${dir}`,
     );
   }
-}
-
-/** Whether `leaf` verifies to `root` through some of `intermediates` (signatures only). */
-function chainsTo(
-  leaf: X509Certificate,
-  intermediates: X509Certificate[],
-  root: X509Certificate,
-): boolean {
-  let cur = leaf;
-  for (let hops = 0; hops <= intermediates.length; hops++) {
-    if (cur.checkIssued(root) && cur.verify(root.publicKey)) return true;
-    const next = intermediates.find(
-      (i) => i !== cur && cur.checkIssued(i) && cur.verify(i.publicKey),
-    );
-    if (!next) return false;
-    cur = next;
-  }
-  return false;
 }
 
 function logCall(log: Logger, c: CaCallRecord): void {

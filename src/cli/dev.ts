@@ -3,14 +3,12 @@ import * as path from 'node:path';
 import { Agent, liveDeps } from '../agent';
 import { startDevCa } from '../ca/index';
 import { buildCertManager } from '../certs/index';
-import { RawEnv } from '../config/raw';
-import { buildConfig } from '../config/load';
+import { buildConfig, parseDuration, RawEnv } from '../config/index';
 import { systemClock } from '../lib/clock';
-import { parseDuration } from '../config/raw';
 import { AgentError } from '../lib/errors';
 import { acquireLock, AGENT_LOCK } from '../lib/lock';
-import { createLogger, type Logger } from '../observe/logger';
-import { createNotifier } from '../systemd/notify';
+import { createLogger, type Logger } from '../observe/index';
+import { createNotifier } from '../systemd/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
 const USAGE = `Usage: istio-node-agent dev [--state-dir DIR] [--ttl 60s] [--api HandleCSR|CreateCertificate]

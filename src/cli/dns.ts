@@ -3,7 +3,7 @@ import { systemClock } from '../lib/clock';
 import { AgentError, EXIT_OK } from '../lib/errors';
 import { exec } from '../lib/exec';
 import { withHostLock } from '../lib/lock';
-import { createLogger } from '../observe/logger';
+import { createLogger } from '../observe/index';
 import {
   applyDns,
   cleanDns,

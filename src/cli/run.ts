@@ -6,8 +6,8 @@ import { systemClock } from '../lib/clock';
 import { toAgentError } from '../lib/errors';
 import { acquireLock, AGENT_LOCK } from '../lib/lock';
 import type { AgentConfig } from '../config/types';
-import { createLogger, type Logger } from '../observe/logger';
-import { createNotifier } from '../systemd/notify';
+import { createLogger, type Logger } from '../observe/index';
+import { createNotifier } from '../systemd/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 import { installTestHooks } from './test-hooks';
 

@@ -1,4 +1,4 @@
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 
 /**
  * Behaviour that only the system test uses, inert unless the process environment has

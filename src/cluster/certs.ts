@@ -6,8 +6,8 @@
  * still valid.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { splitCertificates } from '../certs/pem';
-import { formatDuration } from '../certs/policy';
+import { extractCertificates as splitCertificates } from '../lib/pem';
+import { formatDuration } from '../lib/duration';
 import { checkIssued } from '../certs/validate';
 import { certificateSans } from '../identity/san';
 import { AgentError } from '../lib/errors';

@@ -8,7 +8,7 @@
 import { isIP } from 'node:net';
 import type { Clock } from '../lib/clock';
 import { AgentError } from '../lib/errors';
-import { formatDuration } from '../certs/policy';
+import { formatDuration } from '../lib/duration';
 import { kubednsRecords } from '../dns/render';
 import { kubeCall } from './errors';
 import type { EnvEntry } from './envfile';

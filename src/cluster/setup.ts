@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { Clock } from '../lib/clock';
 import { AgentError } from '../lib/errors';
 import type { Exec, ExecResult } from '../lib/exec';
-import { formatDuration } from '../certs/policy';
+import { formatDuration } from '../lib/duration';
 import { UNIT } from './bundle';
 
 export const DEFAULT_SSH = 'ssh -o BatchMode=yes -o ConnectTimeout=15';

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { AgentError, toAgentError } from '../lib/errors';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import { ensureParents, restoreState, under, writeRegular, type FileState } from './files';
 import { installedDnsmasq, type DnsHost } from './host';
 import { Journal, undoChange, type UndoOutcome } from './journal';

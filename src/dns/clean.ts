@@ -1,5 +1,5 @@
 import { AgentError } from '../lib/errors';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import { ABSENT, readFileState, restoreState, under } from './files';
 import type { DnsHost } from './host';
 import { forgetChange, undoChange, type UndoOutcome } from './journal';

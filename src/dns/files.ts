@@ -1,7 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { atomicWrite, fsyncDir } from '../lib/atomic-write';
+import { atomicSymlink, atomicWrite, fsyncDir } from '../lib/atomic-write';
 import { readFileSafe } from '../lib/safe-fs';
 
 /**
@@ -160,19 +160,7 @@ export async function restoreState(realPath: string, state: FileState): Promise<
     await atomicWrite(realPath, state.bytes, { mode: state.mode, uid: state.uid, gid: state.gid });
     return;
   }
-  // A symlink, swapped in atomically: make it under a temporary name, then rename over.
-  const tmp = path.join(
-    path.dirname(realPath),
-    `.${path.basename(realPath)}.${randomBytes(6).toString('hex')}.lnk`,
-  );
-  await fs.symlink(state.target, tmp);
-  try {
-    await fs.rename(tmp, realPath);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
-  await fsyncDir(path.dirname(realPath));
+  await atomicSymlink(state.target, realPath);
 }
 
 /** Removes directories the agent created, innermost first, while they are empty. */

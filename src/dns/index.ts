@@ -8,13 +8,13 @@
  */
 import * as path from 'node:path';
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
-import type { ComponentFactory } from '../components';
+import type { ComponentFactory } from '../component';
 import type { AgentConfig } from '../config/types';
 import { Backoff } from '../lib/backoff';
 import { toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
 import { SerialQueue } from '../lib/serial';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import { applyDns, preflightDns } from './apply';
 import { systemHost, type DnsHost } from './host';
 import { DnsOffNotice } from './notes';

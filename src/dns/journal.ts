@@ -1,4 +1,4 @@
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import {
   ABSENT,
   loadState,

@@ -1,5 +1,5 @@
 import type { Component, ComponentStatus } from '../component';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import { readFileState, under, type FileState } from './files';
 import type { DnsHost } from './host';
 import { isManaged } from './render';

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import {
   readFileState,
   removeCreatedDirs,

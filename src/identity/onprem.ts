@@ -1,6 +1,7 @@
-import type { CaCredential, CredentialInput, IdentitySource } from '../certs/types';
+import type { CaCredential } from '../ca/index';
 import { AgentError } from '../lib/errors';
 import { identityOfCertificate } from './san';
+import type { CredentialInput, IdentitySource } from './types';
 
 /**
  * On-prem identity: a certificate (first the bootstrap set, then each one the agent obtains)

@@ -40,19 +40,7 @@ export async function atomicWrite(
   const target = path.join(dir, path.basename(file));
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const durable = options.durable ?? true;
-  const fh = await fs.open(tmp, CREATE_FLAGS, options.mode ?? 0o644);
-  try {
-    await fh.writeFile(data);
-    if (options.mode !== undefined) await fh.chmod(options.mode);
-    if (options.uid !== undefined && options.gid !== undefined)
-      await fh.chown(options.uid, options.gid);
-    if (durable) await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
-  await fh.close();
+  await writeNewFile(tmp, data, options);
   try {
     await fs.rename(tmp, target);
   } catch (e) {
@@ -60,4 +48,69 @@ export async function atomicWrite(
     throw e;
   }
   if (durable) await fsyncDir(dir);
+}
+
+export interface NewFileOptions {
+  readonly mode?: number;
+  readonly uid?: number;
+  readonly gid?: number;
+  /** fsync the file (default true). */
+  readonly durable?: boolean;
+}
+
+/**
+ * Creates `file`, which must not exist (O_CREAT|O_EXCL|O_NOFOLLOW: never through a symlink,
+ * never over a file someone put there), writes `data`, sets its mode and owner, and fsyncs it;
+ * on failure the file is removed. A building block for a write that is published by a rename
+ * (atomicWrite, or a whole directory as the certificate store does); the caller fsyncs the
+ * directory after that rename.
+ */
+export async function writeNewFile(
+  file: string,
+  data: string | Uint8Array,
+  options: NewFileOptions = {},
+): Promise<void> {
+  const fh = await fs.open(file, CREATE_FLAGS, options.mode ?? 0o644);
+  try {
+    await fh.writeFile(data);
+    if (options.mode !== undefined) await fh.chmod(options.mode);
+    if (options.uid !== undefined && options.gid !== undefined)
+      await fh.chown(options.uid, options.gid);
+    if (options.durable ?? true) await fh.sync();
+  } catch (e) {
+    await fh.close();
+    await fs.rm(file, { force: true });
+    throw e;
+  }
+  await fh.close();
+}
+
+export interface SymlinkOptions {
+  /** The temporary name to make the link under (default `.<name>.<random>.lnk` beside it). */
+  readonly tmp?: string;
+  /** fsync the directory afterwards (default true); false when the caller does, once for several. */
+  readonly durable?: boolean;
+}
+
+/**
+ * Points `link` at `target` in one step, replacing what is there (a file or a link, never
+ * followed): a symlink made under a temporary name in the same directory (symlink(2) fails if
+ * that name exists, so it is ours), renamed over `link`, then the directory fsynced.
+ */
+export async function atomicSymlink(
+  target: string,
+  link: string,
+  options: SymlinkOptions = {},
+): Promise<void> {
+  const dir = path.dirname(link);
+  const tmp =
+    options.tmp ?? path.join(dir, `.${path.basename(link)}.${randomBytes(6).toString('hex')}.lnk`);
+  await fs.symlink(target, tmp);
+  try {
+    await fs.rename(tmp, link);
+  } catch (e) {
+    await fs.rm(tmp, { force: true });
+    throw e;
+  }
+  if (options.durable ?? true) await fsyncDir(dir);
 }

@@ -9,6 +9,11 @@ export interface TimerHandle {
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
+  /**
+   * Microseconds on the monotonic clock (CLOCK_MONOTONIC, what systemd's MONOTONIC_USEC means):
+   * never goes back, unrelated to now().
+   */
+  monotonicUs(): bigint;
   /** Runs `fn` after `ms`. Delays beyond setTimeout's 2^31-1 ms limit are chained. */
   setTimeout(fn: () => void, ms: number): TimerHandle;
   /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
@@ -19,6 +24,8 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 export const systemClock: Clock = {
   now: () => Date.now(),
+  // process.hrtime reads CLOCK_MONOTONIC (nanoseconds).
+  monotonicUs: () => process.hrtime.bigint() / 1000n,
   setTimeout(fn, ms) {
     let t: NodeJS.Timeout;
     let cancelled = false;
@@ -63,16 +70,25 @@ export function sleepWith(clock: Clock, ms: number, signal?: AbortSignal): Promi
 
 /** A clock for tests: time moves only when `advance` is called. */
 export class FakeClock implements Clock {
+  /** The monotonic clock at construction: as if the host had been up for an hour. */
+  static readonly MONOTONIC_START_US = 3_600_000_000n;
   private t: number;
+  private readonly start: number;
   private seq = 0;
   private timers: { at: number; seq: number; fn: () => void }[] = [];
 
   constructor(start = Date.UTC(2026, 0, 1)) {
     this.t = start;
+    this.start = start;
   }
 
   now(): number {
     return this.t;
+  }
+
+  /** Moves with now(), from MONOTONIC_START_US. */
+  monotonicUs(): bigint {
+    return FakeClock.MONOTONIC_START_US + BigInt(Math.round((this.t - this.start) * 1000));
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {

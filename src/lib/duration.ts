@@ -1,13 +1,40 @@
-/** Durations as text, in one place: config errors, certificate logs, `check`. */
+/**
+ * Times and durations as text, in one place. Durations in the three forms the agent writes: Go's exact form
+ * (1.0's log lines, config errors, certificate logs, `check`), a rounded short form (the
+ * sidecar's restart and backoff lines), and a setting's form (what one would write in a
+ * variable or an option, e.g. the dev CA's TTL).
+ */
+
+const HOUR_MS = 3_600_000;
+const MINUTE_MS = 60_000;
 
 /** Go-style duration text as 1.0 logged it ("Will renew cert in 1079h59m59.8s"). */
 export function formatDuration(ms: number): string {
   if (ms <= 0) return '0s';
-  const h = Math.floor(ms / 3_600_000);
-  const m = Math.floor((ms % 3_600_000) / 60_000);
-  const s = (ms % 60_000) / 1000;
+  const h = Math.floor(ms / HOUR_MS);
+  const m = Math.floor((ms % HOUR_MS) / MINUTE_MS);
+  const s = (ms % MINUTE_MS) / 1000;
   const sec = Number.isInteger(s) ? `${s}s` : `${s.toFixed(3).replace(/0+$/, '')}s`;
   if (h > 0) return `${h}h${m}m${sec}`;
   if (m > 0) return `${m}m${sec}`;
   return sec;
+}
+
+/** Rounded for a log line: "0.2s" (tenths below 10 s), "30s", "2m5s" (from 2 minutes). */
+export function formatShortDuration(ms: number): string {
+  if (ms < 10_000) return `${Math.round(ms / 100) / 10}s`;
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s}s` : `${Math.floor(s / 60)}m${s % 60}s`;
+}
+
+/** In the largest unit that divides it, as a setting is written: "1h", "90m", "45s", "1.5s". */
+export function formatDurationSetting(ms: number): string {
+  if (ms % HOUR_MS === 0) return `${ms / HOUR_MS}h`;
+  if (ms % MINUTE_MS === 0) return `${ms / MINUTE_MS}m`;
+  return `${ms / 1000}s`;
+}
+
+/** An instant (ms since the epoch) as ISO 8601 in UTC, as logs, status and messages show it. */
+export function isoTime(ms: number): string {
+  return new Date(ms).toISOString();
 }

@@ -1,4 +1,4 @@
-import type { Cidr } from '../config/net';
+import type { Cidr } from '../config/index';
 
 /**
  * CIDR text exactly as iptables-save prints it: host bits cleared, IPv6 compressed the way

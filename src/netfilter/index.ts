@@ -7,13 +7,13 @@
  * daemon's component is below.
  */
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
-import type { ComponentFactory } from '../components';
+import type { ComponentFactory } from '../component';
 import type { AgentConfig, CaptureConfig } from '../config/types';
 import type { TimerHandle } from '../lib/clock';
 import { AgentError, toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
 import { SerialQueue } from '../lib/serial';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import { applyPlan } from './apply';
 import { families, restoreCommand, type BackendName } from './backend';
 import { cleanCapture } from './clean';
@@ -22,7 +22,7 @@ import { prepare, readLive, readLiveWith, type CaptureIo } from './io';
 import { transaction } from './live';
 import { planCapture, samePlan, type CapturePlan, type IpFamily } from './plan';
 import { driftLine } from './present';
-import { resolveProxyIds } from './users';
+import { resolveProxyIds } from '../host/users';
 
 export {
   planCapture,
@@ -52,7 +52,7 @@ export { diffLive } from './diff';
 export { readLive, readLiveWith, prepare } from './io';
 export type { CaptureIo, Prepared, PrepareOptions, Transaction } from './io';
 export { formatDiff, lineDiff } from './present';
-export { resolveProxyIds } from './users';
+export { resolveProxyIds } from '../host/users';
 export { parseSave, normaliseSave, diffFamily, transaction } from './live';
 export type { DiffItem, SavedTable } from './live';
 export { families, restoreCommand, RESTORE_ARGS } from './backend';

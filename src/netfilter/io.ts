@@ -13,7 +13,7 @@ import {
 } from './backend';
 import { familyName, planCapture, wantsIpv6, type CapturePlan, type IpFamily } from './plan';
 import { readRecord } from './state';
-import { resolveProxyIds, type ResolvedIds } from './users';
+import { resolveProxyIds, type ResolvedIds } from '../host/users';
 
 /**
  * The host side of capture, reading and writing: the live rules, and one iptables-restore

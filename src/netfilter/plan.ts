@@ -1,4 +1,4 @@
-import type { Cidr } from '../config/net';
+import type { Cidr } from '../config/index';
 import type { CaptureConfig } from '../config/types';
 import { destMatch } from './cidr';
 
@@ -36,9 +36,6 @@ export const TABLE_ORDER: readonly TableName[] = ['nat', 'mangle', 'filter'];
 
 /** SSH is never captured, whatever the port list says. */
 export const SSH_PORT = 22;
-
-/** uid and gid 1337: what 1.0 used when the proxy user did not exist. */
-export const FALLBACK_PROXY_ID = 1337;
 
 export interface ChainPlan {
   readonly name: string;

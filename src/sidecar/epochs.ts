@@ -10,7 +10,7 @@ import { atomicWrite } from '../lib/atomic-write';
 import type { Clock, TimerHandle } from '../lib/clock';
 import { AgentError } from '../lib/errors';
 import { ensureDir } from '../lib/safe-fs';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import { unreadableBy } from './access';
 import type { AdminClient } from './admin';
 import { bootstrapText, isRevFile, revFileName } from './bootstrap';

@@ -4,7 +4,7 @@
  * certificate rotation, never outliving the agent. See docs/decisions.md.
  */
 import type { ComponentDeps } from '../component';
-import type { ComponentFactory } from '../components';
+import type { ComponentFactory } from '../component';
 import type { AgentConfig } from '../config/types';
 import { defaultRuntime, type SidecarRuntime } from './runtime';
 import { SidecarSupervisor } from './supervisor';

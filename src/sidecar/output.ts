@@ -7,7 +7,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import type { Clock, TimerHandle } from '../lib/clock';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 
 /** Longest line forwarded as one record; longer ones are cut (the rest is dropped). */
 export const MAX_LINE_BYTES = 8192;

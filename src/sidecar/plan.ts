@@ -77,13 +77,10 @@ export function serviceNode(ip: string, podName: string, namespace: string): str
   return `sidecar~${ip}~${podName}.${namespace}~${namespace}.svc.cluster.local`;
 }
 
-/** Splits `host:port` (host may be `[v6]`); the brackets are removed from the host. */
-export function splitHostPort(addr: string): { host: string; port: number } {
-  const i = addr.lastIndexOf(':');
-  const rawHost = addr.slice(0, i);
-  const host = rawHost.startsWith('[') && rawHost.endsWith(']') ? rawHost.slice(1, -1) : rawHost;
-  return { host, port: Number(addr.slice(i + 1)) };
-}
+/** host:port parsing lives in lib/host-port.ts. */
+import { splitHostPort } from '../lib/host-port';
+
+export { splitHostPort };
 
 /**
  * The namespace in Pilot's SPIFFE identity, by pilot-agent 1.0's rule on the discovery host:

@@ -172,9 +172,5 @@ export function describeExit(e: {
   return `exit code ${e.code ?? '?'}`;
 }
 
-/** "0.2s", "3s", "2m5s". */
-export function formatMs(ms: number): string {
-  if (ms < 10_000) return `${Math.round(ms / 100) / 10}s`;
-  const s = Math.round(ms / 1000);
-  return s < 120 ? `${s}s` : `${Math.floor(s / 60)}m${s % 60}s`;
-}
+/** "0.2s", "3s", "2m5s": durations as text live in lib/duration.ts. */
+export { formatShortDuration as formatMs } from '../lib/duration';

@@ -4,7 +4,7 @@
  * waits for LIVE. What a transition leads to is the supervisor's decision.
  */
 import type { Clock } from '../lib/clock';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import type { AdminClient, Probe } from './admin';
 import type { Running } from './epochs';
 import type { ProxyMode } from './plan';

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import type { AgentConfig } from '../config/types';
 import { AgentError } from '../lib/errors';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import {
   checkCaptureUser,
   checkEnvoyVersion,

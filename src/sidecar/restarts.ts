@@ -7,7 +7,7 @@
 import type { BackoffPolicy, Random } from '../lib/backoff';
 import type { Clock, TimerHandle } from '../lib/clock';
 import type { AgentError } from '../lib/errors';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import type { ExitInfo } from './launcher';
 import { describeExit, formatMs, onCrash, ordinal, type CrashState } from './policy';
 

@@ -12,7 +12,7 @@ import { readHostFacts, type HostFacts } from './host';
 import { processLauncher, type Launcher } from './launcher';
 import type { ChildUser } from './plan';
 import { HEALTHY_RESET_MS, RESTART_POLICY } from './policy';
-import { currentUser, lookupUser } from './user';
+import { currentUser, lookupExecUser as lookupUser } from '../host/users';
 import { wrapCommand, type WrapOptions } from './wrap';
 
 /** Everything the supervisor touches outside itself; the real ones below, stand-ins in tests. */

@@ -7,7 +7,7 @@
 import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { AgentConfig } from '../config/types';
 import { toAgentError } from '../lib/errors';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 import type { AdminClient } from './admin';
 import { Epochs, type Running } from './epochs';
 import type { ExitInfo } from './launcher';

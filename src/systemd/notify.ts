@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import type { Logger } from '../observe/logger';
+import type { Logger } from '../observe/index';
 
 /**
  * sd_notify(3) for Node. Node cannot send to an AF_UNIX datagram socket, so the default transport

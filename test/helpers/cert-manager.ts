@@ -8,16 +8,10 @@ import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { CertManager } from '../../src/certs/manager';
 import { generateWorkloadKey, type WorkloadKey } from '../../src/certs/keys';
 import type { CertSet, SetMeta, StoredSet } from '../../src/certs/store';
-import type {
-  CaClientLike,
-  CaConnector,
-  CaCredential,
-  CaTarget,
-  CsrRequest,
-  IdentitySource,
-} from '../../src/certs/types';
+import type { CaCredential, CsrRequest } from '../../src/ca/index';
+import type { CaClientLike, CaConnector, CaTarget } from '../../src/certs/types';
 import type { AgentConfig, KeyAlgorithm } from '../../src/config/types';
-import { onpremIdentity } from '../../src/identity/onprem';
+import { onpremIdentity, type IdentitySource } from '../../src/identity/index';
 import type { Random } from '../../src/lib/backoff';
 import { FakeClock } from '../../src/lib/clock';
 import { exec } from '../../src/lib/exec';
@@ -154,6 +148,8 @@ export interface Harness {
   runUntil(at: number): Promise<void>;
   /** Log records at warn or above whose message matches. */
   logged(re: RegExp): LogRecord[];
+  /** Waits (in real time) until every key asked for so far is made (or failed). */
+  keysReady(): Promise<void>;
 }
 
 export interface HarnessOptions {
@@ -213,9 +209,12 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     changed: () => undefined,
   };
   const keygens: { algorithm: KeyAlgorithm; bits: number }[] = [];
+  const keys: Promise<WorkloadKey>[] = [];
   const keygen = (algorithm: KeyAlgorithm, bits: number): Promise<WorkloadKey> => {
     keygens.push({ algorithm, bits });
-    return generateWorkloadKey(algorithm, bits);
+    const key = generateWorkloadKey(algorithm, bits);
+    keys.push(key);
+    return key;
   };
   const mgr = new CertManager(deps, {
     ca: config.ca,
@@ -250,6 +249,9 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     },
     logged(re) {
       return records.filter((r) => (r.level === 'warn' || r.level === 'error') && re.test(r.msg));
+    },
+    async keysReady() {
+      await Promise.allSettled(keys);
     },
   };
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { webcrypto, randomBytes } from 'node:crypto';
 import { startDevCa, type DevCa, type DevCaOptions } from '../../src/ca/index';
-import { buildCertManager } from '../../src/certs/index';
+import { buildCertManager, CertComponent } from '../../src/certs/index';
 import { x509 } from '../../src/lib/x509';
 import { status } from '@grpc/grpc-js';
 import { startGceMetadataDouble } from '../doubles/gce-metadata-server';
@@ -153,6 +153,27 @@ t.test(
       /Public-Key: \(2048 bit\)/,
     );
     checkWithOpenssl(t, dir, ID);
+  },
+);
+
+t.test(
+  'the component as run builds it: no I/O until preflight; SIGHUP certificate settings reach the manager',
+  async (t) => {
+    const ca = await withCa(t, { ttlMs: 3600_000 });
+    const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+    const deps = testDeps();
+    const c = new CertComponent(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+    t.same(c.status(), { ready: false, summary: 'cert: none' }, 'built, nothing looked at yet');
+    await c.preflight();
+    t.equal(ca.calls.length, 0, 'preflight asks the CA nothing');
+    await c.start(new AbortController().signal);
+    t.equal(deps.rotations.length, 1);
+    const other = 'spiffe://cluster.local/ns/default/sa/other';
+    await c.reload(configFor(vars(ca, dir, { WORKLOAD_IDENTITY: other })));
+    await until(() => deps.rotations.length >= 2, 10_000, 'a renewal for the new identity');
+    t.same(ca.calls.at(-1)!.requestedIdentity, [other], 'the reload reached the manager');
+    await c.stop();
+    t.same(deps.fatals, []);
   },
 );
 

@@ -267,16 +267,23 @@ t.test('a stop racing a start lets it finish, then undoes it, and resolves', asy
 t.test('reload: RELOADING=1 with MONOTONIC_USEC, components reload, READY=1 again', async (t) => {
   const events: string[] = [];
   const { sent, notifier } = recorder();
+  const clock = new FakeClock();
   const agent = new Agent(config, [fake('certs', events)], {
     log: silentLogger(),
-    clock: new FakeClock(),
+    clock,
     notifier,
     statusFile: undefined,
   });
   await agent.start();
   sent.length = 0;
+  await clock.advance(2500);
   await agent.reload(config);
   t.match(sent[0], ['RELOADING=1', /^MONOTONIC_USEC=\d+$/]);
+  t.equal(
+    sent[0]![1],
+    `MONOTONIC_USEC=${FakeClock.MONOTONIC_START_US + 2_500_000n}`,
+    "the injected clock's monotonic reading",
+  );
   t.equal(sent[1]![0], 'READY=1');
   t.same(events, ['preflight certs', 'start certs', 'reload certs']);
   await agent.stop();

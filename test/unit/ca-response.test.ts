@@ -6,44 +6,12 @@ import {
   isTlsFailure,
   mapCallFailure,
   retryHintMs,
-  splitPemCertificates,
   type CallContext,
 } from '../../src/ca/response';
 import { encodeStatusWithRetryInfo } from '../../src/ca/wire';
 
 const A = '-----BEGIN CERTIFICATE-----\nQUFB\n-----END CERTIFICATE-----';
 const B = '-----BEGIN CERTIFICATE-----\r\nQkJC\r\n-----END CERTIFICATE-----';
-
-void t.test('splitPemCertificates', (t) => {
-  t.same(splitPemCertificates(A), [A + '\n'], 'one block, newline added');
-  t.same(
-    splitPemCertificates(`${A}\n${B}\n`),
-    [A + '\n', B.replace(/\r\n/g, '\n') + '\n'],
-    'two blocks, CRLF normalized',
-  );
-  t.same(splitPemCertificates(`\n\n${A}\n\n`), [A + '\n'], 'blank lines around are fine');
-  t.equal(splitPemCertificates(''), undefined, 'empty');
-  t.equal(splitPemCertificates('   \n'), undefined, 'blank');
-  t.equal(splitPemCertificates('garbage'), undefined, 'no block');
-  t.equal(splitPemCertificates(`${A}\ngarbage\n${B}`), undefined, 'text between blocks');
-  t.equal(splitPemCertificates(`${A}\ntrailing`), undefined, 'text after');
-  t.equal(
-    splitPemCertificates('-----BEGIN PRIVATE KEY-----\nQUFB\n-----END PRIVATE KEY-----'),
-    undefined,
-    'a key is not a certificate',
-  );
-  t.equal(
-    splitPemCertificates('-----BEGIN CERTIFICATE-----\nQUFB\n-----END X509 CRL-----'),
-    undefined,
-    'mismatched labels',
-  );
-  t.equal(
-    splitPemCertificates('-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----'),
-    undefined,
-    'non-base64 body',
-  );
-  t.end();
-});
 
 void t.test('chainFromList splits every element and keeps order', (t) => {
   t.same(chainFromList([A, `${B}\n${A}`]), [A + '\n', B.replace(/\r\n/g, '\n') + '\n', A + '\n']);

@@ -5,7 +5,7 @@ import t from 'tap';
 import { rotationDeadlineMs, EXPIRED_RETRY_POLICY } from '../../src/certs/policy';
 import { AgentError } from '../../src/lib/errors';
 import { until } from '../helpers/certs';
-import type { IdentitySource } from '../../src/certs/types';
+import type { IdentitySource } from '../../src/identity/index';
 import { harness, ID, never } from '../helpers/cert-manager';
 
 /** Resolves to true if `p` settles within a few turns of the event loop (no time passes). */
@@ -27,6 +27,8 @@ t.test(
     t.equal(h.rotations.length, 1, 'first certificate');
     const deadline = rotationDeadlineMs(h.config.ca.callTimeoutMs);
 
+    // The next key is made in real time (thread pool): let it be, so the round gets to the read.
+    await h.keysReady();
     h.store.onRead = never; // e.g. key.pem replaced by a FIFO
     const renewal = h.clock.nextAt()!;
     await h.clock.advance(renewal - h.clock.now());

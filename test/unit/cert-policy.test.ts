@@ -1,8 +1,13 @@
 import t from 'tap';
 import {
+  CA_REFUSALS,
   EXPIRED_RETRY_POLICY,
+  RELOADABLE,
+  RESTART_ONLY,
   firstCsrDelay,
-  formatDuration,
+  giveUpReason,
+  settingsChange,
+  startPlan,
   MAX_RETRY_HINT_MS,
   renewAt,
   retryDelay,
@@ -11,6 +16,7 @@ import {
   RENEW_JITTER,
 } from '../../src/certs/policy';
 import { backoffDelay, Backoff } from '../../src/lib/backoff';
+import { configFor } from '../helpers/certs';
 
 const H = 3_600_000;
 
@@ -206,9 +212,94 @@ t.test('backoff jitter bounds', async (t) => {
   t.equal(b.next(), 200);
 });
 
-t.test('durations print as 1.0 did', async (t) => {
-  t.equal(formatDuration(1079 * H + 59 * 60_000 + 59_800), '1079h59m59.8s');
-  t.equal(formatDuration(29 * 60_000 + 59_000), '29m59s');
-  t.equal(formatDuration(1500), '1.5s');
-  t.equal(formatDuration(0), '0s');
+t.test(
+  'giving up: only past expiry, and only when the CA refuses or the configuration is wrong',
+  async (t) => {
+    const now = 1_000_000;
+    const refused = { code: 'AGENT_E_CA_REJECTED', retryable: false, exitCode: 1 };
+    const auth = { code: 'AGENT_E_CA_AUTH', retryable: false, exitCode: 1 };
+    const config = { code: 'AGENT_E_BOOTSTRAP_INVALID', retryable: false, exitCode: 78 };
+    const away = { code: 'AGENT_E_CA_UNAVAILABLE', retryable: true, exitCode: 1 };
+    const disk = { code: 'AGENT_E_CERT_STORE', retryable: false, exitCode: 1 };
+    t.equal(giveUpReason(refused, now + 1, now), undefined, 'still valid: retry');
+    t.equal(giveUpReason(refused, now, now), 'refused', 'expired at now');
+    t.equal(giveUpReason(auth, undefined, now), 'refused', 'no certificate at all');
+    t.equal(giveUpReason(config, now - 1, now), 'config');
+    t.equal(giveUpReason(away, now - 1, now), undefined, 'the CA away is retried');
+    t.equal(giveUpReason(disk, now - 1, now), undefined, 'a full disk is retried, not "refused"');
+    t.ok(CA_REFUSALS.has('AGENT_E_CA_REJECTED'));
+  },
+);
+
+t.test('reload: what applies at the next CSR, what needs a restart', async (t) => {
+  const raw = (vars: Record<string, string>) => configFor(vars).ca;
+  const prev = raw({ WORKLOAD_IDENTITY: 'spiffe://cluster.local/ns/a/sa/b' });
+  t.same(settingsChange(prev, prev), { applied: [], restartNeeded: [], next: prev });
+  const c = settingsChange(
+    prev,
+    raw({
+      CITADEL_ADDRESS: 'ca2:15012',
+      CERT_RENEW_RATIO: '0.6',
+      CERTS_DIR: '/elsewhere',
+      CITADEL_ENV: 'gcp',
+      WORKLOAD_IDENTITY: 'spiffe://cluster.local/ns/a/sa/c',
+    }),
+  );
+  t.same(c.applied, ['CITADEL_ADDRESS', 'WORKLOAD_IDENTITY', 'CERT_RENEW_RATIO']);
+  t.same(c.restartNeeded, ['CITADEL_ENV', 'CERTS_DIR']);
+  t.equal(c.next.address, 'ca2:15012');
+  t.equal(c.next.renewRatio, 0.6);
+  t.equal(c.next.certsDir, prev.certsDir, 'read once at start: kept');
+  t.equal(c.next.env, prev.env);
+  t.equal(c.next.identity, 'spiffe://cluster.local/ns/a/sa/c');
+  const dropped = settingsChange(prev, raw({}));
+  t.same(dropped.applied, []);
+  t.same(
+    dropped.restartNeeded,
+    ['WORKLOAD_IDENTITY'],
+    'an identity no longer set is derived at start',
+  );
+  t.equal(dropped.next.identity, prev.identity);
+  t.same(
+    [...RELOADABLE, ...RESTART_ONLY].map(([k]) => k).sort(),
+    Object.keys(prev).sort(),
+    'every certificate setting is either reloadable or read at start',
+  );
 });
+
+t.test(
+  'start: keep our valid certificate until renewal is due; else a CSR, spread while valid',
+  async (t) => {
+    const now = 10 * H;
+    const half = () => 0.5;
+    const ours = { notBefore: now - H, notAfter: now + 9 * H, ours: true };
+    t.same(startPlan(ours, now, 0.5, 2000, half), { keep: true, renewAt: now + 4 * H });
+    t.same(
+      startPlan({ ...ours, ours: false }, now, 0.5, 2000, half),
+      { keep: false, heldUntil: now + 9 * H, delayMs: 1000 },
+      'a bootstrap certificate: CSR, spread over the jitter',
+    );
+    t.same(
+      startPlan({ notBefore: now - 9 * H, notAfter: now + H, ours: true }, now, 0.5, 2000, half),
+      { keep: false, heldUntil: now + H, delayMs: 1000 },
+      'ours but due',
+    );
+    t.same(
+      startPlan({ ...ours, notAfter: now }, now, 0.5, 2000, half),
+      { keep: false, heldUntil: undefined, delayMs: 0 },
+      'expired: at once',
+    );
+    t.same(startPlan(undefined, now, 0.5, 2000, half), {
+      keep: false,
+      heldUntil: undefined,
+      delayMs: 0,
+    });
+    const draws: number[] = [];
+    const counted = () => {
+      draws.push(1);
+      return 0.5;
+    };
+    startPlan({ ...ours, ours: false }, now, 0.5, 0, counted);
+    t.same(draws, [], 'no jitter configured: no randomness drawn');
+  },
+);

@@ -140,6 +140,7 @@ function steppingClock(): Clock & { slept: number[] } {
   return {
     slept,
     now: () => now,
+    monotonicUs: () => BigInt(now) * 1000n,
     setTimeout: () => ({ cancel: () => undefined }),
     sleep: (ms: number) => {
       slept.push(ms);

@@ -18,7 +18,7 @@ import {
 import { planCapture, renderFamily, type FamilyPlan } from '../../src/netfilter/plan';
 import { entryCommand, presentEntries } from '../../src/netfilter/routing';
 import { EMPTY_RECORD, readRecord, recordPath, writeRecord } from '../../src/netfilter/state';
-import { resolveProxyIds } from '../../src/netfilter/users';
+import { resolveProxyIds } from '../../src/host/users';
 
 // The pure side of apply/clean/diff: parsing iptables-save, the --noflush transaction that moves
 // live rules to the plan, and the decisions around it (backend, user, routing, state record).

@@ -20,7 +20,7 @@ import {
 } from '../../src/sidecar/plan';
 import { wrapCommand } from '../../src/sidecar/wrap';
 import { defaultRouteInterface, primaryAddress, shortHostname } from '../../src/sidecar/host';
-import { parsePasswdLine } from '../../src/sidecar/user';
+import { parsePasswdLine } from '../../src/host/users';
 import { permits } from '../../src/sidecar/access';
 
 function config(vars: Record<string, string>): AgentConfig {

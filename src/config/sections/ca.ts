@@ -1,3 +1,4 @@
+import { parseHostPort } from '../../lib/host-port';
 import type { RawEnv } from '../raw';
 import type { CaConfig } from '../types';
 
@@ -12,12 +13,7 @@ export const MAX_FIRST_CSR_JITTER_MS = 5 * 60_000;
 
 export function parseCa(raw: RawEnv): CaConfig {
   const address = raw.str('CITADEL_ADDRESS', 'istio-citadel:8060');
-  if (
-    !/^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):\d{1,5}$/.test(address) ||
-    Number(address.slice(address.lastIndexOf(':') + 1)) > 65535
-  ) {
-    raw.fail('CITADEL_ADDRESS', `"${address}" is not host:port`);
-  }
+  if (!parseHostPort(address).ok) raw.fail('CITADEL_ADDRESS', `"${address}" is not host:port`);
   const identity = raw.optStr('WORKLOAD_IDENTITY');
   if (identity !== undefined && !/^spiffe:\/\/[^/\s]+\/\S+$/.test(identity)) {
     raw.fail('WORKLOAD_IDENTITY', `"${identity}" is not a spiffe:// URI`);

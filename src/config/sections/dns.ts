@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import * as path from 'node:path';
+import { parseHostPort, parsePort } from '../../lib/host-port';
 import type { RawEnv } from '../raw';
 import type { DnsConfig, DnsServer } from '../types';
 
@@ -67,31 +68,22 @@ function hostAddress(raw: RawEnv, key: string): string | undefined {
  * or dnsmasq's own `address#port`.
  */
 export function parseDnsServer(s: string): DnsServer | string {
-  let host = s;
-  let portText: string | undefined;
-  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
+  let host: string;
+  let port: number | undefined;
   const hash = /^([^#]+)#(\d+)$/.exec(s);
-  if (bracket) {
-    host = bracket[1]!;
-    portText = bracket[2];
-    if (isIP(host) !== 6) return `"${s}": only an IPv6 address goes in brackets`;
-  } else if (hash) {
+  if (hash) {
     host = hash[1]!;
-    portText = hash[2];
-  } else if (/^[^:]+:\d+$/.test(s)) {
-    const i = s.lastIndexOf(':');
-    host = s.slice(0, i);
-    portText = s.slice(i + 1);
+    port = parsePort(hash[2]!);
+  } else {
+    const r = parseHostPort(s, { defaultPort: 53 });
+    if (!r.ok && r.problem === 'brackets') return `"${s}": only an IPv6 address goes in brackets`;
+    // Not host:port at all: say what is wrong with it as an address.
+    host = r.host ?? s;
+    port = r.ok ? r.port : r.problem === 'port' ? undefined : 53;
   }
   const problem = addressProblem(host);
   if (problem !== undefined) return problem;
-  let port = 53;
-  if (portText !== undefined) {
-    port = Number(portText);
-    if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) {
-      return `"${s}" has an invalid port (1-65535)`;
-    }
-  }
+  if (port === undefined) return `"${s}" has an invalid port (1-65535)`;
   const family = isIP(host) as 4 | 6;
   if (port === 53 && isLoopback(host, family)) {
     return `"${s}" is a loopback address on port 53: dnsmasq would forward cluster names to itself; use the cluster DNS address (or another port)`;

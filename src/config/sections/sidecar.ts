@@ -1,3 +1,4 @@
+import { parseHostPort } from '../../lib/host-port';
 import { dnsLabel } from './core';
 import type { RawEnv } from '../raw';
 import * as path from 'node:path';
@@ -17,7 +18,7 @@ export function parseSidecar(raw: RawEnv, core: CoreConfig): SidecarConfig {
     'MUTUAL_TLS',
   );
   const pilotAddress = raw.str('PILOT_ADDRESS', `istio-pilot.${systemNamespace}:${pilotPort}`);
-  if (!isHostPort(pilotAddress)) {
+  if (!parseHostPort(pilotAddress).ok) {
     raw.fail(
       'PILOT_ADDRESS',
       `"${pilotAddress}" is not host:port (e.g. istio-pilot.istio-system:15011)`,
@@ -77,9 +78,4 @@ function metadata(raw: RawEnv): Record<string, string> {
     if (v) out[key.slice(META_PREFIX.length)] = v.value;
   }
   return out;
-}
-
-function isHostPort(s: string): boolean {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(s);
-  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
 }

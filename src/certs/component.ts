@@ -1,0 +1,137 @@
+import * as path from 'node:path';
+import type { Component, ComponentDeps, ComponentStatus } from '../component';
+import type { AgentConfig } from '../config/types';
+import { resolveProxyIds, type UserIds } from '../host/users';
+import { chooseIdentitySource, type IdentitySource } from '../identity/index';
+import { CertManager } from './manager';
+import { CertStore, CHAIN_FILE } from './store';
+import type { CaConnector } from './types';
+
+/** The gRPC stack loads on first use, so it can load while the first key is being made. */
+const loadCaClient = () => import('../ca/index');
+
+/** Connects to the CA the certificate component names at each CSR (a reload may change it). */
+export function caConnector(): CaConnector {
+  return async (credential, rootPem, target) => {
+    const { createCaClient } = await loadCaClient();
+    return createCaClient({
+      address: target.address,
+      serverName: target.serverName,
+      rootPem,
+      api: target.api,
+      timeoutMs: target.callTimeoutMs,
+      credential,
+    });
+  };
+}
+
+export interface CertComponentOptions {
+  /** Owner of key.pem; default: ENVOY_USER when running as root, else unchanged. */
+  readonly keyOwner?: UserIds | 'none';
+}
+
+/** What the certificate manager needs from the host, found by lookups (lookupCertSetup). */
+export interface CertSetup {
+  /** Owner of key.pem (the proxy user reads it); undefined: left as created. */
+  readonly keyOwner: UserIds | undefined;
+  readonly source: IdentitySource;
+}
+
+/**
+ * The host lookups the certificate component needs, with I/O: ENVOY_USER through passwd/NSS for
+ * key.pem's owner (as root, unless given), and the identity source (CITADEL_ENV=auto probes the
+ * GCE metadata server).
+ */
+export async function lookupCertSetup(
+  config: AgentConfig,
+  deps: Pick<ComponentDeps, 'exec' | 'log'>,
+  options: CertComponentOptions = {},
+): Promise<CertSetup> {
+  let keyOwner = options.keyOwner === 'none' ? undefined : options.keyOwner;
+  if (options.keyOwner === undefined && process.getuid?.() === 0) {
+    // The proxy user (ENVOY_USER) reads the key; the same lookup as the capture rules use.
+    const r = await resolveProxyIds(config.capture, deps.exec);
+    if (r.warning) {
+      deps.log.warn(
+        { component: 'certs', user: config.capture.envoyUser },
+        `user ${config.capture.envoyUser} does not exist; key.pem stays owned by root`,
+      );
+    } else {
+      keyOwner = r.ids;
+    }
+  }
+  const ca = config.ca;
+  const source = await chooseIdentitySource(ca, path.join(ca.certsDir, CHAIN_FILE), deps.log);
+  return { keyOwner, source };
+}
+
+/** The manager for this configuration and setup. Starts making the first key (thread pool). */
+export function createCertManager(
+  config: AgentConfig,
+  deps: ComponentDeps,
+  setup: CertSetup,
+): CertManager {
+  const ca = config.ca;
+  return new CertManager(deps, {
+    ca,
+    store: new CertStore(ca.certsDir, {
+      clock: deps.clock,
+      ...(setup.keyOwner ? { keyOwner: setup.keyOwner } : {}),
+    }),
+    connect: caConnector(),
+    warmup: loadCaClient,
+    source: setup.source,
+  });
+}
+
+/** The lookups, then the manager: for callers that build it outside an agent (dev, tests). */
+export async function buildCertManager(
+  config: AgentConfig,
+  deps: ComponentDeps,
+  options: CertComponentOptions = {},
+): Promise<CertManager> {
+  return createCertManager(config, deps, await lookupCertSetup(config, deps, options));
+}
+
+/**
+ * The certificate component as `run` builds it. Building does no I/O. Preflight does the host
+ * lookups (lookupCertSetup), makes the manager and checks that the bootstrap set is there;
+ * start runs the manager (built then if preflight was skipped); reload, stop and status are the
+ * manager's.
+ */
+export class CertComponent implements Component {
+  readonly name = 'certs';
+  private manager: CertManager | undefined;
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly deps: ComponentDeps,
+    private readonly options: CertComponentOptions = {},
+  ) {}
+
+  private async built(): Promise<CertManager> {
+    this.manager ??= await buildCertManager(this.config, this.deps, this.options);
+    return this.manager;
+  }
+
+  async preflight(): Promise<void> {
+    await (await this.built()).preflight();
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    await (await this.built()).start(signal);
+  }
+
+  /** SIGHUP: certificate settings apply at the next CSR (CertManager.reload). */
+  async reload(config: AgentConfig): Promise<void> {
+    await this.manager?.reload(config);
+  }
+
+  async stop(): Promise<void> {
+    await this.manager?.stop();
+  }
+
+  status(): ComponentStatus {
+    return this.manager?.status() ?? { ready: false, summary: 'cert: none' };
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * One CSR round, step by step (key, CSR, read, credential, CA, check, write), and the deadline
+ * that bounds a round. The manager decides when a round runs and what its outcome means.
+ */
+import * as path from 'node:path';
+import type { CaConfig } from '../config/types';
+import type { IdentitySource } from '../identity/index';
+import type { Random } from '../lib/backoff';
+import type { Clock } from '../lib/clock';
+import { formatDuration } from '../lib/duration';
+import { AgentError } from '../lib/errors';
+import { joinPem } from '../lib/pem';
+import type { Logger } from '../observe/index';
+import { createCsr } from './csr';
+import { credentialInput } from './inspect';
+import type { WorkloadKey } from './keys';
+import { renewAt } from './policy';
+import { CHAIN_FILE, ROOT_FILE } from './store';
+import type { CaConnector, CertStoreLike } from './types';
+import { checkIssued, type IssuedCert } from './validate';
+
+/** Allowed clock skew between this host and the CA when checking notBefore. */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/** Where a CSR round is: named in the log and in status when it fails or is stuck. */
+export type Stage = 'start' | 'identity' | 'key' | 'read' | 'credential' | 'ca' | 'check' | 'write';
+
+export interface Progress {
+  stage: Stage;
+}
+
+/** What failed, for the log line of a failed round (the error's message says why). */
+export const FAILED: Record<Stage, string> = {
+  start: 'reading the certificate set failed',
+  identity: 'getting the workload identity failed',
+  key: 'making the key failed',
+  read: 'reading the certificate set failed',
+  credential: 'getting the credential for the CSR failed',
+  ca: 'CSR signing failed', // Istio 1.0's words
+  check: "the CA's answer was refused",
+  write: 'writing the new certificate set failed',
+};
+
+/** The error of a round past its deadline: where it was stuck, and what to check. */
+export function timeoutError(
+  stage: Stage,
+  ms: number,
+  ca: CaConfig,
+  dir: string,
+  sourceKind: IdentitySource['kind'],
+): AgentError {
+  const gcp = sourceKind === 'gcp';
+  const files = `check that key.pem, cert-chain.pem and root-cert.pem in ${dir} are regular files`;
+  const [where, advice] = {
+    start: [`reading the certificate set in ${dir}`, files],
+    identity: [
+      gcp
+        ? `asking the GCE metadata server at ${ca.gceMetadataHost} for the service account`
+        : `reading the identity from ${path.join(dir, CHAIN_FILE)}`,
+      gcp ? 'check GCE_METADATA_HOST' : files,
+    ],
+    key: [
+      'waiting for the new key',
+      `the host may be overloaded (${ca.keyAlgorithm}${ca.keyAlgorithm === 'RSA' ? `-${ca.rsaKeySize}` : ''} keys)`,
+    ],
+    read: [`reading the certificate set in ${dir}`, files],
+    credential: [
+      gcp
+        ? `getting an identity token from the GCE metadata server at ${ca.gceMetadataHost}`
+        : 'choosing the credential',
+      gcp ? 'check GCE_METADATA_HOST' : files,
+    ],
+    ca: [`waiting for the CA at ${ca.address}`, `check the CA at ${ca.address}`],
+    check: ["checking the CA's answer", 'report it with the log'],
+    write: [`writing the new set to ${dir}`, `check the disk holding ${dir}`],
+  }[stage];
+  const what = stage === 'start' ? 'reading the certificate set' : 'certificate renewal';
+  const then = stage === 'start' ? '' : 'abandoned, will retry; ';
+  return new AgentError(
+    'AGENT_E_CERT_TIMEOUT',
+    `${what} did not finish within ${formatDuration(ms)} (2 × CA_CALL_TIMEOUT + 30s): stuck ${where}; ${then}${advice}`,
+    { details: { stage, timeoutMs: ms } },
+  );
+}
+
+/**
+ * Runs `fn` with a signal that aborts after `ms` (with `expired()`'s error) or when `stop`
+ * aborts, and settles as soon as either happens, whether or not `fn` notices (a read of a FIFO
+ * never returns). What `fn` does afterwards is ignored: it checks its signal before each step
+ * and never writes once aborted.
+ */
+export function withDeadline<T>(
+  clock: Clock,
+  stop: AbortSignal,
+  ms: number,
+  expired: () => Error,
+  fn: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const attempt = new AbortController();
+  const timer = clock.setTimeout(() => {
+    attempt.abort(expired());
+  }, ms);
+  const onStop = (): void => {
+    attempt.abort(stop.reason);
+  };
+  if (stop.aborted) onStop();
+  else stop.addEventListener('abort', onStop, { once: true });
+  const cut = new Promise<never>((_, reject) => {
+    const fail = (): void => {
+      reject(attempt.signal.reason as Error);
+    };
+    if (attempt.signal.aborted) fail();
+    else attempt.signal.addEventListener('abort', fail, { once: true });
+  });
+  // A synchronous throw in `fn` becomes a rejection here, so the timer is always cancelled.
+  const work = new Promise<T>((resolve) => {
+    resolve(fn(attempt.signal));
+  });
+  work.catch(() => undefined); // an abandoned round's late failure is nobody's business
+  cut.catch(() => undefined);
+  return Promise.race([work, cut]).finally(() => {
+    timer.cancel();
+    stop.removeEventListener('abort', onStop);
+  });
+}
+
+export interface RoundInput {
+  /** The settings in force when the round began. */
+  readonly ca: CaConfig;
+  readonly identity: string;
+  readonly store: CertStoreLike;
+  readonly source: IdentitySource;
+  readonly connect: CaConnector;
+  /** The key being made for this certificate; `keyFailed` runs when making it failed. */
+  readonly key: Promise<WorkloadKey>;
+  readonly keyFailed: () => void;
+  /** Failures since the last success, for the log line ("retrial #n"). */
+  readonly attempt: number;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly log: Logger;
+  /** Runs the write after any earlier round's (an abandoned round may still be writing). */
+  readonly serialWrite: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+export interface RoundResult {
+  readonly issued: IssuedCert;
+  readonly generation: string;
+  /** When to renew the new certificate (policy.ts's renewAt). */
+  readonly renewAt: number;
+  /** Milliseconds per step, for the log. */
+  readonly timing: Readonly<Record<string, number>>;
+}
+
+/**
+ * One CSR: waits for the key, makes the CSR, reads the set, gets the credential, calls the CA,
+ * checks the answer and writes the new set. `progress.stage` says where it is. Checks `signal`
+ * between steps and never writes once it has aborted. Throws what failed.
+ */
+export async function csrRound(
+  input: RoundInput,
+  signal: AbortSignal,
+  progress: Progress,
+): Promise<RoundResult> {
+  const { ca, identity, store, source, connect, clock } = input;
+  // Timing measurements for the log, from the process's own high-resolution timer.
+  const t0 = performance.now();
+  const timing: Record<string, number> = {};
+  const lap = (name: string, since: number): number => {
+    const now = performance.now();
+    timing[name] = Math.round((now - since) * 10) / 10;
+    return now;
+  };
+  progress.stage = 'key';
+  let key: WorkloadKey;
+  try {
+    key = await input.key;
+  } catch (e) {
+    input.keyFailed();
+    throw e;
+  }
+  signal.throwIfAborted();
+  let t = lap('keyWaitMs', t0);
+  const csrPem = await createCsr(key, identity, ca.org);
+  t = lap('csrMs', t);
+  progress.stage = 'read';
+  const set = await store.read();
+  const bootstrap = await store.readBootstrap();
+  signal.throwIfAborted();
+  progress.stage = 'credential';
+  const credential = await source.credential(
+    credentialInput(set),
+    credentialInput(bootstrap),
+    clock.now(),
+    signal,
+  );
+  signal.throwIfAborted();
+  t = lap('credentialMs', t);
+  if (!set.rootPem)
+    throw new AgentError(
+      'AGENT_E_BOOTSTRAP_MISSING',
+      `${path.join(store.dir, ROOT_FILE)} is missing`,
+    );
+  progress.stage = 'ca';
+  input.log.info({ attempt: input.attempt }, `Sending CSR (retrial #${input.attempt}) ...`);
+  const client = await connect(credential, set.rootPem, ca);
+  let response: string[];
+  try {
+    response = await client.sign({ csrPem, identity, ttlMs: ca.certTtlMs }, signal);
+  } finally {
+    client.close();
+  }
+  signal.throwIfAborted();
+  t = lap('rpcMs', t);
+  progress.stage = 'check';
+  const issued = checkIssued({
+    response,
+    key: key.object,
+    identity,
+    rootPem: set.rootPem,
+    now: clock.now(),
+    skewMs: CLOCK_SKEW_MS,
+    ttlMs: ca.certTtlMs,
+  });
+  const at = renewAt(issued.notBefore, issued.notAfter, ca.renewRatio, input.random);
+  if (at <= clock.now()) {
+    throw new AgentError(
+      'AGENT_E_CERT_VALIDITY',
+      'got a certificate that should be renewed now (its lifetime is too short)',
+    );
+  }
+  t = lap('checkMs', t);
+  progress.stage = 'write';
+  const rootPem = set.rootPem;
+  const generation = await input.serialWrite(() => {
+    // Abandoned (deadline, stop) before its turn to write: never write.
+    signal.throwIfAborted();
+    return store.write(
+      { keyPem: key.pem, chainPem: joinPem(issued.chain), rootPem },
+      {
+        issuer: 'agent',
+        identity,
+        notBefore: issued.notBefore,
+        notAfter: issued.notAfter,
+        serial: issued.serial,
+      },
+    );
+  });
+  // Abandoned while writing: the set may be on disk; the next round replaces it.
+  signal.throwIfAborted();
+  lap('writeMs', t);
+  lap('totalMs', t0);
+  // Milliseconds since this process started (performance.timeOrigin), for start-up timing.
+  timing.sinceProcessStartMs = Math.round(performance.now());
+  return { issued, generation, renewAt: at, timing };
+}
