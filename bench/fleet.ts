@@ -1,16 +1,19 @@
 // Fleet simulation: thousands of agents against one CA, with the agent's REAL renewal and retry
-// decisions (`renewAt`, `retryDelay` from src/certs/policy.ts), a simulated clock (an event
-// queue: nothing sleeps) and a simulated CA that signs `capacity` CSRs per second. Pure: seeded
-// randomness, no I/O but printing; the same arguments print the same table.
+// decisions (`planRenewal`, `startPlan`, `retryDelay`, `firstCsrDelay` from src/certs/policy.ts),
+// a simulated clock (an event queue: nothing sleeps) and a simulated CA that signs `capacity`
+// CSRs per second. Pure: seeded randomness, no I/O but printing; the same arguments print the
+// same table.
 //
 //   npx tsx bench/fleet.ts [--agents 10000] [--days 7] [--capacity 100] [--seed 1]
-//                          [--ttl-hours 24] [--outage-at 71] [--outage-hours 2]
+//                          [--ttl-hours 24] [--outage-at 71] [--outage-hours 2] [--restart-at 1]
 //
 // What each agent does is what CertManager does: at start it holds a bootstrap certificate (90
-// days) and sends its first CSR at once; after each certificate it waits until renewAt(); after a
-// failure it waits retryDelay(failures - 1, now, notAfter of the certificate it holds). A call
-// fails at once while the CA is down (connection refused), and after the client deadline (10 s,
-// CA_CALL_TIMEOUT) when the CA has not served it by then.
+// days) and sends its first CSR at once; after each certificate it waits until the renewal point
+// planRenewal() draws (off schedule for the first certificate since start and one after a
+// failure, on schedule for a timely renewal); after a failure it waits retryDelay(failures - 1,
+// now, notAfter of the certificate it holds). A call fails at once while the CA is down
+// (connection refused), and after the client deadline (10 s, CA_CALL_TIMEOUT) when the CA has
+// not served it by then.
 //
 // The CA serves one CSR every 1/capacity s, first come first served, in one of two models:
 //   refuse: at most 1 s of work queued; a CSR beyond that gets RESOURCE_EXHAUSTED at once (what a
@@ -22,10 +25,21 @@
 // Scenario A: the whole fleet starts within one minute (e.g. a fleet installed or rebooted with
 // no valid certificate of its own), run for `days`. Scenario B: the same, with the CA down for
 // `outage-hours` from hour `outage-at`, and a sweep of longer outages up to just under half the
-// certificate lifetime. Each runs with the real policy and with a PROPOSED policy defined below
-// (a variant for comparison only; the agent does not use it).
+// certificate lifetime. Scenario C: the fleet of A rebooted at hour `restart-at`, every agent
+// holding its own valid certificate (startPlan keeps it). Each runs with the agent's policy and
+// with the previous one ("1.0-like / previous": renewal at ratio ± 10 %, defined below); C also
+// with the agent's policy minus the renewal share kept with the set.
 import { parseArgs } from 'node:util';
-import { renewAt, retryDelay, RETRY_POLICY, MIN_RETRY_MS } from '../src/certs/policy';
+import {
+  firstCsrDelay,
+  MIN_RETRY_MS,
+  planRenewal,
+  RENEW_FROM,
+  retryDelay,
+  RETRY_POLICY,
+  startPlan,
+  type Schedule,
+} from '../src/certs/policy';
 import type { Random } from '../src/lib/backoff';
 import { table } from './report';
 
@@ -43,53 +57,64 @@ const DEADLINE = 10 * S;
 // ---------------------------------------------------------------------------------------------
 // Policies
 
-interface RenewContext {
-  /**
-   * The CSR that produced this certificate was not the on-time renewal of the agent's own
-   * certificate: it was the first CSR of the process, or it came after a failure (retry).
-   */
-  readonly offSchedule: boolean;
-}
-
 interface Policy {
   readonly name: string;
-  renewAt(
-    notBefore: number,
-    notAfter: number,
-    ratio: number,
+  /** A certificate valid [nb, na] arrived at `now`: when to renew it, and the share to keep. */
+  renewal(
+    nb: number,
+    na: number,
+    schedule: Schedule,
+    now: number,
     random: Random,
-    ctx: RenewContext,
-  ): number;
+  ): { at: number; share: number };
+  /**
+   * At a restart, holding our own certificate valid [nb, na] (renewal share `share` kept with
+   * it): when to renew it, or undefined when it is due (a CSR at start).
+   */
+  restart(nb: number, na: number, share: number, now: number, random: Random): number | undefined;
   retryDelay(attempt: number, now: number, notAfter: number | undefined, random: Random): number;
 }
 
-/** What the agent does today: the functions CertManager calls, unchanged. */
+/** What the agent does: the functions CertManager calls (planRenewal, startPlan, retryDelay). */
 const REAL: Policy = {
-  name: 'real',
-  renewAt: (nb, na, ratio, random) => renewAt(nb, na, ratio, random),
+  name: 'agent',
+  renewal: (nb, na, schedule, now, random) =>
+    planRenewal({ notBefore: nb, notAfter: na }, RATIO, schedule, now, random),
+  restart(nb, na, share, now, random) {
+    const p = startPlan({ notBefore: nb, notAfter: na, ours: true, share }, now, RATIO, 0, random);
+    return p.keep ? p.renewAt : undefined;
+  },
   retryDelay: (attempt, now, notAfter, random) => retryDelay(attempt, now, notAfter, random),
 };
 
 /**
- * PROPOSED (not in src/): two changes to renewAt, retryDelay unchanged.
- *  1. A certificate obtained off schedule (first CSR of the process, or after a failure) is renewed
- *     at a point drawn uniformly over [0.1, 1] × ratio × lifetime instead of ratio ± 10 %. A fleet
- *     that got its certificates in one burst (a fleet start, a CA recovery) then renews spread over
- *     the whole renewal period instead of again in a burst: its phase is randomised once, at the
- *     cost of one early renewal per start or outage. On-schedule renewals keep a narrow jitter, so
- *     the steady state costs no extra CSRs.
- *  2. The jitter only ever makes a renewal earlier, never later than ratio × lifetime:
- *     on schedule [0.9, 1] × ratio (today ±10 %, up to 0.55 of the lifetime). With ratio 0.5 a
- *     CA outage shorter than half the lifetime then never lets a certificate expire (today an
- *     outage longer than 0.45 of the lifetime can).
- * CertManager would pass `offSchedule` = (this is the first CSR since start || failures > 0).
+ * The agent's policy without the renewal share kept with the set: a restart draws the kept
+ * certificate's renewal point anew (on schedule). For the restart scenario only: it shows why
+ * the share is kept.
  */
-const PROPOSED: Policy = {
-  name: 'proposed',
-  renewAt(nb, na, ratio, random, ctx) {
-    const lifetime = Math.max(0, na - nb);
-    const share = ctx.offSchedule ? 0.1 + 0.9 * random() : 0.9 + 0.1 * random();
-    return Math.min(na, nb + Math.round(lifetime * ratio * share));
+const REAL_NO_SHARE: Policy = {
+  ...REAL,
+  name: 'agent, share not kept',
+  restart: (nb, na, _share, now, random) => REAL.restart(nb, na, NaN, now, random),
+};
+
+/**
+ * "1.0-like / previous": the agent's policy before issue 13, kept here for comparison (retryDelay
+ * is the same). Renewal at ratio × lifetime ± 10 % of the wait (Istio 1.0 had no jitter, SPIRE's
+ * spread added), whatever the certificate was obtained for; a restart draws it anew.
+ */
+const PREVIOUS_JITTER = 0.1;
+function previousRenewAt(nb: number, na: number, random: Random): number {
+  const lifetime = Math.max(0, na - nb);
+  const wait = lifetime * RATIO * (1 + PREVIOUS_JITTER * (2 * random() - 1));
+  return Math.min(na, nb + Math.round(wait));
+}
+const PREVIOUS: Policy = {
+  name: 'previous (1.0-like)',
+  renewal: (nb, na, _schedule, _now, random) => ({ at: previousRenewAt(nb, na, random), share: 1 }),
+  restart(nb, na, _share, now, random) {
+    const at = previousRenewAt(nb, na, random);
+    return at > now ? at : undefined;
   },
   retryDelay: (attempt, now, notAfter, random) => retryDelay(attempt, now, notAfter, random),
 };
@@ -182,6 +207,8 @@ interface SimOptions {
   readonly startWindow: number;
   readonly model: CaModel;
   readonly outage?: { readonly from: number; readonly to: number };
+  /** The whole fleet goes down at `at` and comes back within `startWindow` (a reboot). */
+  readonly restart?: { readonly at: number };
 }
 
 interface SimResult {
@@ -206,13 +233,15 @@ interface SimResult {
   /** Agents due and waiting when the CA came back; when the last of them got a certificate. */
   readonly waitingAtRecovery: number;
   readonly recoveryDrained: number;
+  /** Agents that sent a CSR at the restart (their certificate was due). */
+  readonly csrAtRestart: number;
 }
 
 function simulate(o: SimOptions, policy: Policy): SimResult {
   const random = seeded(o.seed);
   const end = o.days * DAY;
   const perSecond = new Int32Array(Math.ceil(end / S) + 1);
-  const q = new EventQueue(o.agents);
+  let q = new EventQueue(o.agents);
   // Per agent: the certificate it holds, whether it is its own, whether a call is in flight and
   // how it will end, failures in a row, when its current wait for a certificate began.
   const notBefore = new Float64Array(o.agents);
@@ -221,6 +250,11 @@ function simulate(o: SimOptions, policy: Policy): SimResult {
   const inFlight = new Uint8Array(o.agents); // 0 none, 1 will succeed, 2 will fail
   const failures = new Int32Array(o.agents);
   const certs = new Int32Array(o.agents);
+  // The renewal share kept with the set; whether the pending event is the timely renewal of the
+  // certificate held (on schedule); whether the pending event is the agent coming back up.
+  const share = new Float64Array(o.agents);
+  const timerOn = new Uint8Array(o.agents);
+  const restarting = new Uint8Array(o.agents);
   const dueSince = new Float64Array(o.agents).fill(NaN);
   const minLeft = new Float64Array(o.agents).fill(Infinity);
   const service = S / o.capacity;
@@ -242,6 +276,8 @@ function simulate(o: SimOptions, policy: Policy): SimResult {
   let haveCert = 0;
   let waitingAtRecovery = -1;
   let recoveryDrained = 0;
+  let restarted = false;
+  let csrAtRestart = 0;
   const waitingSinceBefore = new Uint8Array(o.agents); // due before the CA came back
 
   for (let i = 0; i < o.agents; i++) {
@@ -253,14 +289,46 @@ function simulate(o: SimOptions, policy: Policy): SimResult {
   }
 
   const fail = (i: number, t: number): void => {
+    timerOn[i] = 0;
     failures[i]!++;
     const d = policy.retryDelay(failures[i]! - 1, t, notAfter[i], random);
     q.push(t + d, i);
   };
 
   while (q.size > 0 && q.peekTime() < end) {
+    if (o.restart && !restarted && q.peekTime() >= o.restart.at) {
+      // Every agent goes down (calls in flight are lost) and comes back within the window.
+      restarted = true;
+      q = new EventQueue(o.agents);
+      for (let j = 0; j < o.agents; j++) {
+        inFlight[j] = 0;
+        failures[j] = 0;
+        restarting[j] = 1;
+        q.push(o.restart.at + random() * o.startWindow, j);
+      }
+      continue;
+    }
     const t = q.peekTime();
     const i = q.pop();
+    if (restarting[i]) {
+      // CertManager.start: keep our valid certificate until its renewal (startPlan), else a CSR
+      // spread by CERT_FIRST_CSR_JITTER (2 s) while the certificate held is valid.
+      restarting[i] = 0;
+      const valid = notAfter[i]! > t;
+      const at =
+        own[i] && valid
+          ? policy.restart(notBefore[i]!, notAfter[i]!, share[i]!, t, random)
+          : undefined;
+      if (at !== undefined) {
+        timerOn[i] = 1;
+        q.push(at, i);
+      } else {
+        csrAtRestart++;
+        timerOn[i] = 0;
+        q.push(t + firstCsrDelay(t, valid ? notAfter[i] : undefined, 2 * S, random), i);
+      }
+      continue;
+    }
     if (out && waitingAtRecovery < 0 && t >= out.to) {
       waitingAtRecovery = waiting;
       for (let j = 0; j < o.agents; j++) waitingSinceBefore[j] = Number.isNaN(dueSince[j]!) ? 0 : 1;
@@ -270,7 +338,7 @@ function simulate(o: SimOptions, policy: Policy): SimResult {
       inFlight[i] = 0;
       issued++;
       if (own[i]) minLeft[i] = Math.min(minLeft[i]!, notAfter[i]! - t);
-      const offSchedule = certs[i] === 0 || failures[i]! > 0;
+      const schedule: Schedule = timerOn[i] && failures[i] === 0 ? 'on' : 'off';
       own[i] = 1;
       notBefore[i] = t;
       notAfter[i] = t + o.ttl;
@@ -287,8 +355,10 @@ function simulate(o: SimOptions, policy: Policy): SimResult {
       }
       dueSince[i] = NaN;
       waiting--;
-      const at = policy.renewAt(t, t + o.ttl, RATIO, random, { offSchedule });
-      q.push(Math.max(at, t), i);
+      const r = policy.renewal(t, t + o.ttl, schedule, t, random);
+      share[i] = r.share;
+      timerOn[i] = 1;
+      q.push(Math.max(r.at, t), i);
       continue;
     }
     if (inFlight[i] === 2) {
@@ -358,6 +428,7 @@ function simulate(o: SimOptions, policy: Policy): SimResult {
     expired,
     waitingAtRecovery: Math.max(0, waitingAtRecovery),
     recoveryDrained,
+    csrAtRestart,
   };
 }
 
@@ -404,6 +475,7 @@ function main(): void {
       'ttl-hours': { type: 'string', default: '24' },
       'outage-at': { type: 'string', default: '71' },
       'outage-hours': { type: 'string', default: '2' },
+      'restart-at': { type: 'string', default: '1' },
     },
   });
   const num = (k: keyof typeof values): number => {
@@ -421,8 +493,9 @@ function main(): void {
   };
   const outFrom = num('outage-at') * H;
   const outLen = num('outage-hours') * H;
+  const restartAt = num('restart-at') * H;
   const t0 = performance.now();
-  const policies = [REAL, PROPOSED];
+  const policies = [PREVIOUS, REAL];
   const models: CaModel[] = ['refuse', 'queue'];
 
   console.log(
@@ -431,7 +504,8 @@ function main(): void {
   );
   console.log(
     `retries: ${RETRY_POLICY.initialMs / S} s doubling to ${RETRY_POLICY.maxMs / MIN} min, ±${RETRY_POLICY.jitter * 100} %, ` +
-      `at most half the time left (≥ ${MIN_RETRY_MS / S} s); renew at ${RATIO} of the lifetime`,
+      `at most half the time left (≥ ${MIN_RETRY_MS / S} s); renew at ${RATIO} of the lifetime: ` +
+      `agent ${RENEW_FROM.on}–1 × that on schedule, ${RENEW_FROM.off}–1 off schedule; previous ±${PREVIOUS_JITTER * 100} %`,
   );
   console.log(
     'CA models: refuse = ≤ 1 s of work queued, the rest RESOURCE_EXHAUSTED at once; ' +
@@ -570,6 +644,42 @@ function main(): void {
       '  "within" allows 3 standard deviations of a Poisson count per 10-s bin',
   );
   console.log(bVerdicts.join('\n'));
+
+  // Scenario C
+  const cRows: string[][] = [];
+  for (const policy of [PREVIOUS, REAL_NO_SHARE, REAL]) {
+    const r = simulate({ ...base, model: 'refuse', restart: { at: restartAt } }, policy);
+    const from = Math.ceil(Math.max(r.firstWaveEnd, restartAt + RATIO * base.ttl) / S);
+    const to = Math.floor((base.days * DAY) / S);
+    const m15 = bins(r.perSecond, from, to, 900);
+    const day = bins(r.perSecond, Math.ceil(restartAt / S), Math.ceil((restartAt + DAY) / S), 900);
+    cRows.push([
+      policy.name,
+      String(r.csrAtRestart),
+      f2(peakToMean(day)),
+      f2(peakToMean(m15)),
+      f2(r.issued / base.agents / base.days),
+      String(r.near),
+      String(r.expired),
+    ]);
+  }
+  console.log(
+    `\nC. the same fleet rebooted (every agent down, back within 1 min) at ${hours(restartAt)}, holding its own certificates; CA refuse model:`,
+  );
+  console.log(
+    table(
+      [
+        'policy',
+        'CSRs at the reboot',
+        'peak/mean 15 min, the day after',
+        'from one renewal period after to the end',
+        'certs/agent/day',
+        '≤10 % left',
+        'expired',
+      ],
+      cRows,
+    ),
+  );
   console.log(`\n(${f1((performance.now() - t0) / S)} s)`);
 }
 

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { CredentialInput, IdentitySource } from '../identity/index';
 import { AgentError } from '../lib/errors';
 import { extractCertificates } from '../lib/pem';
+import { validShare } from './policy';
 import { CHAIN_FILE, KEY_FILE, ROOT_FILE, type StoredSet } from './store';
 
 /** What the manager knows of the certificate held. */
@@ -12,6 +13,8 @@ export interface HeldCert {
   readonly serial: string;
   readonly issuer: 'agent' | 'bootstrap';
   readonly generation: string | undefined;
+  /** Where its renewal point was drawn (policy.ts's RenewalPoint.share), when known. */
+  readonly renewShare?: number | undefined;
 }
 
 /**
@@ -33,6 +36,7 @@ export function describeSet(set: StoredSet, dir: string): HeldCert | undefined {
       serial: leaf.serialNumber,
       issuer: set.meta.issuer,
       generation: set.generation,
+      renewShare: validShare(set.meta.renewShare),
     };
   } catch (e) {
     throw new AgentError(

@@ -7,7 +7,14 @@ import type { Logger } from '../observe/index';
 import { Failures, fatalFailure, logFailure, retryDelayFor } from './failures';
 import { checkPresent, describeSet, type HeldCert } from './inspect';
 import { generateWorkloadKey, type WorkloadKey } from './keys';
-import { renewAt, rotationDeadlineMs, settingsChange, startPlan } from './policy';
+import {
+  heldShare,
+  renewTime,
+  rotationDeadlineMs,
+  settingsChange,
+  startPlan,
+  type Schedule,
+} from './policy';
 import { csrRound, timeoutError, withDeadline, type Progress, type RoundResult } from './round';
 import { logSettingsChange } from './reload';
 import { certStatus } from './status';
@@ -33,6 +40,8 @@ export class CertManager implements Component {
   private current: HeldCert | undefined;
   private nextRenewal: number | undefined;
   private timer: TimerHandle | undefined;
+  /** Whether the timer is the timely renewal of the certificate held (policy.ts's Schedule). */
+  private timerSchedule: Schedule = 'off';
   /** The failures since the last certificate (or the identity) was obtained. */
   private readonly failures = new Failures();
   private nextKey: Promise<WorkloadKey> | undefined;
@@ -97,7 +106,7 @@ export class CertManager implements Component {
     const cur = this.current;
     const ours = set.meta.issuer === 'agent' && set.meta.identity === this.identity;
     const plan = startPlan(
-      cur && { ...cur, ours },
+      cur && { ...cur, ours, share: cur.renewShare },
       now,
       ca.renewRatio,
       ca.firstCsrJitterMs,
@@ -108,7 +117,8 @@ export class CertManager implements Component {
         { notAfter: iso(cur!.notAfter), serial: cur!.serial },
         `keeping the certificate issued earlier (valid until ${iso(cur!.notAfter)})`,
       );
-      this.schedule(plan.renewAt);
+      this.current = { ...cur!, renewShare: plan.share };
+      this.schedule(plan.renewAt, 'on');
       return;
     }
     // First start (bootstrap set), another identity, or due: get a certificate before ready.
@@ -198,7 +208,7 @@ export class CertManager implements Component {
       this.identity = next.identity;
       // The certificate held is for another identity: renew now (a round in flight renews
       // again when it ends, see rotateOnce).
-      if (idle) this.schedule(this.deps.clock.now());
+      if (idle) this.schedule(this.deps.clock.now(), 'off');
     } else if (
       applied.includes('CERT_RENEW_RATIO') &&
       idle &&
@@ -206,8 +216,12 @@ export class CertManager implements Component {
       this.current
     ) {
       const cur = this.current;
-      if (cur.issuer === 'agent' && cur.notAfter > this.deps.clock.now())
-        this.schedule(renewAt(cur.notBefore, cur.notAfter, this.ca.renewRatio, this.deps.random));
+      // The same share of the new ratio × lifetime: the fleet keeps its spread.
+      if (cur.issuer === 'agent' && cur.notAfter > this.deps.clock.now()) {
+        const share = heldShare(cur.renewShare, this.deps.random);
+        this.current = { ...cur, renewShare: share };
+        this.schedule(renewTime(cur.notBefore, cur.notAfter, this.ca.renewRatio, share), 'on');
+      }
     }
     logSettingsChange(this.log, change, prev, this.nextRenewal, this.deps.clock.now());
     this.deps.changed();
@@ -300,6 +314,8 @@ export class CertManager implements Component {
           if (this.nextKey === pending) this.nextKey = undefined;
         },
         attempt: this.failures.count,
+        // Off schedule (a start, a retry, a new identity): spread widely (policy.ts).
+        schedule: this.failures.count === 0 ? this.timerSchedule : 'off',
         clock: this.deps.clock,
         random: this.deps.random,
         log: this.log,
@@ -323,6 +339,7 @@ export class CertManager implements Component {
       serial: issued.serial,
       issuer: 'agent',
       generation,
+      renewShare: r.renewShare,
     };
     this.rotations++;
     this.failures.clear();
@@ -343,7 +360,8 @@ export class CertManager implements Component {
       notAfter: issued.notAfter,
     });
     // A reload changed the identity while this round ran: renew again, for the new one.
-    this.schedule(identity === this.identity ? at : this.deps.clock.now());
+    if (identity === this.identity) this.schedule(at, 'on');
+    else this.schedule(this.deps.clock.now(), 'off');
   }
 
   private serialWrite<T>(fn: () => Promise<T>): Promise<T> {
@@ -352,10 +370,11 @@ export class CertManager implements Component {
     return run;
   }
 
-  private schedule(at: number): void {
+  private schedule(at: number, schedule: Schedule): void {
     if (this.stopped) return;
     this.timer?.cancel();
     this.nextRenewal = at;
+    this.timerSchedule = schedule;
     this.timer = this.deps.clock.setTimeout(
       () => void this.renewLoop(),
       Math.max(0, at - this.deps.clock.now()),
@@ -369,7 +388,7 @@ export class CertManager implements Component {
     if (this.stopped || !this.failures.lastError) return;
     const step = this.afterFailure(this.failures.lastError);
     if ('fatal' in step) this.deps.fatal(step.fatal);
-    else this.schedule(this.deps.clock.now() + step.delay);
+    else this.schedule(this.deps.clock.now() + step.delay, 'off');
   }
 
   /**

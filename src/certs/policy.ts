@@ -2,22 +2,73 @@ import type { CaConfig } from '../config/types';
 import type { BackoffPolicy, Random } from '../lib/backoff';
 import { EXIT_CONFIG } from '../lib/errors';
 
-/** Spread of the renewal point: ±10 % of the wait, so a fleet does not renew in lockstep. */
-export const RENEW_JITTER = 0.1;
+/**
+ * How a certificate was obtained, which decides how widely its renewal point is spread:
+ * `on` schedule, the timely renewal of the agent's own certificate with no failure since; `off`
+ * schedule, anything else (the first CSR since start, a retry after a failure, a renewal forced
+ * by a new identity). A fleet gets its certificates off schedule together (a fleet start, a CA
+ * coming back): spreading those renewals over most of the renewal period breaks the burst up
+ * once, and on-schedule renewals then keep their phases (bench/fleet.ts measures both).
+ */
+export type Schedule = 'on' | 'off';
 
 /**
- * When to renew a certificate valid from `notBefore` to `notAfter`: once `ratio` of its lifetime
- * has passed (Istio 1.0: 50 %), the wait jittered by ±RENEW_JITTER. Never after expiry.
+ * The earliest renewal point, as a share of ratio × lifetime: renewal points are drawn uniformly
+ * over [RENEW_FROM[schedule], 1] × ratio × lifetime. The jitter only ever makes a renewal earlier,
+ * so with ratio 0.5 a CA outage shorter than half the lifetime never lets a certificate expire.
  */
-export function renewAt(
+export const RENEW_FROM: Readonly<Record<Schedule, number>> = { on: 0.9, off: 0.1 };
+
+/** The renewal point at `share` of ratio × lifetime; never after expiry. */
+export function renewTime(
   notBefore: number,
   notAfter: number,
   ratio: number,
-  random: Random,
+  share: number,
 ): number {
   const lifetime = Math.max(0, notAfter - notBefore);
-  const wait = lifetime * ratio * (1 + RENEW_JITTER * (2 * random() - 1));
-  return Math.min(notAfter, notBefore + Math.round(wait));
+  return Math.min(notAfter, notBefore + Math.round(lifetime * ratio * share));
+}
+
+/** When to renew a certificate, and the share of ratio × lifetime that point is at. */
+export interface RenewalPoint {
+  readonly at: number;
+  /** Kept with the set (meta.json), so a restart renews at the same point. */
+  readonly share: number;
+}
+
+/**
+ * When to renew a certificate valid from `notBefore` to `notAfter`, obtained `schedule` at `now`:
+ * a point drawn uniformly over [RENEW_FROM[schedule], 1] × ratio × lifetime (Istio 1.0 renewed at
+ * exactly 50 %). Never before `now` (a lifetime of seconds, whose notBefore is rounded down to
+ * the second, would otherwise be renewed at once); when even the latest point (share 1) has
+ * passed, that point: the certificate is due already.
+ */
+export function planRenewal(
+  cert: { readonly notBefore: number; readonly notAfter: number },
+  ratio: number,
+  schedule: Schedule,
+  now: number,
+  random: Random,
+): RenewalPoint {
+  const span = Math.max(0, cert.notAfter - cert.notBefore) * ratio;
+  const elapsed = span > 0 ? (now - cert.notBefore) / span : 1;
+  const from = Math.max(RENEW_FROM[schedule], Math.min(1, elapsed));
+  const share = from + (1 - from) * random();
+  return { at: renewTime(cert.notBefore, cert.notAfter, ratio, share), share };
+}
+
+/** A renewal share read back from disk, if it is one (0 < share ≤ 1). */
+export function validShare(share: unknown): number | undefined {
+  return typeof share === 'number' && share > 0 && share <= 1 ? share : undefined;
+}
+
+/**
+ * The renewal share of a certificate held: the one drawn when it was obtained; for a set written
+ * without one (by an earlier version), an on-schedule draw.
+ */
+export function heldShare(share: number | undefined, random: Random): number {
+  return validShare(share) ?? RENEW_FROM.on + (1 - RENEW_FROM.on) * random();
 }
 
 /**
@@ -107,25 +158,35 @@ export function firstCsrDelay(
 }
 
 export type StartPlan =
-  | { readonly keep: true; readonly renewAt: number }
+  | { readonly keep: true; readonly renewAt: number; readonly share: number }
   | { readonly keep: false; readonly heldUntil: number | undefined; readonly delayMs: number };
 
 /**
  * What start does with the certificate held: keep one this agent obtained for this identity
  * (`ours`) while it is valid and its renewal is not due; otherwise a CSR before ready, spread by
- * firstCsrDelay while the certificate held (a bootstrap one, or ours that is due) is valid.
+ * firstCsrDelay while the certificate held (a bootstrap one, or ours that is due) is valid. The
+ * renewal point of a kept certificate is the one drawn when it was obtained (`share`, kept with
+ * the set), so a fleet rebooted together keeps the spread it had; a set written without one
+ * (an earlier version) gets an on-schedule draw.
  */
 export function startPlan(
   held:
-    { readonly notBefore: number; readonly notAfter: number; readonly ours: boolean } | undefined,
+    | {
+        readonly notBefore: number;
+        readonly notAfter: number;
+        readonly ours: boolean;
+        readonly share?: number | undefined;
+      }
+    | undefined,
   now: number,
   renewRatio: number,
   firstCsrJitterMs: number,
   random: Random,
 ): StartPlan {
   if (held?.ours && held.notAfter > now) {
-    const at = renewAt(held.notBefore, held.notAfter, renewRatio, random);
-    if (at > now) return { keep: true, renewAt: at };
+    const share = heldShare(held.share, random);
+    const at = renewTime(held.notBefore, held.notAfter, renewRatio, share);
+    if (at > now) return { keep: true, renewAt: at, share };
   }
   const heldUntil = held && held.notAfter > now ? held.notAfter : undefined;
   return {

@@ -14,7 +14,7 @@ import type { Logger } from '../observe/index';
 import { createCsr } from './csr';
 import { credentialInput } from './inspect';
 import type { WorkloadKey } from './keys';
-import { renewAt } from './policy';
+import { planRenewal, renewTime, type Schedule } from './policy';
 import { CHAIN_FILE, ROOT_FILE } from './store';
 import type { CaConnector, CertStoreLike } from './types';
 import { checkIssued, type IssuedCert } from './validate';
@@ -136,6 +136,8 @@ export interface RoundInput {
   readonly keyFailed: () => void;
   /** Failures since the last success, for the log line ("retrial #n"). */
   readonly attempt: number;
+  /** Whether this is the timely renewal of our own certificate (policy.ts's Schedule). */
+  readonly schedule: Schedule;
   readonly clock: Clock;
   readonly random: Random;
   readonly log: Logger;
@@ -146,8 +148,10 @@ export interface RoundInput {
 export interface RoundResult {
   readonly issued: IssuedCert;
   readonly generation: string;
-  /** When to renew the new certificate (policy.ts's renewAt). */
+  /** When to renew the new certificate (policy.ts's planRenewal). */
   readonly renewAt: number;
+  /** That point as a share of ratio × lifetime, kept with the set. */
+  readonly renewShare: number;
   /** Milliseconds per step, for the log. */
   readonly timing: Readonly<Record<string, number>>;
 }
@@ -222,8 +226,9 @@ export async function csrRound(
     skewMs: CLOCK_SKEW_MS,
     ttlMs: ca.certTtlMs,
   });
-  const at = renewAt(issued.notBefore, issued.notAfter, ca.renewRatio, input.random);
-  if (at <= clock.now()) {
+  const now = clock.now();
+  const renewal = planRenewal(issued, ca.renewRatio, input.schedule, now, input.random);
+  if (renewTime(issued.notBefore, issued.notAfter, ca.renewRatio, 1) <= now) {
     throw new AgentError(
       'AGENT_E_CERT_VALIDITY',
       'got a certificate that should be renewed now (its lifetime is too short)',
@@ -243,6 +248,7 @@ export async function csrRound(
         notBefore: issued.notBefore,
         notAfter: issued.notAfter,
         serial: issued.serial,
+        renewShare: renewal.share,
       },
     );
   });
@@ -252,5 +258,5 @@ export async function csrRound(
   lap('totalMs', t0);
   // Milliseconds since this process started (performance.timeOrigin), for start-up timing.
   timing.sinceProcessStartMs = Math.round(performance.now());
-  return { issued, generation, renewAt: at, timing };
+  return { issued, generation, renewAt: renewal.at, renewShare: renewal.share, timing };
 }

@@ -31,6 +31,11 @@ export interface SetMeta {
   readonly notBefore?: number;
   readonly notAfter?: number;
   readonly serial?: string;
+  /**
+   * Where its renewal was drawn, as a share of CERT_RENEW_RATIO × lifetime (certs/policy.ts),
+   * so a restart renews at the same point.
+   */
+  readonly renewShare?: number;
 }
 
 export interface StoredSet extends Partial<CertSet> {

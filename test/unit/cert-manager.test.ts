@@ -6,7 +6,10 @@ import { rotationDeadlineMs, EXPIRED_RETRY_POLICY } from '../../src/certs/policy
 import { AgentError } from '../../src/lib/errors';
 import { until } from '../helpers/certs';
 import type { IdentitySource } from '../../src/identity/index';
+import { onpremIdentity } from '../../src/identity/index';
+import { CertManager } from '../../src/certs/manager';
 import { harness, ID, never } from '../helpers/cert-manager';
+import { testDeps } from '../helpers/deps';
 
 /** Resolves to true if `p` settles within a few turns of the event loop (no time passes). */
 async function settlesPromptly(p: Promise<unknown>): Promise<boolean> {
@@ -367,9 +370,10 @@ t.test(
     const cert = h.rotations[0]!;
     const lifetime = h.ca.lifetimeMs;
     const start = cert.notAfter - lifetime;
-    t.equal(h.clock.nextAt(), start + lifetime * 0.5, 'at half the lifetime (random 0.5)');
+    // The first certificate since start is off schedule: random 0.5 draws the share 0.55.
+    t.equal(h.clock.nextAt(), start + lifetime * 0.5 * 0.55, 'at 0.55 × 50 % of the lifetime');
     await h.mgr.reload(h.configWith({ CERT_RENEW_RATIO: '0.8' }));
-    t.equal(h.clock.nextAt(), start + lifetime * 0.8, 'at 80 % now');
+    t.equal(h.clock.nextAt(), start + lifetime * 0.8 * 0.55, 'the same share of 80 % now');
     const rec = h.records.find((r) => /certificate settings changed by reload/.test(r.msg));
     t.same(rec?.applied, ['CERT_RENEW_RATIO']);
     t.match(rec?.msg ?? '', /next renewal/);
@@ -433,3 +437,51 @@ t.test('a step that throws synchronously leaves no deadline timer behind', async
   await h.clock.advance(rotationDeadlineMs(h.config.ca.callTimeoutMs) + 1); // nothing fires
   await h.mgr.stop();
 });
+
+t.test(
+  'renewal spread: the first certificate since start and one after a failure are drawn off schedule, timely renewals on schedule; the share is kept with the set',
+  async (t) => {
+    const h = await harness({ random: () => 0 });
+    await h.mgr.start(new AbortController().signal);
+    const span = h.ca.lifetimeMs * 0.5;
+    const at = (): number => h.clock.nextAt()! - h.clock.now();
+    t.equal(at(), span * 0.1, 'first CSR since start: off schedule, as early as 0.1 × ratio');
+    t.equal(h.store.set.meta.renewShare, 0.1, 'the share is written with the set');
+    await h.runUntil(h.clock.nextAt()!);
+    t.equal(h.rotations.length, 2);
+    t.equal(at(), span * 0.9, 'a timely renewal: on schedule, 0.9–1 × ratio');
+    t.equal(h.store.set.meta.renewShare, 0.9);
+    h.ca.next = () => new AgentError('AGENT_E_CA_UNAVAILABLE', 'down');
+    await h.runUntil(h.clock.nextAt()!);
+    t.equal(h.rotations.length, 2, 'the renewal failed');
+    h.ca.next = () => 'issue';
+    await h.runUntil(h.clock.nextAt()!);
+    t.equal(h.rotations.length, 3, 'the retry renewed');
+    t.equal(at(), span * 0.1, 'after a failure: off schedule again');
+    await h.mgr.stop();
+  },
+);
+
+t.test(
+  'a restart keeps the renewal point drawn before it (the share kept with the set)',
+  async (t) => {
+    const h = await harness({ random: () => 0.3 });
+    await h.mgr.start(new AbortController().signal);
+    const renewal = h.clock.nextAt()!;
+    await h.mgr.stop();
+    await h.clock.advance(60_000);
+    const again = new CertManager(
+      { ...testDeps({ clock: h.clock, random: () => 0.99 }) },
+      {
+        ca: h.config.ca,
+        store: h.store,
+        connect: h.ca.connect,
+        source: onpremIdentity(`${h.store.dir}/cert-chain.pem`),
+      },
+    );
+    await again.start(new AbortController().signal);
+    t.equal(h.ca.calls.length, 1, 'no CSR: the certificate is kept');
+    t.equal(h.clock.nextAt(), renewal, 'renewed at the point drawn before the restart');
+    await again.stop();
+  },
+);

@@ -9,54 +9,116 @@ import {
   settingsChange,
   startPlan,
   MAX_RETRY_HINT_MS,
-  renewAt,
+  heldShare,
+  planRenewal,
+  renewTime,
   retryDelay,
   rotationDeadlineMs,
   RETRY_POLICY,
-  RENEW_JITTER,
+  RENEW_FROM,
+  validShare,
+  type Schedule,
 } from '../../src/certs/policy';
 import { backoffDelay, Backoff } from '../../src/lib/backoff';
 import { configFor } from '../helpers/certs';
 
 const H = 3_600_000;
 
-t.test('renewal time: a share of the lifetime, jittered ±10 %', async (t) => {
+t.test('renewal point: a share of ratio × lifetime, never after expiry', async (t) => {
   const table: [number, number, number, number, number][] = [
-    // notBefore, notAfter, ratio, random, expected
-    [0, 100 * H, 0.5, 0.5, 50 * H],
-    [0, 100 * H, 0.5, 0, 45 * H],
-    [0, 100 * H, 0.5, 1, 55 * H],
-    [1000, 1000 + 60_000, 0.5, 0.5, 1000 + 30_000],
-    [0, 2160 * H, 0.5, 0.5, 1080 * H],
-    [0, 100 * H, 0.8, 0.5, 80 * H],
-    [0, 100 * H, 0.9, 1, 99 * H],
+    // notBefore, notAfter, ratio, share, expected
+    [0, 100 * H, 0.5, 1, 50 * H],
+    [0, 100 * H, 0.5, 0.9, 45 * H],
+    [0, 100 * H, 0.5, 0.1, 5 * H],
+    [1000, 1000 + 60_000, 0.5, 1, 1000 + 30_000],
+    [0, 2160 * H, 0.5, 1, 1080 * H],
+    [0, 100 * H, 0.8, 0.5, 40 * H],
+    [0, 100 * H, 0.9, 1, 90 * H],
+    [0, 1000, 1, 1, 1000],
+    [0, 1000, 2, 1, 1000], // never after expiry
+    [5000, 1000, 0.5, 1, 1000], // no lifetime: at expiry, due
   ];
-  for (const [nb, na, ratio, r, want] of table) {
+  for (const [nb, na, ratio, share, want] of table)
+    t.equal(renewTime(nb, na, ratio, share), want, `${nb}..${na} at ${ratio} × ${share}`);
+});
+
+t.test(
+  'renewal draw: on schedule over [0.9, 1] × ratio, off schedule over [0.1, 1]; only earlier',
+  async (t) => {
+    const cert = { notBefore: 0, notAfter: 100 * H };
+    // schedule, random, expected point, expected share
+    const table: [Schedule, number, number, number][] = [
+      ['on', 0, 45 * H, 0.9],
+      ['on', 0.5, 47.5 * H, 0.95],
+      ['on', 0.999_999, 50 * H, 1],
+      ['off', 0, 5 * H, 0.1],
+      ['off', 0.5, 27.5 * H, 0.55],
+      ['off', 0.999_999, 50 * H, 1],
+    ];
+    for (const [schedule, r, at, share] of table) {
+      const p = planRenewal(cert, 0.5, schedule, 0, () => r);
+      t.equal(Math.round(p.at / 1000), Math.round(at / 1000), `${schedule}, random ${r}: point`);
+      t.ok(Math.abs(p.share - share) < 1e-5, `${schedule}, random ${r}: share ${p.share}`);
+      t.equal(renewTime(0, 100 * H, 0.5, p.share), p.at, 'the share gives the point back');
+    }
+    t.same(RENEW_FROM, { on: 0.9, off: 0.1 });
+  },
+);
+
+t.test(
+  'renewal draw: never before now, due at once when even the latest point passed',
+  async (t) => {
+    // A 4-second certificate whose notBefore was rounded down to the second, 0.9 s old: the off
+    // schedule floor (0.2 s) has passed, so the draw starts at now.
+    const cert = { notBefore: 0, notAfter: 4000 };
+    const p = planRenewal(cert, 0.5, 'off', 900, () => 0);
+    t.equal(p.at, 900, 'the earliest point is now');
     t.equal(
-      renewAt(nb, na, ratio, () => r),
-      want,
-      `${nb}..${na} at ${ratio}, random ${r}`,
+      planRenewal(cert, 0.5, 'off', 900, () => 0.999_999).at,
+      2000,
+      'the latest is 0.5 × 4 s',
     );
+    t.equal(planRenewal(cert, 0.5, 'on', 2500, () => 0.3).at, 2000, 'past the latest point: due');
+    t.equal(planRenewal({ notBefore: 0, notAfter: 0 }, 0.5, 'off', 10, () => 0.3).at, 0);
+  },
+);
+
+t.test('renewal draws stay within their bounds over many seeded draws, and spread', async (t) => {
+  const rnd = seeded(42);
+  for (const [schedule, lo] of [
+    ['on', 0.9],
+    ['off', 0.1],
+  ] as const) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (let i = 0; i < 10_000; i++) {
+      const { at } = planRenewal({ notBefore: 0, notAfter: 1000 * H }, 0.5, schedule, 0, rnd);
+      min = Math.min(min, at);
+      max = Math.max(max, at);
+    }
+    t.ok(min >= 500 * H * lo, `${schedule}: min ${min / H} h`);
+    t.ok(max <= 500 * H, `${schedule}: max ${max / H} h, never later than ratio × lifetime`);
+    t.ok(max - min > 0.95 * 500 * H * (1 - lo), `${schedule}: spread over the window`);
   }
 });
 
-t.test('renewal jitter stays within bounds over many draws, and spreads', async (t) => {
-  let min = Infinity;
-  let max = -Infinity;
-  let seed = 42;
-  const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-  for (let i = 0; i < 10_000; i++) {
-    const at = renewAt(0, 1000 * H, 0.5, rnd);
-    min = Math.min(min, at);
-    max = Math.max(max, at);
-  }
-  t.ok(min >= 500 * H * (1 - RENEW_JITTER), `min ${min / H} h`);
-  t.ok(max <= 500 * H * (1 + RENEW_JITTER), `max ${max / H} h`);
-  t.ok(max - min > 80 * H, 'renewals spread over most of the ±10 % window');
-});
-
-t.test('renewal is never after expiry', async (t) => {
-  t.ok(renewAt(0, 1000, 0.9, () => 1) <= 1000);
+t.test('a share read back from disk: used when it is one, else an on-schedule draw', async (t) => {
+  t.equal(validShare(0.3), 0.3);
+  t.equal(validShare(1), 1);
+  for (const bad of [0, -0.1, 1.5, NaN, '0.3', null, undefined])
+    t.equal(validShare(bad), undefined, `${String(bad)} is not a share`);
+  t.equal(
+    heldShare(0.3, () => 0.5),
+    0.3,
+  );
+  t.equal(
+    heldShare(undefined, () => 0.5),
+    0.95,
+  );
+  t.equal(
+    heldShare(7, () => 0),
+    0.9,
+  );
 });
 
 t.test(
@@ -273,7 +335,21 @@ t.test(
     const now = 10 * H;
     const half = () => 0.5;
     const ours = { notBefore: now - H, notAfter: now + 9 * H, ours: true };
-    t.same(startPlan(ours, now, 0.5, 2000, half), { keep: true, renewAt: now + 4 * H });
+    t.same(
+      startPlan(ours, now, 0.5, 2000, half),
+      { keep: true, renewAt: now - H + 4.75 * H, share: 0.95 },
+      'no share kept (an earlier version wrote the set): an on-schedule draw',
+    );
+    t.same(
+      startPlan({ ...ours, share: 0.2 }, now, 0.5, 2000, half),
+      { keep: false, heldUntil: now + 9 * H, delayMs: 1000 },
+      'the share kept with the set puts the renewal at 1 h, in the past: due',
+    );
+    t.same(
+      startPlan({ ...ours, share: 0.5 }, now, 0.5, 2000, half),
+      { keep: true, renewAt: now - H + 2.5 * H, share: 0.5 },
+      'the share kept with the set: the same point as before the restart',
+    );
     t.same(
       startPlan({ ...ours, ours: false }, now, 0.5, 2000, half),
       { keep: false, heldUntil: now + 9 * H, delayMs: 1000 },
