@@ -92,3 +92,21 @@ export function logFailure(
   if (current && current.notAfter > now + delay) log.warn(fields, text);
   else log.error(fields, text);
 }
+
+/**
+ * After a failure: the error that ends the agent (fatalFailure), or the wait until the retry
+ * (retryDelayFor), logged (logFailure).
+ */
+export function afterFailure(
+  err: AgentError,
+  failures: Failures,
+  current: HeldCert | undefined,
+  at: { readonly now: number; readonly certsDir: string; readonly random: Random },
+  log: Logger,
+): { fatal: AgentError } | { delay: number } {
+  const fatal = fatalFailure(err, current, at.now, at.certsDir);
+  if (fatal) return { fatal };
+  const delay = retryDelayFor(err, failures.count, at.now, current?.notAfter, at.random);
+  logFailure(log, err, delay, failures, current, at.now);
+  return { delay };
+}

@@ -157,6 +157,26 @@ export function firstCsrDelay(
   return Math.floor(random() * Math.min(jitterMs, (notAfter - now) / 10));
 }
 
+/**
+ * After a reload changed CERT_RENEW_RATIO: the renewal of our own valid certificate at the same
+ * share of the new ratio × lifetime (the fleet keeps its spread); undefined for any other.
+ */
+export function renewalAfterRatioChange(
+  cur: {
+    readonly issuer: string;
+    readonly notBefore: number;
+    readonly notAfter: number;
+    readonly renewShare?: number | undefined;
+  },
+  ratio: number,
+  now: number,
+  random: Random,
+): RenewalPoint | undefined {
+  if (cur.issuer !== 'agent' || cur.notAfter <= now) return undefined;
+  const share = heldShare(cur.renewShare, random);
+  return { at: renewTime(cur.notBefore, cur.notAfter, ratio, share), share };
+}
+
 export type StartPlan =
   | { readonly keep: true; readonly renewAt: number; readonly share: number }
   | { readonly keep: false; readonly heldUntil: number | undefined; readonly delayMs: number };

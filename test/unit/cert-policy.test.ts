@@ -12,6 +12,7 @@ import {
   heldShare,
   planRenewal,
   renewTime,
+  renewalAfterRatioChange,
   retryDelay,
   rotationDeadlineMs,
   RETRY_POLICY,
@@ -120,6 +121,32 @@ t.test('a share read back from disk: used when it is one, else an on-schedule dr
     0.9,
   );
 });
+
+t.test(
+  'a reload changing CERT_RENEW_RATIO: the same share of the new ratio × lifetime',
+  async (t) => {
+    const own = { issuer: 'agent', notBefore: 0, notAfter: 100 * H, renewShare: 0.5 };
+    t.same(
+      renewalAfterRatioChange(own, 0.6, 10 * H, () => 0.99),
+      { at: 30 * H, share: 0.5 },
+    );
+    // No share kept (an older meta.json): an on-schedule draw.
+    const noShare = { ...own, renewShare: undefined };
+    t.same(
+      renewalAfterRatioChange(noShare, 0.5, 10 * H, () => 0),
+      { at: 45 * H, share: 0.9 },
+    );
+    // The bootstrap certificate, or an expired one: nothing to reschedule.
+    t.equal(
+      renewalAfterRatioChange({ ...own, issuer: 'bootstrap' }, 0.6, 10 * H, () => 0),
+      undefined,
+    );
+    t.equal(
+      renewalAfterRatioChange(own, 0.6, 100 * H, () => 0),
+      undefined,
+    );
+  },
+);
 
 t.test(
   'retry delay while valid: 5 s first, doubling, capped, never past half the time left',
