@@ -195,6 +195,9 @@ export function createCaClient(opts: CaClientOptions): CaClient {
     sign(req, signal) {
       return opts.api === 'HandleCSR' ? handleCsr(req, signal) : createCertificate(req, signal);
     },
+    connect() {
+      if (!closed) client.getChannel().getConnectivityState(true);
+    },
     close() {
       if (closed) return;
       closed = true;

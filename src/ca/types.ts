@@ -44,6 +44,11 @@ export interface CaClient {
    * the promise rejects with the signal's reason.
    */
   sign(req: CsrRequest, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * Starts connecting (TCP and the TLS handshake) without waiting, so a caller that has other
+   * work before its call (waiting for a key) overlaps the two. A call connects anyway.
+   */
+  connect(): void;
   close(): void;
 }
 

@@ -10,8 +10,8 @@ import type { IdentitySource } from '../identity/index';
 import type { WorkloadKey } from './keys';
 import type { CertStore } from './store';
 
-/** What a CSR round uses of a CA client. */
-export type CaClientLike = Pick<CaClient, 'sign' | 'close'>;
+/** What a CSR round uses of a CA client (`connect` optional: a test's client may not have it). */
+export type CaClientLike = Pick<CaClient, 'sign' | 'close'> & Partial<Pick<CaClient, 'connect'>>;
 
 /** Where and how to reach the CA: read at each CSR, so a reload applies at the next one. */
 export type CaTarget = Pick<CaConfig, 'address' | 'serverName' | 'api' | 'callTimeoutMs'>;
@@ -38,4 +38,6 @@ export interface CertManagerOptions {
   readonly keygen?: (algorithm: KeyAlgorithm, rsaBits: number) => Promise<WorkloadKey>;
   /** Loads what the first CSR needs (the gRPC stack) while the key is being made. */
   readonly warmup?: () => Promise<unknown>;
+  /** The first key, already being made (with the settings in `ca`); default: made here. */
+  readonly firstKey?: Promise<WorkloadKey>;
 }
