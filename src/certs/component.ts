@@ -3,6 +3,7 @@ import type { Component, ComponentDeps, ComponentStatus } from '../component';
 import type { AgentConfig } from '../config/types';
 import { resolveProxyIds, type UserIds } from '../host/users';
 import { chooseIdentitySource, type IdentitySource } from '../identity/index';
+import { startKey, type WorkloadKey } from './keys';
 import { CertManager } from './manager';
 import { CertStore, CHAIN_FILE } from './store';
 import type { CaConnector } from './types';
@@ -35,6 +36,8 @@ export interface CertSetup {
   /** Owner of key.pem (the proxy user reads it); undefined: left as created. */
   readonly keyOwner: UserIds | undefined;
   readonly source: IdentitySource;
+  /** The first key, when it is already being made (CertComponent starts it when built). */
+  readonly firstKey?: Promise<WorkloadKey>;
 }
 
 /**
@@ -81,6 +84,7 @@ export function createCertManager(
     connect: caConnector(),
     warmup: loadCaClient,
     source: setup.source,
+    ...(setup.firstKey ? { firstKey: setup.firstKey } : {}),
   });
 }
 
@@ -94,23 +98,34 @@ export async function buildCertManager(
 }
 
 /**
- * The certificate component as `run` builds it. Building does no I/O. Preflight does the host
- * lookups (lookupCertSetup), makes the manager and checks that the bootstrap set is there;
- * start runs the manager (built then if preflight was skipped); reload, stop and status are the
- * manager's.
+ * The certificate component as `run` builds it. Building does no I/O on the host; it starts
+ * making the first key in the thread pool (RSA takes 50-1000 ms), so the key is made while the
+ * other components load and every preflight runs. Preflight does the host lookups
+ * (lookupCertSetup), makes the manager and checks that the bootstrap set is there; start runs
+ * the manager (built then if preflight was skipped); reload, stop and status are the manager's.
  */
 export class CertComponent implements Component {
   readonly name = 'certs';
   private manager: CertManager | undefined;
+  private readonly firstKey: Promise<WorkloadKey>;
 
   constructor(
     private readonly config: AgentConfig,
     private readonly deps: ComponentDeps,
     private readonly options: CertComponentOptions = {},
-  ) {}
+  ) {
+    // A failure is the first round's to report.
+    this.firstKey = startKey(config.ca.keyAlgorithm, config.ca.rsaKeySize);
+  }
 
   private async built(): Promise<CertManager> {
-    this.manager ??= await buildCertManager(this.config, this.deps, this.options);
+    if (!this.manager) {
+      const setup = await lookupCertSetup(this.config, this.deps, this.options);
+      this.manager ??= createCertManager(this.config, this.deps, {
+        ...setup,
+        firstKey: this.firstKey,
+      });
+    }
     return this.manager;
   }
 

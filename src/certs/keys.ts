@@ -32,3 +32,17 @@ export function generateWorkloadKey(algorithm: KeyAlgorithm, rsaBits = 2048): Pr
     else generateKeyPair('ec', { namedCurve: 'P-256' }, done);
   });
 }
+
+/**
+ * Starts making a key with `make` (default generateWorkloadKey); a failure is left to whoever
+ * awaits the key (it is not an unhandled rejection meanwhile).
+ */
+export function startKey(
+  algorithm: KeyAlgorithm,
+  rsaBits: number,
+  make: (algorithm: KeyAlgorithm, rsaBits: number) => Promise<WorkloadKey> = generateWorkloadKey,
+): Promise<WorkloadKey> {
+  const p = make(algorithm, rsaBits);
+  p.catch(() => undefined);
+  return p;
+}

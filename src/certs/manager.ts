@@ -4,17 +4,11 @@ import type { TimerHandle } from '../lib/clock';
 import { formatDuration, isoTime as iso } from '../lib/duration';
 import { AgentError, toAgentError } from '../lib/errors';
 import type { Logger } from '../observe/index';
-import { Failures, fatalFailure, logFailure, retryDelayFor } from './failures';
+import { afterFailure, Failures } from './failures';
 import { checkPresent, describeSet, type HeldCert } from './inspect';
-import { generateWorkloadKey, type WorkloadKey } from './keys';
-import {
-  heldShare,
-  renewTime,
-  rotationDeadlineMs,
-  settingsChange,
-  startPlan,
-  type Schedule,
-} from './policy';
+import { startKey, type WorkloadKey } from './keys';
+import { renewalAfterRatioChange, rotationDeadlineMs, settingsChange, startPlan } from './policy';
+import type { Schedule } from './policy';
 import { csrRound, timeoutError, withDeadline, type Progress, type RoundResult } from './round';
 import { logSettingsChange } from './reload';
 import { certStatus } from './status';
@@ -60,18 +54,13 @@ export class CertManager implements Component {
     this.ca = opts.ca;
     // The first key is made in the thread pool while the rest of the agent is built and the
     // files are read; the gRPC stack loads meanwhile.
-    this.nextKey = this.keygen();
+    this.nextKey = opts.firstKey ?? this.keygen();
     this.opts.warmup?.().catch(() => undefined);
   }
 
   /** Starts making a key with the settings in force (in the thread pool). */
   private keygen(): Promise<WorkloadKey> {
-    const { keyAlgorithm, rsaKeySize } = this.ca;
-    const p = this.opts.keygen
-      ? this.opts.keygen(keyAlgorithm, rsaKeySize)
-      : generateWorkloadKey(keyAlgorithm, rsaKeySize);
-    p.catch(() => undefined);
-    return p;
+    return startKey(this.ca.keyAlgorithm, this.ca.rsaKeySize, this.opts.keygen);
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -209,18 +198,13 @@ export class CertManager implements Component {
       // The certificate held is for another identity: renew now (a round in flight renews
       // again when it ends, see rotateOnce).
       if (idle) this.schedule(this.deps.clock.now(), 'off');
-    } else if (
-      applied.includes('CERT_RENEW_RATIO') &&
-      idle &&
-      !this.failures.lastError &&
-      this.current
-    ) {
+    } else if (applied.includes('CERT_RENEW_RATIO') && idle && !this.failures.lastError) {
+      const { clock, random } = this.deps;
       const cur = this.current;
-      // The same share of the new ratio × lifetime: the fleet keeps its spread.
-      if (cur.issuer === 'agent' && cur.notAfter > this.deps.clock.now()) {
-        const share = heldShare(cur.renewShare, this.deps.random);
-        this.current = { ...cur, renewShare: share };
-        this.schedule(renewTime(cur.notBefore, cur.notAfter, this.ca.renewRatio, share), 'on');
+      const r = cur && renewalAfterRatioChange(cur, this.ca.renewRatio, clock.now(), random);
+      if (r) {
+        this.current = { ...cur!, renewShare: r.share };
+        this.schedule(r.at, 'on');
       }
     }
     logSettingsChange(this.log, change, prev, this.nextRenewal, this.deps.clock.now());
@@ -391,18 +375,11 @@ export class CertManager implements Component {
     else this.schedule(this.deps.clock.now() + step.delay, 'off');
   }
 
-  /**
-   * After a failure (failures.ts, policy.ts): the error that ends the agent, or the wait until
-   * the retry, logged.
-   */
+  /** After a failure (failures.ts): the error that ends the agent, or the wait, logged. */
   private afterFailure(err: AgentError): { fatal: AgentError } | { delay: number } {
-    const now = this.deps.clock.now();
-    const cur = this.current;
-    const fatal = fatalFailure(err, cur, now, this.opts.store.dir);
-    if (fatal) return { fatal };
-    const delay = retryDelayFor(err, this.failures.count, now, cur?.notAfter, this.deps.random);
-    logFailure(this.log, err, delay, this.failures, cur, now);
-    return { delay };
+    const { clock, random } = this.deps;
+    const at = { now: clock.now(), certsDir: this.opts.store.dir, random };
+    return afterFailure(err, this.failures, this.current, at, this.log);
   }
 
   /** During start: waits until the retry (or stop). */
