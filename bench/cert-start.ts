@@ -7,6 +7,11 @@
 // beside an idle bare `node` measured at the same moment, and memory over many rotations.
 //
 //   npm run build && npx tsx bench/cert-start.ts [runs=11] [rotations=150] [--no-sea]
+//                                                [--baseline OTHER_BUNDLE]
+//
+// --baseline adds another bundle (e.g. the previous commit's, built with
+// `node scripts/build.mjs --outfile /tmp/base/istio-node-agent.cjs` in a checkout of it) to the
+// rounds, run by node like the bundle, and prints the bundle against it paired per round.
 //
 // Rounds are interleaved (every variant once per round, the order rotating) so load that comes
 // and goes on a shared machine falls on all of them alike; "× node" is the median over rounds of
@@ -25,7 +30,10 @@ import { median, spread, table } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
 const { values, positionals } = parseArgs({
-  options: { 'no-sea': { type: 'boolean', default: false } },
+  options: {
+    'no-sea': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
+  },
   allowPositionals: true,
 });
 const runs = Number(positionals[0] ?? 11);
@@ -161,6 +169,8 @@ async function main(): Promise<void> {
   const ca = await startCaProcess({ alg: 'ECDSA', ttl: '1h' });
   try {
     const variants: Variant[] = [{ name: 'bundle', cmd: [process.execPath, BUNDLE] }];
+    if (values.baseline !== undefined)
+      variants.push({ name: 'baseline', cmd: [process.execPath, path.resolve(values.baseline)] });
     if (!values['no-sea']) variants.push(...buildSeas(work));
     const cases = variants.flatMap((v) => ['RSA', 'ECDSA'].map((alg) => ({ v, alg })));
     const key = (c: { v: Variant; alg: string }): string => `${c.v.name} ${c.alg}`;
@@ -240,18 +250,22 @@ async function main(): Promise<void> {
       `goal, bundle RSA median ≤ 300 ms: ${rsa.wall <= 300 ? 'MET' : 'MISSED'} (${rsa.wall.toFixed(0)} ms; ECDSA ${ec.wall.toFixed(0)} ms); ` +
         `≤ 4 × node -e 0: ${rsa.ratio <= 4 ? 'MET' : 'MISSED'} (RSA ${rsa.ratio.toFixed(2)}×, ECDSA ${ec.ratio.toFixed(2)}×)`,
     );
+    const paired = (a: string, b: string, alg: string): string => {
+      const ra = results.get(`${a} ${alg}`)!;
+      const rb = results.get(`${b} ${alg}`)!;
+      const d = median(ra.map((r, i) => r.wallMs - rb[i]!.wallMs));
+      const q = median(ra.map((r, i) => r.wallMs / rb[i]!.wallMs));
+      return `${q.toFixed(2)}× (${d >= 0 ? '+' : ''}${d.toFixed(0)} ms)`;
+    };
+    if (values.baseline !== undefined)
+      console.log(
+        `bundle / baseline, paired medians: RSA ${paired('bundle', 'baseline', 'RSA')}; ECDSA ${paired('bundle', 'baseline', 'ECDSA')}`,
+      );
     if (!values['no-sea']) {
       for (const alg of ['RSA', 'ECDSA']) {
-        const paired = (a: string, b: string): string => {
-          const ra = results.get(`${a} ${alg}`)!;
-          const rb = results.get(`${b} ${alg}`)!;
-          const d = median(ra.map((r, i) => r.wallMs - rb[i]!.wallMs));
-          const q = median(ra.map((r, i) => r.wallMs / rb[i]!.wallMs));
-          return `${q.toFixed(2)}× (${d >= 0 ? '+' : ''}${d.toFixed(0)} ms)`;
-        };
         console.log(
-          `${alg}, paired medians: SEA code cache / SEA ${paired('SEA code cache', 'SEA')}; ` +
-            `SEA snapshot / SEA ${paired('SEA snapshot', 'SEA')}; SEA code cache / bundle ${paired('SEA code cache', 'bundle')}`,
+          `${alg}, paired medians: SEA code cache / SEA ${paired('SEA code cache', 'SEA', alg)}; ` +
+            `SEA snapshot / SEA ${paired('SEA snapshot', 'SEA', alg)}; SEA code cache / bundle ${paired('SEA code cache', 'bundle', alg)}`,
         );
       }
     }
