@@ -5,7 +5,7 @@
  * 1.33), else from the error the API server answers when a Service asks for a cluster IP outside
  * its range, with a dry run so nothing is created (the way kubectl users and several tools do).
  */
-import { parseCidr } from '../config/net';
+import { parseCidr } from '../config/index';
 import type { Service } from './types';
 
 /**

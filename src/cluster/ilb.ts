@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import type { Clock } from '../lib/clock';
 import { AgentError } from '../lib/errors';
 import { formatDuration } from '../lib/duration';
-import { kubednsRecords } from '../dns/render';
+import { kubednsRecords } from '../dns/index';
 import { kubeCall } from './errors';
 import type { EnvEntry } from './envfile';
 import type { KubeApi, Service } from './kube';
