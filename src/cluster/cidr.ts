@@ -79,6 +79,23 @@ export function familyNotConfigured(body: unknown): boolean {
   return statusTexts(body).some((t) => /not configured on this cluster/i.test(t));
 }
 
+/**
+ * `--service-cidr CIDR[,CIDR]`: each range canonical, in order (blanks around commas and empty
+ * items ignored; an empty list is empty). Returns the first bad range's problem as text.
+ */
+export function parseServiceCidrs(text: string): string[] | string {
+  const out: string[] = [];
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')) {
+    const c = parseCidr(part);
+    if (typeof c === 'string') return c;
+    out.push(c.text);
+  }
+  return out;
+}
+
 /** Canonical, deduplicated ranges from ServiceCIDR objects' `spec.cidrs`. */
 export function canonicalCidrs(cidrs: readonly string[]): string[] {
   const out: string[] = [];

@@ -2,6 +2,7 @@ import t from 'tap';
 import {
   parseChanged,
   parseTemplate,
+  reachVm,
   scpArgv,
   setupVm,
   shq,
@@ -41,6 +42,40 @@ void t.test(
       '--zone',
       'z',
     ]);
+  },
+);
+
+void t.test(
+  'reaching the VM: flags, else ISTIO_RUN/ISTIO_CP, else ssh/scp; sudo unless root@',
+  async (t) => {
+    const vm = { host: 'admin@vm-1', vm: 'vm-1' };
+    t.same(reachVm(vm, {}), {
+      ssh: ['ssh', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=15'],
+      scp: ['scp', '-q', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=15'],
+      sudo: ['sudo', '-n'],
+      remoteDir: 'istio-node-agent-vm-1',
+    });
+    const env = { ISTIO_RUN: 'gcloud compute ssh {host}', ISTIO_CP: 'gcloud compute scp' };
+    const fromEnv = reachVm({ host: 'root@vm-1', vm: 'vm-1' }, env);
+    t.same(fromEnv, {
+      ssh: ['gcloud', 'compute', 'ssh', '{host}'],
+      scp: ['gcloud', 'compute', 'scp'],
+      sudo: [],
+      remoteDir: 'istio-node-agent-vm-1',
+    });
+    t.same(
+      reachVm({ ...vm, ssh: 'myssh -v', scp: 'mycp', sudo: 'doas', remoteDir: '/tmp/b' }, env),
+      { ssh: ['myssh', '-v'], scp: ['mycp'], sudo: ['doas'], remoteDir: '/tmp/b' },
+      'flags win over the environment',
+    );
+    t.same(
+      reachVm({ ...vm, host: 'root@vm-1', sudo: 'sudo -n' }, {}),
+      reachVm(vm, {}),
+      '--sudo as root too',
+    );
+    t.same(reachVm(vm, { ISTIO_RUN: '', ISTIO_CP: '' }), reachVm(vm, {}), 'empty variables: unset');
+    t.equal(reachVm({ ...vm, ssh: ' ' }, {}), '--ssh and --scp cannot be empty');
+    t.equal(reachVm({ ...vm, scp: '' }, {}), '--ssh and --scp cannot be empty');
   },
 );
 
