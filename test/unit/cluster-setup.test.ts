@@ -9,9 +9,9 @@ import {
   sshArgv,
   type SetupOptions,
 } from '../../src/cluster/setup';
-import type { Clock } from '../../src/lib/clock';
 import type { Exec, ExecResult } from '../../src/lib/exec';
 import { rejectsWithCode } from '../helpers/agent-error';
+import { SteppingClock } from '../helpers/clock';
 
 void t.test(
   'command templates: appended by default, placed where {placeholders} are',
@@ -98,22 +98,6 @@ void t.test("install.sh's last line: what changed", async (t) => {
   t.equal(parseChanged('sh: 1: install.sh: not found\n'), undefined);
 });
 
-function steppingClock(): Clock & { slept: number[] } {
-  let now = 0;
-  const slept: number[] = [];
-  return {
-    slept,
-    now: () => now,
-    monotonicUs: () => BigInt(now) * 1000n,
-    setTimeout: () => ({ cancel: () => undefined }),
-    sleep: (ms: number) => {
-      slept.push(ms);
-      now += ms;
-      return Promise.resolve();
-    },
-  };
-}
-
 const ok = (stdout = ''): ExecResult => ({ code: 0, stdout, stderr: '' });
 
 /** A VM behind ssh: answers by what the command looks like; records every call. */
@@ -182,7 +166,7 @@ void t.test(
   'setup: copy, place as root, clean up, restart on change, wait for ready',
   async (t) => {
     const vm = fakeVm({ notReadyFor: 2 });
-    const clock = steppingClock();
+    const clock = new SteppingClock();
     const lines: string[] = [];
     const r = await setupVm('/tmp/b/vm-1', FILES, OPTS, {
       exec: vm.exec,
@@ -219,7 +203,7 @@ void t.test(
       '/b',
       FILES,
       { ...OPTS, host: 'root@vm', sudo: [] },
-      { exec: vm.exec, clock: steppingClock(), progress: () => undefined },
+      { exec: vm.exec, clock: new SteppingClock(), progress: () => undefined },
     );
     t.equal(r.action, 'start');
     t.same(r.changed, []);
@@ -239,7 +223,7 @@ void t.test('setup: --deb, --remote-root, --replace-certs reach install.sh, quot
       replaceCerts: true,
       installCommand: 'dpkg -i',
     },
-    { exec: vm.exec, clock: steppingClock(), progress: () => undefined },
+    { exec: vm.exec, clock: new SteppingClock(), progress: () => undefined },
   );
   const install = vm.calls.find((c) => c[2]?.includes('install.sh'))![2];
   t.equal(
@@ -255,7 +239,7 @@ void t.test('setup: --deb, --remote-root, --replace-certs reach install.sh, quot
 
 void t.test('setup: the copy is retried as 1.0 did, then given up with ssh’s words', async (t) => {
   const vm = fakeVm({ copyFailures: 2 });
-  const clock = steppingClock();
+  const clock = new SteppingClock();
   const lines: string[] = [];
   const r = await setupVm('/b', FILES, OPTS, {
     exec: vm.exec,
@@ -276,7 +260,7 @@ void t.test('setup: the copy is retried as 1.0 did, then given up with ssh’s w
       '/b',
       FILES,
       { ...OPTS, copyAttempts: 3 },
-      { exec: never.exec, clock: steppingClock(), progress: () => undefined },
+      { exec: never.exec, clock: new SteppingClock(), progress: () => undefined },
     ),
     'AGENT_E_CLUSTER_SSH',
     /failed 3 times: ssh: connect to host vm port 22/,
@@ -291,7 +275,7 @@ void t.test(
       t,
       setupVm('/b', FILES, OPTS, {
         exec: vm.exec,
-        clock: steppingClock(),
+        clock: new SteppingClock(),
         progress: () => undefined,
       }),
       'AGENT_E_CLUSTER_SSH',
@@ -310,7 +294,7 @@ void t.test(
 
 void t.test('setup: not ready in time: the last status in the error', async (t) => {
   const vm = fakeVm({ notReadyFor: 999 });
-  const clock = steppingClock();
+  const clock = new SteppingClock();
   await rejectsWithCode(
     t,
     setupVm(
