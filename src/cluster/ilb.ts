@@ -39,12 +39,11 @@ export function defaultIlbs(istioNamespace: string): Record<IlbRole, ServiceRef>
 
 /** `NAME` (in `defaultNamespace`) or `NS/NAME`. */
 export function parseServiceRef(text: string, defaultNamespace: string): ServiceRef | undefined {
-  const label = DNS_1123_LABEL;
   const [a, b, ...rest] = text.split('/');
   if (rest.length > 0) return undefined;
   if (b === undefined)
-    return label.test(a!) ? { namespace: defaultNamespace, name: a! } : undefined;
-  return label.test(a!) && label.test(b) ? { namespace: a!, name: b } : undefined;
+    return DNS_1123_LABEL.test(a!) ? { namespace: defaultNamespace, name: a! } : undefined;
+  return DNS_1123_LABEL.test(a!) && DNS_1123_LABEL.test(b) ? { namespace: a!, name: b } : undefined;
 }
 
 /**

@@ -41,11 +41,9 @@ export function addressRequest(
 ): AddressRequest & { istioNamespace: string } {
   const istioNamespace = str(v, 'istio-namespace') ?? DEFAULT_ISTIO_NAMESPACE;
   const services: Partial<Record<IlbRole, string>> = {};
-  const given: Partial<Record<IlbRole, GivenAddress>> = {};
-  for (const role of ILB_ROLES) {
-    services[role] = str(v, `${role}-service`);
-  }
+  for (const role of ILB_ROLES) services[role] = str(v, `${role}-service`);
   const ilbs = orUsage(verb, ilbServices(istioNamespace, services));
+  const given: Partial<Record<IlbRole, GivenAddress>> = {};
   for (const role of ILB_ROLES) {
     const text = str(v, addressFlag(role).slice(2));
     if (text !== undefined) given[role] = orUsage(verb, givenAddress(role, text));
