@@ -8,6 +8,7 @@ import { systemClock, type Clock, type TimerHandle } from './lib/clock';
 import { exec } from './lib/exec';
 import { toAgentError, type AgentError } from './lib/errors';
 import type { Logger } from './observe/index';
+import { startWaves } from './start-waves';
 import type { Notifier } from './systemd/index';
 
 export interface AgentStatus {
@@ -37,8 +38,8 @@ export class Agent {
   private watchdogTimer: TimerHandle | undefined;
   private readonly since: string;
   private lastStatusLine = '';
-  /** The component whose start() is under way. */
-  private startingNow: Component | undefined;
+  /** The components whose start() is under way. */
+  private startingNow: Component[] = [];
   /** Settles once the start under way has (never rejects). */
   private inflight: Promise<void> | undefined;
   /** The stop or rollback of the started components, once begun. */
@@ -59,9 +60,10 @@ export class Agent {
   }
 
   /**
-   * Runs every component's preflight, then starts them in order. Rejects with the first
-   * preflight error before anything changed on the host, or, when a start fails, after undoing
-   * (rollback) what every component started so far did, the failing one included.
+   * Runs every component's preflight, then starts them in order, in waves of components that do
+   * not depend on each other (start-waves.ts). Rejects with the first preflight error before
+   * anything changed on the host, or, when a start fails, after undoing (rollback) what every
+   * component started so far did, the failing one included.
    */
   async start(): Promise<void> {
     const { log, notifier } = this.opts;
@@ -90,30 +92,13 @@ export class Agent {
       this.state = 'failed';
       throw failures[0]!;
     }
-    for (const c of this.components) {
+    for (const wave of startWaves(this.components)) {
       if (signal.aborted) break;
-      log.debug({ component: 'agent', starting: c.name }, `starting ${c.name}`);
-      this.startingNow = c;
-      const attempt = (async () => {
-        try {
-          await c.start(signal);
-        } finally {
-          // Started, or failed part-way: either way stop() or rollback() must undo it, and a
-          // stop racing this start (SIGTERM) finds it here once the start has settled.
-          this.started.push(c);
-        }
-      })();
-      this.inflight = attempt.then(
-        () => undefined,
-        () => undefined,
-      );
-      try {
-        await attempt;
-      } catch (e) {
-        // Stopped while starting (SIGTERM during the first CSR): not a failure; stop() undoes it.
-        if (signal.aborted) return;
+      const failed = await this.startWave(wave, signal);
+      if (signal.aborted) return;
+      if (failed) {
         this.watchdogTimer?.cancel();
-        const err = toAgentError(e);
+        const [c, err] = failed;
         log.error(
           { component: 'agent', code: err.code, failed: c.name, err: err.message },
           `${c.name} failed to start: ${err.message}`,
@@ -121,11 +106,7 @@ export class Agent {
         this.state = 'failed';
         await this.undoStarted('rollback');
         throw err;
-      } finally {
-        this.startingNow = undefined;
-        this.inflight = undefined;
       }
-      this.refresh();
     }
     if (signal.aborted) return;
     this.state = 'ready';
@@ -134,6 +115,48 @@ export class Agent {
     await notifier.ready(summary);
     log.info({ component: 'agent', status: summary }, 'agent is ready');
     this.writeStatusFile();
+  }
+
+  /**
+   * Starts the components of one wave together (one by one when they say nothing, see
+   * start-waves.ts) and waits for all of them. Returns the first that failed, after the others
+   * were told to give up (their signal aborted) and have settled; a stop (`signal`) is not a
+   * failure.
+   */
+  private async startWave(
+    wave: readonly Component[],
+    signal: AbortSignal,
+  ): Promise<[Component, AgentError] | undefined> {
+    const giveUp = new AbortController();
+    const waveSignal = wave.length > 1 ? AbortSignal.any([signal, giveUp.signal]) : signal;
+    let failed: [Component, AgentError] | undefined;
+    this.startingNow = [...wave];
+    const attempts = wave.map(async (c) => {
+      this.opts.log.debug({ component: 'agent', starting: c.name }, `starting ${c.name}`);
+      try {
+        await c.start(waveSignal);
+      } catch (e) {
+        if (!signal.aborted && !failed) {
+          failed = [c, toAgentError(e)];
+          giveUp.abort(new Error(`${c.name} failed to start`));
+        }
+      } finally {
+        // Started, or failed part-way: either way stop() or rollback() must undo it, and a
+        // stop racing this start (SIGTERM) finds it here once the start has settled. Kept in
+        // the registry's order: undone in reverse, STATUS in the same order every time.
+        this.started.push(c);
+        this.started.sort((a, b) => this.components.indexOf(a) - this.components.indexOf(b));
+      }
+      if (!failed) this.refresh();
+    });
+    this.inflight = Promise.all(attempts).then(() => undefined);
+    try {
+      await this.inflight;
+    } finally {
+      this.startingNow = [];
+      this.inflight = undefined;
+    }
+    return failed;
   }
 
   /** Re-reads configuration (the caller loads and validates it) and lets components apply changes. */
@@ -251,15 +274,17 @@ export class Agent {
       parts.unshift('starting');
       // What the component being started says is wrong, e.g. the CA is not answering yet: the
       // operator sees why the unit is still activating.
-      const c = this.startingNow;
-      let problem: string | undefined;
-      try {
-        problem = c?.status().problem;
-      } catch {
-        problem = undefined;
+      for (const c of this.startingNow) {
+        if (this.started.includes(c)) continue;
+        let problem: string | undefined;
+        try {
+          problem = c.status().problem;
+        } catch {
+          problem = undefined;
+        }
+        if (problem) problems.push(`${c.name}: ${problem}`);
+        else parts.push(`waiting for ${c.name}`);
       }
-      if (c && problem) problems.push(`${c.name}: ${problem}`);
-      else if (c) parts.push(`waiting for ${c.name}`);
     }
     const all = [...problems, ...parts];
     if (all.length === 0)

@@ -49,6 +49,11 @@ export interface Component {
   /** False: not part of STATUS= or the status file (a notice, e.g. DNS when it is off). */
   readonly inStatus?: boolean;
   /**
+   * Components that must have started before this one starts, by name; the others may start
+   * alongside it (src/start-waves.ts). Undefined: every component before it in the registry.
+   */
+  readonly startsAfter?: readonly string[];
+  /**
    * Checks, with I/O but without changing anything on the host, what `start` will need: users,
    * binaries, tools, files, the plan. Runs for every component before any component starts, so
    * a configuration that cannot work exits (78 for configuration errors) with the host as it

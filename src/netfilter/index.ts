@@ -68,6 +68,8 @@ export type { CaptureRecord } from './state';
  */
 export class CaptureComponent implements Component {
   readonly name = 'capture';
+  /** Needs no other component: starts alongside the certificates (src/start-waves.ts). */
+  readonly startsAfter: readonly string[] = [];
   private readonly log: Logger;
   private cfg: CaptureConfig;
   private stateDir: string;

@@ -368,3 +368,92 @@ t.test(
     await agent.stop();
   },
 );
+
+t.test(
+  'components that need no other start together; STATUS in registry order; the next wave waits for all',
+  async (t) => {
+    const events: string[] = [];
+    const { sent, notifier } = recorder();
+    let release!: () => void;
+    const certs: Component = {
+      name: 'certs',
+      async start() {
+        events.push('start certs');
+        await new Promise<void>((r) => (release = r));
+        events.push('certs on');
+      },
+      stop: () => Promise.resolve(),
+      status: () => ({ ready: true, summary: 'cert valid' }),
+    };
+    const capture = { ...fake('capture', events), startsAfter: [] };
+    const dns = { ...fake('dns', events), startsAfter: [] };
+    const agent = new Agent(config, [certs, capture, dns, fake('sidecar', events)], {
+      log: silentLogger(),
+      clock: new FakeClock(),
+      notifier,
+      statusFile: undefined,
+    });
+    const started = agent.start();
+    while (!events.includes('start dns')) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    t.same(
+      events.filter((e) => !e.startsWith('preflight')),
+      ['start certs', 'start capture', 'start dns'],
+      'capture and DNS start while the certificate is being obtained; the sidecar waits',
+    );
+    t.equal(agent.summary(), 'starting; capture on; dns on; waiting for certs');
+    release();
+    await started;
+    t.same(events.slice(-2), ['certs on', 'start sidecar'], 'the sidecar after the certificate');
+    t.same(sent[sent.length - 1], ['READY=1', 'STATUS=cert valid; capture on; dns on; sidecar on']);
+    await agent.stop();
+  },
+);
+
+t.test(
+  'a failure in a wave: the others are told to give up, all are rolled back in reverse order',
+  async (t) => {
+    const events: string[] = [];
+    const certs: Component = {
+      name: 'certs',
+      async start(signal) {
+        events.push('start certs');
+        await new Promise<void>((_, reject) => {
+          signal.addEventListener(
+            'abort',
+            () => {
+              reject(signal.reason as Error);
+            },
+            { once: true },
+          );
+        });
+      },
+      stop() {
+        events.push('stop certs');
+        return Promise.resolve();
+      },
+      status: () => ({ ready: false, summary: 'no cert' }),
+    };
+    const capture = { ...fake('capture', events, { rollback: true }), startsAfter: [] };
+    const dns = { ...fake('dns', events, { fail: true, rollback: true }), startsAfter: [] };
+    const agent = new Agent(config, [certs, capture, dns, fake('sidecar', events)], {
+      log: silentLogger(),
+      clock: new FakeClock(),
+      notifier: recorder().notifier,
+      statusFile: undefined,
+    });
+    await t.rejects(agent.start(), { code: 'AGENT_E_IPTABLES_APPLY', message: /dns broke/ });
+    t.same(
+      events.filter((e) => !e.startsWith('preflight')),
+      [
+        'start certs',
+        'start capture',
+        'start dns',
+        'rollback dns',
+        'rollback capture',
+        'stop certs',
+      ],
+    );
+    t.equal(agent.status().state, 'failed');
+  },
+);
