@@ -203,7 +203,7 @@ export class CertManager implements Component {
       const cur = this.current;
       const r = cur && renewalAfterRatioChange(cur, this.ca.renewRatio, clock.now(), random);
       if (r) {
-        this.current = { ...cur!, renewShare: r.share };
+        this.current = { ...cur, renewShare: r.share };
         this.schedule(r.at, 'on');
       }
     }
