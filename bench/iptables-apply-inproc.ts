@@ -1,28 +1,86 @@
 // Helper of bench/iptables-apply.ts, run inside a fresh network namespace: times the daemon's
 // in-process work (no Node start-up): the first apply, a drift check that finds the rules in
-// sync, and a clean. Prints one JSON line of milliseconds.
+// sync, and a clean; then, beside them in the same namespace, one `iptables-restore --noflush`
+// of the same rules (the kernel's share of an apply) and its clean, in a rotating order over
+// `ROUNDS` rounds. Counts the programs each step starts. Prints one JSON line: medians in
+// milliseconds, the programs of the apply, and `ratio`, the median over rounds of apply / restore.
 import { loadConfig } from '../src/config/index';
-import { exec } from '../src/lib/exec';
-import { applyPlan, cleanCapture, diffLive, prepare, readLiveWith } from '../src/netfilter/index';
+import { exec as realExec, type Exec } from '../src/lib/exec';
+import {
+  applyPlan,
+  cleanCapture,
+  diffLive,
+  prepare,
+  readLiveWith,
+  renderFamily,
+  restoreCommand,
+  RESTORE_ARGS,
+} from '../src/netfilter/index';
 
+const ROUNDS = Number(process.env.INPROC_ROUNDS ?? 5);
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+let programs: string[] = [];
+const exec: Exec = (cmd, args, opts) => {
+  programs.push(cmd);
+  return realExec(cmd, args, opts);
+};
 
 async function main(): Promise<void> {
   const { config } = await loadConfig(process.env);
   const io = { exec, stateDir: config.core.stateDir };
-  let t = process.hrtime.bigint();
-  const { live, plan } = await prepare(io, config.capture);
-  const r = await applyPlan(io, plan, live);
-  const apply = ms(t);
-  if (!r.changed) throw new Error('first apply changed nothing: the namespace was not fresh');
-  t = process.hrtime.bigint();
-  const drift = await diffLive(io, plan, await readLiveWith(io, live.backend, 'in use'));
-  const check = ms(t);
-  if (drift.length > 0) throw new Error(`not in sync after apply: ${JSON.stringify(drift)}`);
-  t = process.hrtime.bigint();
-  await cleanCapture(io, await readLiveWith(io, live.backend, 'in use'));
-  const clean = ms(t);
-  process.stdout.write(JSON.stringify({ apply, check, clean }) + '\n');
+  const rows: { apply: number; check: number; clean: number; restore: number }[] = [];
+  let applyPrograms: string[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const row = { apply: 0, check: 0, clean: 0, restore: 0 };
+    const ours = async (): Promise<void> => {
+      programs = [];
+      let t = process.hrtime.bigint();
+      const { live, plan } = await prepare(io, config.capture);
+      const r = await applyPlan(io, plan, live);
+      row.apply = ms(t);
+      applyPrograms = [...programs];
+      if (!r.changed) throw new Error('first apply changed nothing: the namespace was not fresh');
+      t = process.hrtime.bigint();
+      const drift = await diffLive(io, plan, await readLiveWith(io, live.backend, 'in use'));
+      row.check = ms(t);
+      if (drift.length > 0) throw new Error(`not in sync after apply: ${JSON.stringify(drift)}`);
+      t = process.hrtime.bigint();
+      await cleanCapture(io, await readLiveWith(io, live.backend, 'in use'));
+      row.clean = ms(t);
+    };
+    const restore = async (): Promise<void> => {
+      const { live, plan } = await prepare(io, config.capture);
+      const fp = plan.families.find((f) => f.family === 4)!;
+      const t = process.hrtime.bigint();
+      const r = await realExec(restoreCommand(live.backend, 4), [...RESTORE_ARGS], {
+        input: renderFamily(fp),
+      });
+      row.restore = ms(t);
+      if (r.code !== 0) throw new Error(`iptables-restore: ${r.stderr}`);
+      await cleanCapture(io, await readLiveWith(io, live.backend, 'in use'));
+    };
+    if (i % 2 === 0) {
+      await ours();
+      await restore();
+    } else {
+      await restore();
+      await ours();
+    }
+    rows.push(row);
+  }
+  const m = (k: keyof (typeof rows)[0]): number => median(rows.map((r) => r[k]));
+  process.stdout.write(
+    JSON.stringify({
+      apply: m('apply'),
+      check: m('check'),
+      clean: m('clean'),
+      restore: m('restore'),
+      ratio: median(rows.map((r) => r.apply / r.restore)),
+      programs: applyPrograms,
+    }) + '\n',
+  );
 }
 
 main().catch((e: unknown) => {

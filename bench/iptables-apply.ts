@@ -151,7 +151,15 @@ async function main(): Promise<void> {
       }
     }
   }
-  const inproc: { apply: number; check: number; clean: number }[] = [];
+  interface Inproc {
+    apply: number;
+    check: number;
+    clean: number;
+    restore: number;
+    ratio: number;
+    programs: string[];
+  }
+  const inproc: Inproc[] = [];
   for (let i = 0; i < Math.min(RUNS, 10); i++) {
     const ns = freshNs();
     try {
@@ -160,7 +168,7 @@ async function main(): Promise<void> {
         cmd: ['node', '--import', 'tsx', INPROC],
         env: {},
       });
-      inproc.push(JSON.parse(r.out) as { apply: number; check: number; clean: number });
+      inproc.push(JSON.parse(r.out) as Inproc);
     } finally {
       delNs(ns);
     }
@@ -187,6 +195,11 @@ async function main(): Promise<void> {
   console.log(
     `\nin-process (daemon, no Node start-up), median of ${inproc.length}: apply ${median(inproc.map((x) => x.apply)).toFixed(1)} ms, ` +
       `drift check in sync ${median(inproc.map((x) => x.check)).toFixed(1)} ms, clean ${median(inproc.map((x) => x.clean)).toFixed(1)} ms`,
+  );
+  console.log(
+    `one iptables-restore --noflush of the same rules, same namespaces: ${median(inproc.map((x) => x.restore)).toFixed(1)} ms; ` +
+      `apply / restore, paired: ${median(inproc.map((x) => x.ratio)).toFixed(2)}× (goal ≤ 2); ` +
+      `programs started by an apply: ${inproc[0]?.programs.join(', ') ?? '-'}`,
   );
 }
 
