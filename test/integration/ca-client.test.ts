@@ -825,3 +825,42 @@ void t.test('a closed client refuses to sign', async (t) => {
   t.ok(e instanceof AgentError);
   t.equal((e as AgentError).code, 'AGENT_E_INTERNAL');
 });
+
+void t.test('connect(): starts connecting before any call; a call after it works', async (t) => {
+  const ca = await devCa(t);
+  // A TCP listener in place of the CA: a connection arrives with no call made.
+  const accepted = new Promise<void>((resolve) => {
+    const s = net.createServer((sock) => {
+      sock.destroy();
+      resolve();
+    });
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      const c = client(
+        ca,
+        'CreateCertificate',
+        { kind: 'token', token: 't', credentialType: 'gcp' },
+        {
+          address: `127.0.0.1:${port}`,
+        },
+      );
+      c.connect();
+      t.teardown(() => {
+        c.close();
+        s.close();
+      });
+    });
+  });
+  await accepted;
+  t.pass('the CA saw a connection before any call');
+
+  const c = client(ca, 'CreateCertificate', await mtls(ca));
+  c.connect();
+  const csr = await makeCsr(ID, { alg: 'ECDSA' });
+  const chain = await c.sign({ csrPem: csr.csrPem, identity: ID, ttlMs: HOUR });
+  t.ok(chain.length >= 1, 'issued over the connection started by connect()');
+  c.close();
+  t.doesNotThrow(() => {
+    c.connect();
+  }, 'connect() after close() does nothing');
+});
