@@ -18,6 +18,7 @@ export {
 export { verifyChain, type ChainVerdict } from './chain';
 export { CertManager } from './manager';
 export { CertStore } from './store';
+export { inspectSet, type SetInspection } from './inspect';
 
 /** The certificate component for `run`: pure, see CertComponent. */
 export const createCertComponent: ComponentFactory = (config, deps) =>
