@@ -42,18 +42,15 @@ export function isoTime(ms: number): string {
 const DAY_MS = 86_400_000;
 
 /**
- * A duration as people say it, rounded to its largest sensible unit: "90 days", "5 hours",
- * "12 minutes", "1 second" (for `check`'s "90 days left"). From two of a unit up that unit is
- * used, so 36 hours stays "36 hours" and 47 hours is "2 days". Negative is read as positive.
+ * A duration as people say it, rounded in its largest sensible unit: "90 days", "5 hours",
+ * "12 minutes", "1 second" (for `check`'s "90 days left"). A unit is used from two of it up, so
+ * 36 hours stays "36 hours" and 90 minutes "90 minutes". Negative is read as positive.
  */
 export function formatHumanDuration(ms: number): string {
   const abs = Math.abs(ms);
   const unit = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-  const days = Math.round(abs / DAY_MS);
-  if (days >= 2) return unit(days, 'day');
-  const hours = Math.round(abs / HOUR_MS);
-  if (hours >= 2) return unit(hours, 'hour');
-  const minutes = Math.round(abs / MINUTE_MS);
-  if (minutes >= 2) return unit(minutes, 'minute');
+  if (abs >= 2 * DAY_MS) return unit(Math.round(abs / DAY_MS), 'day');
+  if (abs >= 2 * HOUR_MS) return unit(Math.round(abs / HOUR_MS), 'hour');
+  if (abs >= 2 * MINUTE_MS) return unit(Math.round(abs / MINUTE_MS), 'minute');
   return unit(Math.round(abs / 1000), 'second');
 }
