@@ -237,7 +237,8 @@ async function certsItems(
       detail: `no root-cert.pem in ${dir} to check the CA against`,
     };
   } else {
-    const client = kind === 'onprem' && set.keyPem && set.chainPem;
+    // A set with a problem is not offered as the client certificate: the CA is probed without it.
+    const client = kind === 'onprem' && !r.problem && set.keyPem && set.chainPem;
     const probe = await probeCa({
       address: config.ca.address,
       serverName: config.ca.serverName,

@@ -40,15 +40,26 @@ export function probeCa(t: CaProbeTarget): Promise<CaProbeResult> {
   const timeoutMs = t.timeoutMs ?? 3000;
   const { host, port } = splitHostPort(t.address);
   return new Promise((resolve) => {
-    const socket = tls.connect({
-      host,
-      port,
-      servername: t.serverName,
-      ca: t.rootPem,
-      ALPNProtocols: ['h2'],
-      ...(t.client ? { key: t.client.keyPem, cert: t.client.chainPem } : {}),
-      timeout: timeoutMs,
-    });
+    let socket: tls.TLSSocket;
+    try {
+      socket = tls.connect({
+        host,
+        port,
+        servername: t.serverName,
+        ca: t.rootPem,
+        ALPNProtocols: ['h2'],
+        ...(t.client ? { key: t.client.keyPem, cert: t.client.chainPem } : {}),
+        timeout: timeoutMs,
+      });
+    } catch (e) {
+      // The client certificate cannot be used at all (a key that does not match it).
+      resolve({
+        ok: false,
+        code: 'AGENT_E_BOOTSTRAP_INVALID',
+        message: `${t.address}: the client certificate cannot be used (${(e as Error).message}); check key.pem and cert-chain.pem`,
+      });
+      return;
+    }
     const done = (r: CaProbeResult): void => {
       socket.destroy();
       resolve(r);

@@ -221,7 +221,8 @@ export function toAgentError(e: unknown, code: ErrorCode = 'AGENT_E_INTERNAL'): 
 export function systemErrorCode(e: unknown): string | undefined {
   if (!(e instanceof Error)) return undefined;
   const c = (e as NodeJS.ErrnoException).code;
-  return typeof c === 'string' && /^E[A-Z0-9_]+$/.test(c) ? c : undefined;
+  // Node's own codes (ERR_OSSL_…, ERR_INVALID_ARG_…) are not the system's.
+  return typeof c === 'string' && /^E[A-Z0-9_]+$/.test(c) && !c.startsWith('ERR_') ? c : undefined;
 }
 
 const ERRNO_WORDS: Record<string, string> = {
