@@ -117,6 +117,8 @@ export class CaptureComponent implements Component {
   async preflight(): Promise<PreflightReport> {
     const uid = process.geteuid?.() ?? 0;
     if (uid !== 0) {
+      // ENVOY_USER can be looked up without root: a wrong one is reported as such first.
+      await resolveProxyIds(this.cfg, this.deps.exec);
       throw new AgentError(
         'AGENT_E_NOT_ROOT',
         `traffic capture programs the host's iptables rules, which needs root (this runs as uid ${uid}): run the agent as root (the systemd unit does), or set ISTIO_CAPTURE=false`,

@@ -20,7 +20,8 @@ const NOBODY = 65534;
 function runAsNobody(
   cwd: string,
   vars: Record<string, string>,
-): { code: number | null; out: string } {
+  args: readonly string[] = ['run'],
+): { code: number | null; out: string; stdout: string } {
   const r = spawnSync(
     'setpriv',
     [
@@ -31,7 +32,7 @@ function runAsNobody(
       '--import',
       TSX,
       MAIN,
-      'run',
+      ...args,
     ],
     {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', ...vars },
@@ -41,7 +42,7 @@ function runAsNobody(
       cwd,
     },
   );
-  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+  return { code: r.status, out: `${r.stdout}${r.stderr}`, stdout: r.stdout };
 }
 
 if (requireRoot(t, 'the not-root test (it switches to uid 65534)')) {
@@ -97,5 +98,30 @@ if (requireRoot(t, 'the not-root test (it switches to uid 65534)')) {
     t.match(key.out, /AGENT_E_IO/);
     t.match(key.out, /key\.pem.*permission denied \(EACCES\).*chmod u\+rw/);
     t.notMatch(key.out, /AGENT_E_INTERNAL/);
+  });
+
+  t.test('check as a user other than root: what needs root is skipped, saying so', async (t) => {
+    const work = tmpDir(t, 'not-root-check');
+    const state = path.join(work, 'state');
+    mkdirSync(state, { mode: 0o700 });
+    chownSync(state, NOBODY, NOBODY);
+    const vars = {
+      ISTIO_CLUSTER_CONFIG: '/dev/null',
+      ISTIO_SIDECAR_CONFIG: '/dev/null',
+      ISTIO_AGENT_STATE_DIR: state,
+      CITADEL_ENV: 'onprem',
+      SIDECAR_MODE: 'none',
+      CERTS_DIR: state,
+    };
+    const plain = runAsNobody(state, vars, ['check']);
+    t.match(plain.out, /skip capture +not checked without root: /);
+    t.match(plain.out, /Run it as root to check what was skipped\./);
+    const typo = runAsNobody(state, { ...vars, ENVOY_USER: 'nosuchuser' }, ['check', '--json']);
+    t.equal(typo.code, 78, 'a wrong ENVOY_USER is found without root too');
+    const items = JSON.parse(typo.stdout) as {
+      name: string;
+      code?: string;
+    }[];
+    t.equal(items.find((i) => i.name === 'capture')?.code, 'AGENT_E_USER_UNKNOWN');
   });
 }
