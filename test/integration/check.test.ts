@@ -45,7 +45,9 @@ t.test('check reports each part and fails on what is wrong', async (t) => {
   t.teardown(() => ca.stop());
   const boot = await ca.issueBootstrap(ID, 3600_000);
   const certs = bootstrapDir(boot);
-  t.teardown(() => rmSync(path.dirname(certs), { recursive: true, force: true }));
+  t.teardown(() => {
+    rmSync(path.dirname(certs), { recursive: true, force: true });
+  });
   const work = tmpDir(t, 'check');
   const cluster = path.join(work, 'cluster.env');
   const base = `CITADEL_ADDRESS=${ca.address}\nCITADEL_ENV=onprem\nCERTS_DIR=${certs}\nISTIO_CAPTURE=false\nSIDECAR_MODE=none\nISTIO_AGENT_STATE_DIR=${work}/state\n`;

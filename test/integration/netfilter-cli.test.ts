@@ -63,7 +63,7 @@ if (requireRoot(t, 'iptables CLI tests')) {
   const stateDir = path.join(dir, 'state');
   const env = {
     ISTIO_CLUSTER_CONFIG: clusterEnv,
-    ISTIO_SIDECAR_CONFIG: path.join(dir, 'sidecar.env'),
+    ISTIO_SIDECAR_CONFIG: '/dev/null',
     ISTIO_AGENT_STATE_DIR: stateDir,
   };
   const good = [

@@ -65,7 +65,7 @@ t.test('main prints a usage error as our line, then the usage', async (t) => {
       err += s;
     },
     env: {},
-  } as unknown as Parameters<typeof main>[1]);
+  });
   t.equal(code, 2);
   t.match(
     err,
