@@ -41,7 +41,7 @@ writeFileSync(
 const baseEnv = {
   PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
   ISTIO_CLUSTER_CONFIG: clusterEnv,
-  ISTIO_SIDECAR_CONFIG: path.join(dir, 'none'),
+  ISTIO_SIDECAR_CONFIG: '/dev/null',
 };
 
 interface Variant {

@@ -26,6 +26,14 @@ export interface ComponentStatus {
   readonly details?: Record<string, unknown>;
 }
 
+/** What a preflight found, for `check` to show: what start will do. */
+export interface PreflightReport {
+  /** One line, e.g. "pilot-agent as istio-proxy (998:998)", "16 rules, nft backend". */
+  readonly summary: string;
+  /** Warnings start would log about it (a fallback taken, a setting that does nothing). */
+  readonly notes?: readonly string[];
+}
+
 /** Shared, injected dependencies of every component. */
 export interface ComponentDeps {
   readonly log: Logger;
@@ -57,9 +65,10 @@ export interface Component {
    * Checks, with I/O but without changing anything on the host, what `start` will need: users,
    * binaries, tools, files, the plan. Runs for every component before any component starts, so
    * a configuration that cannot work exits (78 for configuration errors) with the host as it
-   * was. Rejects with an AgentError.
+   * was. Rejects with an AgentError. May report what it found (`check` shows it).
    */
-  preflight?(signal: AbortSignal): Promise<void>;
+  // eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- a report is optional: a preflight that has nothing to say resolves to nothing
+  preflight?(signal: AbortSignal): Promise<PreflightReport | void>;
   /** Brings the component up. Resolves once it is ready; rejects with an AgentError. */
   start(signal: AbortSignal): Promise<void>;
   /** Applies a changed configuration (SIGHUP); applies only what changed. */

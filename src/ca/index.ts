@@ -17,6 +17,7 @@ export type {
   DevCaOptions,
 } from './types';
 export { createCaClient } from './client';
+export { probeCa, type CaProbeResult, type CaProbeTarget } from './probe';
 
 export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
   const m = await import('./dev-ca');

@@ -1,7 +1,9 @@
 import * as path from 'node:path';
-import type { Component, ComponentDeps, ComponentStatus } from '../component';
+import { constants as C, promises as fs } from 'node:fs';
+import type { Component, ComponentDeps, ComponentStatus, PreflightReport } from '../component';
 import type { AgentConfig } from '../config/types';
 import { resolveProxyIds, type UserIds } from '../host/users';
+import { ioError } from '../lib/safe-fs';
 import { chooseIdentitySource, type IdentitySource } from '../identity/index';
 import { startKey, type WorkloadKey } from './keys';
 import { CertManager } from './manager';
@@ -108,6 +110,7 @@ export class CertComponent implements Component {
   readonly name = 'certs';
   private manager: CertManager | undefined;
   private readonly firstKey: Promise<WorkloadKey>;
+  private setup: CertSetup | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -121,6 +124,7 @@ export class CertComponent implements Component {
   private async built(): Promise<CertManager> {
     if (!this.manager) {
       const setup = await lookupCertSetup(this.config, this.deps, this.options);
+      this.setup ??= setup;
       this.manager ??= createCertManager(this.config, this.deps, {
         ...setup,
         firstKey: this.firstKey,
@@ -129,8 +133,18 @@ export class CertComponent implements Component {
     return this.manager;
   }
 
-  async preflight(): Promise<void> {
+  /**
+   * The lookups, the files start needs, and (not root) that CERTS_DIR can be written: the set is
+   * replaced there at each renewal, so a CERTS_DIR of root's is AGENT_E_NOT_ROOT now rather
+   * than a failure after the first CSR.
+   */
+  async preflight(): Promise<PreflightReport> {
+    await writableByUs(this.config.ca.certsDir);
     await (await this.built()).preflight();
+    const owner = this.setup?.keyOwner;
+    return {
+      summary: `${this.setup?.source.kind ?? this.config.ca.env} identity, certificates in ${this.config.ca.certsDir}${owner ? ` (key.pem owned by ${owner.uid}:${owner.gid})` : ''}`,
+    };
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -148,5 +162,33 @@ export class CertComponent implements Component {
 
   status(): ComponentStatus {
     return this.manager?.status() ?? { ready: false, summary: 'cert: none' };
+  }
+}
+
+/**
+ * Not root: `dir` (or, while it does not exist, the directory it would be made in) must be
+ * writable by this user; AGENT_E_NOT_ROOT (another user's) or AGENT_E_IO (its mode) otherwise.
+ * Root: nothing to check here (the trust checks are the store's).
+ */
+async function writableByUs(dir: string): Promise<void> {
+  if ((process.geteuid?.() ?? 0) === 0) return;
+  for (let cur = path.resolve(dir); ; cur = path.dirname(cur)) {
+    try {
+      await fs.access(cur, C.F_OK);
+    } catch {
+      if (cur !== '/') continue;
+    }
+    try {
+      await fs.access(cur, C.W_OK | C.X_OK);
+      return;
+    } catch (e) {
+      throw ioError(
+        cur,
+        cur === path.resolve(dir)
+          ? 'cannot write the certificates (CERTS_DIR) to'
+          : `cannot make CERTS_DIR ${dir} in`,
+        e,
+      );
+    }
   }
 }

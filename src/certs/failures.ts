@@ -87,7 +87,9 @@ export function logFailure(
     notAfter: current ? iso(current.notAfter) : undefined,
   };
   const what = err.code === 'AGENT_E_CERT_TIMEOUT' ? 'certificate renewal failed' : FAILED[stage];
-  const text = `${what}: ${err.message}. Will retry in ${formatDuration(delay)}`;
+  // The CA's messages end in "will retry" already: said once, with when.
+  const said = err.message.replace(/[;.,]? ?will retry$/i, '');
+  const text = `${what}: ${said}. Will retry in ${formatDuration(delay)}`;
   // Still valid: a warning. Expired (or about to within the retry): an error.
   if (current && current.notAfter > now + delay) log.warn(fields, text);
   else log.error(fields, text);

@@ -19,6 +19,7 @@ export { verifyChain, type ChainVerdict } from './chain';
 export { checkIssued } from './validate';
 export { CertManager } from './manager';
 export { CertStore } from './store';
+export { inspectSet, type SetInspection } from './inspect';
 
 /** The certificate component for `run`: pure, see CertComponent. */
 export const createCertComponent: ComponentFactory = (config, deps) =>

@@ -10,7 +10,7 @@ import { formatDurationSetting } from '../lib/duration';
 import { AgentError } from '../lib/errors';
 import { parseHostPort } from '../lib/host-port';
 import { createLogger, type Logger } from '../observe/index';
-import { HELP_OPTION, parseOptions, type CommandContext } from './context';
+import { HELP_OPTION, parseOptions, usageError, type CommandContext } from './context';
 
 const USAGE = `Usage: istio-node-agent dev-ca --state-dir DIR [options]
 
@@ -40,7 +40,7 @@ SIGTERM or SIGINT stops it (exit 0).`;
 const HOUR_MS = 3_600_000;
 
 export async function run(ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseOptions(
+  const { values } = parseOptions(
     ctx.argv,
     {
       ...HELP_OPTION,
@@ -62,8 +62,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     ctx.out(USAGE + '\n');
     return 0;
   }
-  const usage = (msg: string): AgentError => new AgentError('AGENT_E_USAGE', `${msg}\n${USAGE}`);
-  if (positionals.length > 0) throw usage(`unexpected argument "${positionals[0]}"`);
+  const usage = (msg: string): AgentError => usageError(msg, USAGE);
   const stateDir = values['state-dir'];
   if (!stateDir) throw usage('--state-dir is required');
   const { host, port } = parseListen(values.listen ?? '127.0.0.1:8060', usage);
@@ -77,10 +76,10 @@ export async function run(ctx: CommandContext): Promise<number> {
   );
   const keyArg = (values['bootstrap-key'] ?? 'RSA').toUpperCase();
   if (keyArg !== 'RSA' && keyArg !== 'ECDSA')
-    throw usage(`--bootstrap-key must be RSA or ECDSA, not "${keyArg}"`);
+    throw usage(`--bootstrap-key "${values['bootstrap-key']}" is not RSA or ECDSA`);
   const identity = values['bootstrap-identity'];
   if (identity !== undefined && !/^\S+$/.test(identity))
-    throw usage(`--bootstrap-identity "${identity}" has blanks`);
+    throw usage(`--bootstrap-identity "${identity}" has blanks; give a spiffe:// URI`);
   if (values['bootstrap-dir'] && identity === undefined)
     throw usage('--bootstrap-dir needs --bootstrap-identity');
 

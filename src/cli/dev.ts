@@ -3,72 +3,42 @@ import * as path from 'node:path';
 import { Agent, liveDeps } from '../agent';
 import { startDevCa } from '../ca/index';
 import { buildCertManager } from '../certs/index';
-import { buildConfig, parseDuration, RawEnv } from '../config/index';
 import { systemClock } from '../lib/clock';
-import { AgentError } from '../lib/errors';
 import { acquireLock, AGENT_LOCK } from '../lib/lock';
 import { createLogger, type Logger } from '../observe/index';
 import { createNotifier } from '../systemd/index';
-import { HELP_OPTION, parseOptions, type CommandContext } from './context';
-
-const USAGE = `Usage: istio-node-agent dev [--state-dir DIR] [--ttl 60s] [--api HandleCSR|CreateCertificate]
-                            [--key RSA|ECDSA] [--once] [--json]
-
-Runs the agent against an embedded Citadel-compatible CA on 127.0.0.1: makes a
-bootstrap certificate, lets the agent replace it with one for a key it made,
-and renews it every ~half TTL so rotation shows within a minute. Changes nothing
-on the host (no iptables, no DNS, no sidecar) and needs no root. State lives in
---state-dir (default ./.dev-state). Ctrl-C stops it.
-
-  --once   exit 0 after the first certificate is issued
-  --json   JSON log records instead of readable lines`;
-
-const IDENTITY = 'spiffe://cluster.local/ns/default/sa/dev-vm';
+import type { CommandContext } from './context';
+import {
+  DEV_IDENTITY,
+  DEV_USAGE,
+  devConfig,
+  parseDevOptions,
+  type DevOptions,
+} from './dev-options';
 
 export async function run(ctx: CommandContext): Promise<number> {
-  const { values } = parseOptions(
-    ctx.argv,
-    {
-      ...HELP_OPTION,
-      'state-dir': { type: 'string' },
-      ttl: { type: 'string' },
-      api: { type: 'string' },
-      key: { type: 'string' },
-      once: { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
-    USAGE,
-  );
-  if (values.help) {
-    ctx.out(USAGE + '\n');
+  // Every option is checked before anything starts: a bad one exits 78, nothing listening.
+  const opts = parseDevOptions(ctx.argv);
+  if (opts.help) {
+    ctx.out(DEV_USAGE + '\n');
     return 0;
   }
-  const stateDir = path.resolve(values['state-dir'] ?? '.dev-state');
-  const ttlMs = parseDuration(values.ttl ?? '60s');
-  if (ttlMs === undefined || ttlMs < 10_000)
-    throw new AgentError(
-      'AGENT_E_USAGE',
-      `--ttl ${values.ttl}: give a duration of at least 10s\n${USAGE}`,
-    );
-  const log = createLogger({ level: 'info', pretty: !values.json, journal: false });
+  const stateDir = opts.stateDir;
+  const log = createLogger({ level: 'info', pretty: !opts.json, journal: false });
   await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
   // One dev per state directory: a second one would share the CA's and the certificates' files.
   const lock = await acquireLock(path.join(stateDir, 'agent'), AGENT_LOCK, {
     holder: 'istio-node-agent dev',
   });
   try {
-    return await runDev(values, stateDir, ttlMs, log);
+    return await runDev(opts, log);
   } finally {
     await lock.release();
   }
 }
 
-async function runDev(
-  values: { api?: string; key?: string; once?: boolean; ttl?: string },
-  stateDir: string,
-  ttlMs: number,
-  log: Logger,
-): Promise<number> {
+async function runDev(opts: DevOptions, log: Logger): Promise<number> {
+  const { stateDir, ttlMs } = opts;
   const caDir = path.join(stateDir, 'ca');
   const certsDir = path.join(stateDir, 'certs');
   await fs.mkdir(caDir, { recursive: true, mode: 0o700 });
@@ -81,39 +51,23 @@ async function runDev(
     await fs.writeFile(path.join(caDir, 'root-key.pem'), ca.rootKeyPem, { mode: 0o600 });
   }
   log.info(
-    { component: 'dev', address: ca.address, ttl: values.ttl ?? '60s' },
+    { component: 'dev', address: ca.address, ttl: opts.ttl },
     `embedded CA listening on ${ca.address}`,
   );
 
   if (!(await exists(path.join(certsDir, 'cert-chain.pem')))) {
-    const boot = await ca.issueBootstrap(IDENTITY, 24 * 3600_000);
+    const boot = await ca.issueBootstrap(DEV_IDENTITY, 24 * 3600_000);
     await fs.mkdir(certsDir, { recursive: true });
     await fs.writeFile(path.join(certsDir, 'cert-chain.pem'), boot.certChainPem);
     await fs.writeFile(path.join(certsDir, 'key.pem'), boot.keyPem, { mode: 0o600 });
     await fs.writeFile(path.join(certsDir, 'root-cert.pem'), boot.rootPem);
     log.info(
-      { component: 'dev', certsDir, identity: IDENTITY },
-      `wrote a bootstrap certificate for ${IDENTITY} to ${certsDir}`,
+      { component: 'dev', certsDir, identity: DEV_IDENTITY },
+      `wrote a bootstrap certificate for ${DEV_IDENTITY} to ${certsDir}`,
     );
   }
 
-  const raw = new RawEnv();
-  const set = (k: string, v: string): void => {
-    raw.set(k, v, 'dev', 0);
-  };
-  set('CITADEL_ADDRESS', ca.address);
-  set('CITADEL_SERVER_NAME', 'istio-citadel');
-  set('CITADEL_ENV', 'onprem');
-  set('CA_API', values.api ?? 'HandleCSR');
-  set('WORKLOAD_KEY_ALGORITHM', values.key ?? 'RSA');
-  set('CERTS_DIR', certsDir);
-  set('WORKLOAD_CERT_TTL', String(Math.round(ttlMs / 1000)));
-  set('ISTIO_AGENT_STATE_DIR', path.join(stateDir, 'agent'));
-  set('ISTIO_CAPTURE', 'false');
-  set('SIDECAR_MODE', 'none');
-  // One agent, not a fleet: the first CSR goes out at once.
-  set('CERT_FIRST_CSR_JITTER', '0');
-  const config = buildConfig(raw, { cluster: '(dev)', sidecar: '(dev)' });
+  const config = devConfig(opts, ca.address);
 
   const { deps, bind } = liveDeps(log);
   // Dev mode changes nothing on the host: no chown of the key to the proxy user.
@@ -139,7 +93,7 @@ async function runDev(
   process.on('SIGTERM', stop);
   try {
     await agent.start();
-    if (values.once) await agent.stop();
+    if (opts.once) await agent.stop();
     await agent.wait();
   } catch (e) {
     await ca.stop();

@@ -16,7 +16,7 @@ import {
   type DnsmasqDetection,
   type DnsPlan,
 } from '../dns/index';
-import { HELP_OPTION, parseOptions, type CommandContext } from './context';
+import { HELP_OPTION, parseOptions, usageError, type CommandContext } from './context';
 import { loadForCommand } from './common';
 
 const USAGE = `Usage: istio-node-agent dns <plan|apply|clean> [--json] [--root DIR]
@@ -48,14 +48,20 @@ export async function run(ctx: CommandContext): Promise<number> {
     ctx.argv,
     { ...HELP_OPTION, json: { type: 'boolean' }, root: { type: 'string' } },
     USAGE,
+    { positionals: 1 },
   );
   if (values.help) {
     ctx.out(USAGE + '\n');
     return EXIT_OK;
   }
-  const [sub, ...extra] = positionals;
-  if (sub === undefined || !['plan', 'apply', 'clean'].includes(sub) || extra.length > 0) {
-    throw new AgentError('AGENT_E_USAGE', `expected one of plan, apply, clean\n${USAGE}`);
+  const [sub] = positionals;
+  if (sub === undefined || !['plan', 'apply', 'clean'].includes(sub)) {
+    throw usageError(
+      sub === undefined
+        ? 'a subcommand is needed: plan, apply or clean'
+        : `unknown subcommand "${sub}": expected plan, apply or clean`,
+      USAGE,
+    );
   }
   const root = path.resolve(values.root ?? '/');
   const json = values.json === true;

@@ -44,7 +44,24 @@ export async function main(
     return await mod.run({ ...ctx, argv: rest });
   } catch (e) {
     const err = toAgentError(e);
-    ctx.err(`${PROGRAM} ${name}: ${err.toLine()}\n`);
+    ctx.err(errorText(`${PROGRAM} ${name}`, err));
     return err instanceof AgentError ? err.exitCode : 1;
   }
+}
+
+/**
+ * What the CLI prints for an error that ends a command: one line per problem, each
+ * `<program> <command>: [file:line: VARIABLE: ]message [CODE]`; a usage error's usage text
+ * (the lines after its first) below its line.
+ */
+export function errorText(prefix: string, err: AgentError): string {
+  if (err.code === 'AGENT_E_USAGE' && err.problems.length === 1) {
+    const [first, ...usage] = err.message.split('\n');
+    const line = new AgentError(err.code, first ?? '', err.origin ? { origin: err.origin } : {});
+    return `${prefix}: ${line.toLine()}\n${usage.length > 0 ? usage.join('\n') + '\n' : ''}`;
+  }
+  return err
+    .toLines()
+    .map((l) => `${prefix}: ${l}\n`)
+    .join('');
 }

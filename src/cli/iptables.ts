@@ -26,7 +26,7 @@ import {
   type IpFamily,
   type LiveState,
 } from '../netfilter/index';
-import { HELP_OPTION, parseOptions, type CommandContext } from './context';
+import { HELP_OPTION, parseOptions, usageError, type CommandContext } from './context';
 
 const USAGE = `Usage: istio-node-agent iptables <plan|apply|clean|diff> [--json]
 
@@ -36,10 +36,11 @@ configuration as \`run\` (cluster.env < sidecar.env < environment; see configura
   plan    print the rules as iptables-restore --noflush input; changes nothing
   apply   install or update the rules, one atomic transaction per IP family (root)
   clean   remove everything apply added, and nothing else (root)
-  diff    compare the live rules with the plan; exit 0 in sync, 1 when they differ (root)
+  diff    compare the live rules with the plan; exit 0 in sync, 3 when they differ (root)
 
 Run 'istio-node-agent iptables <subcommand> --help' for its options.
-Exit codes: 0 ok (diff: in sync), 1 failure (diff: differs), 2 usage, 78 configuration error.`;
+Exit codes: 0 ok (diff: in sync), 1 failure (not root: AGENT_E_NOT_ROOT), 2 usage,
+3 diff: the live rules differ from the plan, 78 configuration error.`;
 
 const SUB_USAGE: Record<string, string> = {
   plan: `Usage: istio-node-agent iptables plan [--json]
@@ -63,12 +64,20 @@ them, and the TPROXY ip rule/route entries recorded in the state directory. Need
   --json   the result as JSON`,
   diff: `Usage: istio-node-agent iptables diff [--json]
 
-Compares the live rules (iptables-save) with the plan. Exit 0 when in sync, 1 when they differ;
-'-' lines are live only, '+' lines are planned only. Needs root (iptables-save does).
-  --json   the differences as JSON`,
+Compares the live rules (iptables-save) with the plan; '-' lines are live only, '+' lines are
+planned only. Needs root (iptables-save does).
+  --json   the differences as JSON
+Exit codes: 0 in sync, 3 the rules differ, 1 the comparison failed (not root:
+AGENT_E_NOT_ROOT; iptables missing: AGENT_E_IPTABLES_BACKEND), 78 configuration error.`,
 };
 
 type Sub = 'plan' | 'apply' | 'clean' | 'diff';
+
+/**
+ * `iptables diff`: the live rules differ from the plan. Not 1, which every failure exits with
+ * (not root, iptables missing), so a script can tell "differs" from "could not compare".
+ */
+export const EXIT_DIFFERS = 3;
 
 export async function run(ctx: CommandContext): Promise<number> {
   const [sub, ...rest] = ctx.argv;
@@ -76,10 +85,9 @@ export async function run(ctx: CommandContext): Promise<number> {
     ctx.out(USAGE + '\n');
     return sub === undefined ? 2 : 0;
   }
-  if (!Object.hasOwn(SUB_USAGE, sub))
-    throw new AgentError('AGENT_E_USAGE', `unknown subcommand "${sub}"\n\n${USAGE}`);
+  if (!Object.hasOwn(SUB_USAGE, sub)) throw usageError(`unknown subcommand "${sub}"`, USAGE);
   const usage = SUB_USAGE[sub]!;
-  const { values, positionals } = parseOptions(
+  const { values } = parseOptions(
     rest,
     {
       ...HELP_OPTION,
@@ -92,8 +100,6 @@ export async function run(ctx: CommandContext): Promise<number> {
     ctx.out(usage + '\n');
     return 0;
   }
-  if (positionals.length > 0)
-    throw new AgentError('AGENT_E_USAGE', `unexpected argument "${positionals[0]}"\n\n${usage}`);
   const json = values.json === true;
   const dryRun = (values as { 'dry-run'?: boolean })['dry-run'] === true;
 
@@ -315,5 +321,5 @@ async function diff(
       ? `in sync: ${p.ruleCount} rules (${live.backend} backend)\n`
       : formatDiff(items);
   print(ctx, json, { backend: live.backend, inSync: items.length === 0, differences: items }, text);
-  return items.length === 0 ? 0 : 1;
+  return items.length === 0 ? 0 : EXIT_DIFFERS;
 }

@@ -1,12 +1,14 @@
 export type * from './types';
 export {
   loadConfig,
-  readRaw,
+  collectConfig,
   buildConfig,
   DEFAULT_CLUSTER_ENV,
   DEFAULT_SIDECAR_ENV,
+  type ConfigSource,
   type LoadResult,
 } from './load';
-export { parseEnvFile, type EnvEntry } from './env-file';
+export { parseEnvFile, scanEnvFile, type EnvEntry } from './env-file';
+export { editDistance, nearestName } from './names';
 export { RawEnv, parseDuration } from './raw';
 export { parseCidr, type Cidr } from './net';

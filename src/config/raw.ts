@@ -10,14 +10,25 @@ export interface RawValue {
 /**
  * The merged variables (cluster.env < sidecar.env < environment) with where each came from.
  * Section parsers read through `get`, which records every name read, so a test can check that
- * docs/configuration.md lists each one.
+ * docs/configuration.md lists each one, and the loader can name the nearest known variable for
+ * one it does not know.
+ *
+ * A bad value does not stop the reading: the typed readers record an AGENT_E_CONFIG_VALUE
+ * problem (`problems`) and return the default, so every bad value of a file is found in one run;
+ * buildConfig throws them together, in file and line order.
  */
 export class RawEnv {
   private readonly values = new Map<string, RawValue>();
   readonly read = new Set<string>();
+  /** Bad values found so far, in the order they were read. */
+  readonly problems: AgentError[] = [];
 
-  set(key: string, value: string, file: string, line: number): void {
-    this.values.set(key, { value, origin: { file, line, variable: key } });
+  /**
+   * `variable` names the value in messages when it is not the variable itself, e.g. the
+   * command-line option `--ttl` that set WORKLOAD_CERT_TTL.
+   */
+  set(key: string, value: string, file: string, line: number, variable = key): void {
+    this.values.set(key, { value, origin: { file, line, variable } });
   }
 
   /** The raw value, or undefined when unset. An empty string counts as unset (as `${X:-d}`). */
@@ -36,10 +47,25 @@ export class RawEnv {
     return [...this.values.keys()];
   }
 
-  // ---- typed readers; each throws AGENT_E_CONFIG_VALUE naming file, line and variable ----
+  // ---- typed readers; each records AGENT_E_CONFIG_VALUE naming file, line and variable ----
 
+  /** Records a bad value of `key`; the caller goes on (with the default). */
+  report(key: string, message: string): void {
+    this.problems.push(
+      new AgentError('AGENT_E_CONFIG_VALUE', message, { origin: this.origin(key) }),
+    );
+  }
+
+  /** Records a bad value of `key` and throws it (buildConfig goes on with the next section). */
   fail(key: string, message: string): never {
-    throw new AgentError('AGENT_E_CONFIG_VALUE', message, { origin: this.origin(key) });
+    this.report(key, message);
+    throw this.problems[this.problems.length - 1]!;
+  }
+
+  /** Records a bad value of `key` and returns `def` in its place. */
+  private bad<T>(key: string, message: string, def: T): T {
+    this.report(key, message);
+    return def;
   }
 
   str(key: string, def: string): string {
@@ -61,16 +87,16 @@ export class RawEnv {
     const found = allowed.find((a) =>
       opts.caseInsensitive ? a.toLowerCase() === v.value.toLowerCase() : a === v.value,
     );
-    if (found === undefined) this.fail(key, `"${v.value}" is not one of ${allowed.join(', ')}`);
+    if (found === undefined) return this.bad(key, notOneOf(v.value, allowed), def);
     return found;
   }
 
   int(key: string, def: number, min: number, max: number): number {
     const v = this.get(key);
     if (!v) return def;
-    if (!/^\d+$/.test(v.value)) this.fail(key, `"${v.value}" is not a whole number`);
+    if (!/^\d+$/.test(v.value)) return this.bad(key, `"${v.value}" is not a whole number`, def);
     const n = Number(v.value);
-    if (n < min || n > max) this.fail(key, `${n} is out of range ${min}..${max}`);
+    if (n < min || n > max) return this.bad(key, `${n} is out of range ${min}..${max}`, def);
     return n;
   }
 
@@ -84,7 +110,7 @@ export class RawEnv {
     const s = v.value.toLowerCase();
     if (['1', 'true', 'yes', 'on'].includes(s)) return true;
     if (['0', 'false', 'no', 'off'].includes(s)) return false;
-    return this.fail(key, `"${v.value}" is not a boolean (true/false)`);
+    return this.bad(key, `"${v.value}" is not a boolean (true/false)`, def);
   }
 
   /**
@@ -96,11 +122,16 @@ export class RawEnv {
     const v = this.get(key);
     if (!v) return defMs;
     const ms = parseDuration(v.value);
-    if (ms === undefined) this.fail(key, `"${v.value}" is not a duration (e.g. 30s, 15m, 2160h)`);
+    if (ms === undefined)
+      return this.bad(key, `"${v.value}" is not a duration (e.g. 30s, 15m, 2160h)`, defMs);
     if (ms < minMs)
-      this.fail(key, `${v.value} is shorter than the minimum ${formatDuration(minMs)}`);
+      return this.bad(
+        key,
+        `${v.value} is shorter than the minimum ${formatDuration(minMs)}`,
+        defMs,
+      );
     if (ms > maxMs)
-      this.fail(key, `${v.value} is longer than the maximum ${formatDuration(maxMs)}`);
+      return this.bad(key, `${v.value} is longer than the maximum ${formatDuration(maxMs)}`, defMs);
     return ms;
   }
 
@@ -110,29 +141,52 @@ export class RawEnv {
     if (!v) return def;
     const n = Number(v.value);
     if (!/^\d*\.?\d+$/.test(v.value) || !Number.isFinite(n))
-      this.fail(key, `"${v.value}" is not a number`);
-    if (n < min || n > max) this.fail(key, `${n} is out of range ${min}..${max}`);
+      return this.bad(key, `"${v.value}" is not a number`, def);
+    if (n < min || n > max) return this.bad(key, `${n} is out of range ${min}..${max}`, def);
     return n;
   }
 
   ip(key: string): string | undefined {
     const v = this.get(key);
     if (!v) return undefined;
-    if (v.value.includes('%'))
-      this.fail(key, `"${v.value}" has an IPv6 zone index; give the address without it`);
-    if (!isIP(v.value)) this.fail(key, `"${v.value}" is not an IPv4 or IPv6 address`);
-    return v.value;
+    const problem = v.value.includes('%')
+      ? `"${v.value}" has an IPv6 zone index; give the address without it`
+      : isIP(v.value)
+        ? undefined
+        : `"${v.value}" is not an IPv4 or IPv6 address`;
+    if (problem === undefined) return v.value;
+    this.report(key, problem);
+    return undefined;
   }
 
-  /** Comma-separated list, entries trimmed, empties dropped. */
+  /**
+   * Comma-separated list, entries trimmed, empties dropped. Entries separated by `;` or blanks
+   * instead are refused (empty list) with the list as it should be written.
+   */
   list(key: string): string[] {
     const v = this.get(key);
     if (!v) return [];
-    return v.value
+    const items = v.value
       .split(',')
       .map((s) => s.trim())
       .filter((s) => s !== '');
+    if (items.some((s) => /[;\s]/.test(s))) {
+      const fixed = v.value
+        .split(/[;,\s]+/)
+        .filter((s) => s !== '')
+        .join(',');
+      return this.bad(key, `"${v.value}": lists are comma-separated (write ${fixed})`, []);
+    }
+    return items;
   }
+}
+
+/** `"Foo" is not one of A, B`, with the right spelling when only the case differs. */
+function notOneOf(value: string, allowed: readonly string[]): string {
+  const same = allowed.find((a) => a.toLowerCase() === value.toLowerCase());
+  return same !== undefined
+    ? `"${value}" is not one of ${allowed.join(', ')} (the case matters: write ${same})`
+    : `"${value}" is not one of ${allowed.join(', ')}`;
 }
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };

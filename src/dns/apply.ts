@@ -23,10 +23,11 @@ export interface ApplyResult {
  * What start checks before anything changes: dnsmasq is installed as a service, the change
  * record is readable, and `dnsmasq --test` accepts the drop-in it would write.
  */
-export async function preflightDns(s: DnsSettings, host: DnsHost): Promise<void> {
+export async function preflightDns(s: DnsSettings, host: DnsHost): Promise<DnsPlan> {
   const control = installedDnsmasq(await host.detectDnsmasq());
   const plan = planDns(s, await probeHost(s, host.root));
   if (plan.dropIn !== 'unchanged') await control.check(plan.content);
+  return plan;
 }
 
 /**

@@ -85,7 +85,7 @@ export async function detectDnsmasq(o: DetectOptions): Promise<DnsmasqDetection>
   if (!unit && !init) {
     return {
       installed: false,
-      why: `${binary} is there (dnsmasq-base) but not the dnsmasq service that reads its conf-dir`,
+      why: `only ${binary} is installed (dnsmasq-base), not the dnsmasq service that reads its conf-dir`,
     };
   }
   const useSystemd = booted || !init;

@@ -7,11 +7,11 @@
  * daemon's component is below.
  */
 import * as path from 'node:path';
-import type { Component, ComponentDeps, ComponentStatus } from '../component';
+import type { Component, ComponentDeps, ComponentStatus, PreflightReport } from '../component';
 import type { ComponentFactory } from '../component';
 import type { AgentConfig } from '../config/types';
 import { Backoff } from '../lib/backoff';
-import { toAgentError } from '../lib/errors';
+import { AgentError, toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
 import { SerialQueue } from '../lib/serial';
 import type { Logger } from '../observe/index';
@@ -77,9 +77,23 @@ export class DnsComponent implements Component {
     this.log = deps.log.child({ component: 'dns' });
   }
 
-  /** dnsmasq is installed, the record readable, the drop-in accepted by `dnsmasq --test`. */
-  async preflight(): Promise<void> {
-    await preflightDns(this.settings, this.host);
+  /**
+   * dnsmasq is installed, the record readable, the drop-in accepted by `dnsmasq --test`; on the
+   * host's own files, root (AGENT_E_NOT_ROOT otherwise).
+   */
+  async preflight(): Promise<PreflightReport> {
+    const uid = process.geteuid?.() ?? 0;
+    if (this.host.root === '/' && uid !== 0) {
+      throw new AgentError(
+        'AGENT_E_NOT_ROOT',
+        `cluster DNS writes ${this.settings.dns.dropInDir}/kubedns and the resolver's files and restarts dnsmasq, which needs root (this runs as uid ${uid}): run the agent as root (the systemd unit does), or unset the DNS variables`,
+      );
+    }
+    const plan = await preflightDns(this.settings, this.host);
+    return {
+      summary: `${plan.dropInPath}: ${plan.dropIn} (${plan.names} names); resolver ${plan.resolver.kind}`,
+      notes: plan.resolver.notes,
+    };
   }
 
   async start(signal: AbortSignal): Promise<void> {

@@ -1,8 +1,8 @@
 /**
- * Times and durations as text, in one place. Durations in the three forms the agent writes: Go's exact form
- * (1.0's log lines, config errors, certificate logs, `check`), a rounded short form (the
- * sidecar's restart and backoff lines), and a setting's form (what one would write in a
- * variable or an option, e.g. the dev CA's TTL).
+ * Times and durations as text, in one place. Durations in the four forms the agent writes: Go's
+ * exact form (1.0's log lines, config errors, certificate logs), a rounded short form (the
+ * sidecar's restart and backoff lines), a setting's form (what one would write in a variable or
+ * an option, e.g. the dev CA's TTL), and as people say it (`check`'s "90 days left").
  */
 
 const HOUR_MS = 3_600_000;
@@ -37,4 +37,20 @@ export function formatDurationSetting(ms: number): string {
 /** An instant (ms since the epoch) as ISO 8601 in UTC, as logs, status and messages show it. */
 export function isoTime(ms: number): string {
   return new Date(ms).toISOString();
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * A duration as people say it, rounded in its largest sensible unit: "90 days", "5 hours",
+ * "12 minutes", "1 second" (for `check`'s "90 days left"). A unit is used from two of it up, so
+ * 36 hours stays "36 hours" and 90 minutes "90 minutes". Negative is read as positive.
+ */
+export function formatHumanDuration(ms: number): string {
+  const abs = Math.abs(ms);
+  const unit = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+  if (abs >= 2 * DAY_MS) return unit(Math.round(abs / DAY_MS), 'day');
+  if (abs >= 2 * HOUR_MS) return unit(Math.round(abs / HOUR_MS), 'hour');
+  if (abs >= 2 * MINUTE_MS) return unit(Math.round(abs / MINUTE_MS), 'minute');
+  return unit(Math.round(abs / 1000), 'second');
 }

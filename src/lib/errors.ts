@@ -71,12 +71,14 @@ export const ERROR_CODES = {
   AGENT_E_IPTABLES_APPLY: retryable,
   AGENT_E_IPTABLES_BACKEND: permanent,
   AGENT_E_USER_UNKNOWN: config,
+  AGENT_E_CAPTURE_DRIFT: retryable,
 
   // dns
   AGENT_E_DNSMASQ_MISSING: config,
   AGENT_E_DNSMASQ_RESTART: retryable,
   AGENT_E_RESOLVER: permanent,
   AGENT_E_DNSMASQ_REJECTED: permanent,
+  AGENT_E_DNS_DRIFT: retryable,
 
   // sidecar
   AGENT_E_SIDECAR_BINARY: config,
@@ -122,6 +124,8 @@ export interface AgentErrorOptions {
   readonly details?: Record<string, unknown>;
   /** The remote side asked to wait at least this long before trying again (a retry hint). */
   readonly retryAfterMs?: number | undefined;
+  /** Several problems found together, in order (see combineErrors). */
+  readonly problems?: readonly AgentError[];
 }
 
 export class AgentError extends Error {
@@ -129,6 +133,12 @@ export class AgentError extends Error {
   readonly origin: Origin | undefined;
   readonly details: Record<string, unknown> | undefined;
   readonly retryAfterMs: number | undefined;
+  /**
+   * Every problem this error stands for, in order (every bad line of a configuration file, found
+   * in one pass); just this error when it is one. The error's own code, origin and message are
+   * the first problem's.
+   */
+  readonly problems: readonly AgentError[];
 
   constructor(code: ErrorCode, message: string, options: AgentErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -137,6 +147,7 @@ export class AgentError extends Error {
     this.origin = options.origin;
     this.details = options.details;
     this.retryAfterMs = options.retryAfterMs;
+    this.problems = options.problems && options.problems.length > 1 ? options.problems : [this];
   }
 
   get exitCode(): number {
@@ -147,11 +158,38 @@ export class AgentError extends Error {
     return ERROR_CODES[this.code].retryable;
   }
 
-  /** One line for a terminal: `file:line: VARIABLE: message [CODE]`. */
+  /**
+   * One line for a terminal or a log: `file:line: VARIABLE: message [CODE]`; with several
+   * problems, the first and how many more (toLines has them all).
+   */
   toLine(): string {
     const where = this.origin ? `${formatOrigin(this.origin)}: ` : '';
-    return `${where}${this.message} [${this.code}]`;
+    const line = `${where}${this.message} [${this.code}]`;
+    const more = this.problems.length - 1;
+    return more > 0 ? `${line} (and ${more} more ${more === 1 ? 'problem' : 'problems'})` : line;
   }
+
+  /** One line per problem, in order. */
+  toLines(): string[] {
+    if (this.problems.length === 1) return [this.toLine()];
+    return this.problems.map((p) => p.toLine());
+  }
+}
+
+/**
+ * One error for several problems found together (undefined for none, the problem itself for
+ * one): its code, origin and message are the first's; `problems` holds them all, in the order
+ * given.
+ */
+export function combineErrors(problems: readonly AgentError[]): AgentError | undefined {
+  const all = problems.flatMap((p) => p.problems);
+  const first = all[0];
+  if (first === undefined) return undefined;
+  if (all.length === 1) return first;
+  return new AgentError(first.code, first.message, {
+    ...(first.origin ? { origin: first.origin } : {}),
+    problems: all,
+  });
 }
 
 export function formatOrigin(o: Origin): string {
@@ -159,9 +197,86 @@ export function formatOrigin(o: Origin): string {
   return `${o.file}: ${o.variable}`;
 }
 
-/** Wraps anything thrown into an AgentError, keeping an AgentError as it is. */
+/**
+ * Wraps anything thrown into an AgentError, keeping an AgentError as it is. An error from the
+ * system (it has an errno name such as EACCES or ENOSPC: a file, a directory, a socket) is
+ * AGENT_E_IO saying what to do about it, never AGENT_E_INTERNAL: it is the host, not a bug.
+ */
 export function toAgentError(e: unknown, code: ErrorCode = 'AGENT_E_INTERNAL'): AgentError {
   if (e instanceof AgentError) return e;
   const msg = e instanceof Error ? e.message : String(e);
+  const errno = systemErrorCode(e);
+  if (errno !== undefined && code === 'AGENT_E_INTERNAL') {
+    const sys = e as NodeJS.ErrnoException;
+    const message =
+      sys.path !== undefined
+        ? describeSystemError(`cannot ${sys.syscall ?? 'use'}`, sys.path, e)
+        : `${msg}${systemErrorFix(errno) ? `; ${systemErrorFix(errno)}` : ''}`;
+    return new AgentError('AGENT_E_IO', message, { cause: e });
+  }
   return new AgentError(code, msg, { cause: e });
+}
+
+/** The errno name of an error from the system (`EACCES`), or undefined for anything else. */
+export function systemErrorCode(e: unknown): string | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const c = (e as NodeJS.ErrnoException).code;
+  // Node's own codes (ERR_OSSL_…, ERR_INVALID_ARG_…) are not the system's.
+  return typeof c === 'string' && /^E[A-Z0-9_]+$/.test(c) && !c.startsWith('ERR_') ? c : undefined;
+}
+
+const ERRNO_WORDS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only filesystem',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files in the system',
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'is a directory',
+  EEXIST: 'already exists',
+  EBUSY: 'busy',
+  EIO: 'input/output error',
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ETIMEDOUT: 'timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'name not found',
+  EAI_AGAIN: 'name lookup failed for now',
+  EPIPE: 'connection closed',
+};
+
+/**
+ * `<what> <path>: <the error in words> (<ERRNO>); <what to do>`, e.g. "cannot open
+ * /etc/certs/key.pem: permission denied (EACCES); running as uid 1000, not root: …".
+ */
+export function describeSystemError(what: string, p: string, e: unknown): string {
+  const errno = systemErrorCode(e);
+  if (errno === undefined) return `${what} ${p}: ${e instanceof Error ? e.message : String(e)}`;
+  const fix = systemErrorFix(errno);
+  return `${what} ${p}: ${ERRNO_WORDS[errno] ?? errno.toLowerCase()} (${errno})${fix ? `; ${fix}` : ''}`;
+}
+
+/** What to do about an error of the system, by its errno name; undefined when nothing general. */
+export function systemErrorFix(errno: string): string | undefined {
+  switch (errno) {
+    case 'EACCES':
+    case 'EPERM':
+      return process.getuid?.() === 0
+        ? 'as root this means an immutable attribute (lsattr), a read-only or root-squashed mount, or an AppArmor/SELinux denial'
+        : `running as uid ${process.getuid?.() ?? '?'}, not root: run it as root (the systemd unit does), or give this user access`;
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'free some space';
+    case 'EROFS':
+      return 'remount it read-write, or choose another path';
+    case 'EMFILE':
+    case 'ENFILE':
+      return "raise the unit's LimitNOFILE";
+    default:
+      return undefined;
+  }
 }

@@ -16,9 +16,9 @@
  *
  * Durable writes themselves are in atomic-write.ts, which uses these checks.
  */
-import { constants as C, promises as fs, type Stats } from 'node:fs';
+import { constants as C, lstatSync, promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { AgentError, type Origin } from './errors';
+import { AgentError, describeSystemError, type Origin } from './errors';
 
 /** The cap on every file the agent reads (configuration, PEM, state records): 1 MiB. */
 export const MAX_FILE_BYTES = 1 << 20;
@@ -115,15 +115,46 @@ async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
   }
 }
 
-function ioError(p: string, what: string, e: unknown): AgentError {
+/**
+ * A failed system call on `p`, with what to do. Permission denied to a user other than root on
+ * something another user (root) owns is AGENT_E_NOT_ROOT: the agent runs as root, or is pointed
+ * at paths its user owns. On its own user's file it is the mode (AGENT_E_IO, with the chmod).
+ * Anything else is AGENT_E_IO naming the path and the error in words.
+ */
+export function ioError(p: string, what: string, e: unknown, opts: TrustOptions = {}): AgentError {
   const err = e as NodeJS.ErrnoException;
-  const hint =
-    err.code === 'EACCES' || err.code === 'EPERM'
-      ? ' (permission denied: run as root, or fix the owner and mode)'
-      : '';
-  return new AgentError('AGENT_E_IO', `${what} ${p}: ${err.code ?? err.message}${hint}`, {
-    cause: e,
-  });
+  const origin = opts.origin ? { origin: opts.origin } : {};
+  const uid = process.getuid?.() ?? 0;
+  if ((err.code === 'EACCES' || err.code === 'EPERM') && uid !== 0) {
+    const found = nearestEntry(p);
+    if (found && found.st.uid !== uid) {
+      const owner = found.st.uid === 0 ? 'root' : `uid ${found.st.uid}`;
+      return new AgentError(
+        'AGENT_E_NOT_ROOT',
+        `${what} ${p}: permission denied (${err.code}): ${found.path} belongs to ${owner} and this runs as uid ${uid}; run it as root (sudo; the systemd unit does), or point the agent at paths this user owns (\`istio-node-agent dev\` does)`,
+        { cause: e, ...origin },
+      );
+    }
+    if (found) {
+      return new AgentError(
+        'AGENT_E_IO',
+        `${what} ${p}: permission denied (${err.code}): ${found.path} is mode ${mode(found.st)}; give its owner access, e.g. chmod u+rw${found.st.isDirectory() ? 'x' : ''} ${found.path}`,
+        { cause: e, ...origin },
+      );
+    }
+  }
+  return new AgentError('AGENT_E_IO', describeSystemError(what, p, e), { cause: e, ...origin });
+}
+
+/** `p` or the nearest directory above it that can be looked at, with its lstat. */
+function nearestEntry(p: string): { path: string; st: Stats } | undefined {
+  for (let cur = path.resolve(p); ; cur = path.dirname(cur)) {
+    try {
+      return { path: cur, st: lstatSync(cur) };
+    } catch {
+      if (cur === '/') return undefined;
+    }
+  }
 }
 
 export interface Resolved {
@@ -236,7 +267,7 @@ export async function ensureDir(
     } catch (e) {
       // Someone made it meanwhile: walk again, which checks what is there now.
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 8)
-        throw ioError(from, 'cannot create', e);
+        throw ioError(from, 'cannot create', e, opts);
     }
   }
 }
@@ -288,7 +319,7 @@ export async function readFileSafe(
         'put the file itself there (the agent does not follow symlinks here)',
         opts,
       );
-    throw ioError(file, 'cannot open', e);
+    throw ioError(file, 'cannot open', e, opts);
   }
   try {
     const st = await fh.stat();
@@ -328,7 +359,7 @@ export async function readFileSafe(
     return { data: buf.subarray(0, n), stat: st };
   } catch (e) {
     if (e instanceof AgentError) throw e;
-    throw ioError(file, 'cannot read', e);
+    throw ioError(file, 'cannot read', e, opts);
   } finally {
     await fh.close();
   }

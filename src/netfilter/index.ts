@@ -6,7 +6,7 @@
  * legacy, and reading the live rules), io.ts, apply.ts, clean.ts, diff.ts, present.ts; the
  * daemon's component is below.
  */
-import type { Component, ComponentDeps, ComponentStatus } from '../component';
+import type { Component, ComponentDeps, ComponentStatus, PreflightReport } from '../component';
 import type { ComponentFactory } from '../component';
 import type { AgentConfig, CaptureConfig } from '../config/types';
 import type { TimerHandle } from '../lib/clock';
@@ -51,7 +51,7 @@ export type { CleanResult } from './clean';
 export { diffLive } from './diff';
 export { readLive, readLiveWith, prepare } from './io';
 export type { CaptureIo, Prepared, PrepareOptions, Transaction } from './io';
-export { formatDiff, lineDiff } from './present';
+export { driftLine, formatDiff, lineDiff } from './present';
 export { resolveProxyIds } from '../host/users';
 export { parseSave, normaliseSave, diffFamily, transaction } from './live';
 export type { DiffItem, SavedTable } from './live';
@@ -113,10 +113,20 @@ export class CaptureComponent implements Component {
 
   /**
    * Reads the live rules and plans (ENVOY_USER must exist, a backend must work), and checks that
-   * the restore program of each family is there. Changes nothing.
+   * the restore program of each family is there. Changes nothing. Not root: AGENT_E_NOT_ROOT
+   * (iptables-save would fail as if iptables were missing).
    */
-  async preflight(): Promise<void> {
-    const { live } = await prepare(this.io, this.cfg);
+  async preflight(): Promise<PreflightReport> {
+    const uid = process.geteuid?.() ?? 0;
+    if (uid !== 0) {
+      // ENVOY_USER can be looked up without root: a wrong one is reported as such first.
+      await resolveProxyIds(this.cfg, this.deps.exec);
+      throw new AgentError(
+        'AGENT_E_NOT_ROOT',
+        `traffic capture programs the host's iptables rules, which needs root (this runs as uid ${uid}): run the agent as root (the systemd unit does), or set ISTIO_CAPTURE=false`,
+      );
+    }
+    const { live, plan, resolved } = await prepare(this.io, this.cfg);
     for (const f of families(live)) {
       const cmd = restoreCommand(live.backend, f);
       const r = await this.deps
@@ -130,6 +140,10 @@ export class CaptureComponent implements Component {
         );
       }
     }
+    return {
+      summary: `${plan.ruleCount} rules, ${live.backend} backend (${live.reason})`,
+      notes: [...(resolved.warning ? [resolved.warning] : []), ...plan.warnings],
+    };
   }
 
   async start(): Promise<void> {

@@ -4,7 +4,7 @@
  * decisions in policy.ts. What runs is resolve.ts's; the processes are epochs.ts's; admin polling
  * is readiness.ts's; the crash-restart schedule is restarts.ts's. Actions run one at a time.
  */
-import type { Component, ComponentDeps, ComponentStatus } from '../component';
+import type { Component, ComponentDeps, ComponentStatus, PreflightReport } from '../component';
 import type { AgentConfig } from '../config/types';
 import { toAgentError } from '../lib/errors';
 import type { Logger } from '../observe/index';
@@ -82,8 +82,12 @@ export class SidecarSupervisor implements Component {
   }
 
   /** Resolves the plan (binary, EXEC_USER, setpriv, addresses) before anything changes. */
-  async preflight(): Promise<void> {
-    this.preflighted = await resolvePlan(this.config, this.rt, this.log);
+  async preflight(): Promise<PreflightReport> {
+    const p = await resolvePlan(this.config, this.rt, this.log);
+    this.preflighted = p;
+    return {
+      summary: `${p.mode} (${p.binary}) as ${p.user.name} (${p.user.uid}:${p.user.gid}), node ${p.serviceNode}`,
+    };
   }
 
   async start(signal: AbortSignal): Promise<void> {

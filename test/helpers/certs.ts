@@ -78,8 +78,8 @@ export function certsOnlyEnv(
 ): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
-    ISTIO_CLUSTER_CONFIG: '/nonexistent/cluster.env',
-    ISTIO_SIDECAR_CONFIG: '/nonexistent/sidecar.env',
+    ISTIO_CLUSTER_CONFIG: '/dev/null',
+    ISTIO_SIDECAR_CONFIG: '/dev/null',
     CITADEL_ADDRESS: caAddress,
     CERTS_DIR: certsDir,
     ISTIO_AGENT_STATE_DIR: stateDir,

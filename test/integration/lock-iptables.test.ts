@@ -46,7 +46,7 @@ if (requireRoot(t, 'the concurrent iptables apply test')) {
     );
     const env = {
       ISTIO_CLUSTER_CONFIG: clusterEnv,
-      ISTIO_SIDECAR_CONFIG: path.join(dir, 'sidecar.env'),
+      ISTIO_SIDECAR_CONFIG: '/dev/null',
       ISTIO_AGENT_STATE_DIR: path.join(dir, 'state'),
     };
     const jumps = (): string[] =>

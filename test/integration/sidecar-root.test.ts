@@ -159,8 +159,8 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH,
-        ISTIO_CLUSTER_CONFIG: '/nonexistent/cluster.env',
-        ISTIO_SIDECAR_CONFIG: '/nonexistent/sidecar.env',
+        ISTIO_CLUSTER_CONFIG: '/dev/null',
+        ISTIO_SIDECAR_CONFIG: '/dev/null',
         ...vars,
         ...fakes,
       },

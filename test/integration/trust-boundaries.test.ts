@@ -67,6 +67,8 @@ if (requireRoot(t, 'the trust-boundary tests (chown to another user)')) {
     writeFileSync(path.join(h.certs, 'key.pem'), boot.keyPem, { mode: 0o600 });
     writeFileSync(path.join(h.certs, 'root-cert.pem'), boot.rootPem);
     writeFileSync(path.join(h.conf, 'cluster.env'), `CITADEL_ADDRESS=${ca.address}\n`);
+    // Named by ISTIO_SIDECAR_CONFIG below, so it must exist (empty: nothing to add).
+    writeFileSync(path.join(h.conf, 'sidecar.env'), '');
     return h;
   }
 

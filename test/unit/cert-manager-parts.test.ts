@@ -136,6 +136,21 @@ t.test('logFailure: a warning while valid past the retry, an error otherwise', a
   ]);
 });
 
+t.test('logFailure: "will retry" once, with when (not "will retry. Will retry")', async (t) => {
+  const { log, records } = capture();
+  const f = new Failures();
+  const err = new AgentError(
+    'AGENT_E_CA_UNAVAILABLE',
+    'the CA (ca:8060) is unavailable: x; will retry',
+  );
+  f.record(err, 'ca', NOW);
+  logFailure(log, err, 5000, f, held, NOW);
+  t.match(records, [
+    { msg: 'CSR signing failed: the CA (ca:8060) is unavailable: x. Will retry in 5s' },
+  ]);
+  t.notMatch(records[0]?.msg, /will retry\. Will retry/i);
+});
+
 t.test('the set held: its leaf, its key, what start needs', async (t) => {
   const root = await makeRoot('CN=test root', NOW);
   const leaf = await makeLeaf(root, {

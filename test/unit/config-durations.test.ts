@@ -64,13 +64,13 @@ t.test('RawEnv.duration: bounds on both sides', async (t) => {
   const raw = new RawEnv();
   raw.set('D', '90s', 'f', 1);
   t.equal(raw.duration('D', 1000, 1000, 120_000), 90_000);
-  t.throws(() => raw.duration('D', 1000, 1000, 60_000), {
-    code: 'AGENT_E_CONFIG_VALUE',
-    message: /90s is longer than the maximum 1m0s/,
-  });
-  t.throws(() => raw.duration('D', 1000, 100_000, 200_000), {
-    code: 'AGENT_E_CONFIG_VALUE',
-    message: /90s is shorter than the minimum 1m40s/,
-  });
+  t.same(raw.problems, [], 'in range: no problem');
+  // Out of range: the problem is recorded and the default returned, so reading goes on.
+  t.equal(raw.duration('D', 1000, 1000, 60_000), 1000, 'too long: the default');
+  t.equal(raw.duration('D', 2000, 100_000, 200_000), 2000, 'too short: the default');
+  t.match(raw.problems, [
+    { code: 'AGENT_E_CONFIG_VALUE', message: /90s is longer than the maximum 1m0s/ },
+    { code: 'AGENT_E_CONFIG_VALUE', message: /90s is shorter than the minimum 1m40s/ },
+  ]);
   t.equal(raw.duration('UNSET', 5000, 0, 10_000), 5000, 'the default when unset');
 });

@@ -8,13 +8,24 @@ import { parseCidr } from '../../src/config/net';
 import { parseDuration } from '../../src/config/raw';
 import { AgentError } from '../../src/lib/errors';
 
-function files(cluster?: string, sidecar?: string): NodeJS.ProcessEnv {
+/** Both files (empty unless given) in a fresh directory. */
+function files(cluster = '', sidecar = ''): NodeJS.ProcessEnv {
+  const { env, dir } = paths();
+  writeFileSync(path.join(dir, 'cluster.env'), cluster);
+  writeFileSync(path.join(dir, 'sidecar.env'), sidecar);
+  return env;
+}
+
+/** The two paths in a fresh directory, nothing written yet. */
+function paths(): { env: NodeJS.ProcessEnv; dir: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
-  const c = path.join(dir, 'cluster.env');
-  const s = path.join(dir, 'sidecar.env');
-  if (cluster !== undefined) writeFileSync(c, cluster);
-  if (sidecar !== undefined) writeFileSync(s, sidecar);
-  return { ISTIO_CLUSTER_CONFIG: c, ISTIO_SIDECAR_CONFIG: s };
+  return {
+    dir,
+    env: {
+      ISTIO_CLUSTER_CONFIG: path.join(dir, 'cluster.env'),
+      ISTIO_SIDECAR_CONFIG: path.join(dir, 'sidecar.env'),
+    },
+  };
 }
 
 async function configError(env: NodeJS.ProcessEnv): Promise<AgentError> {
@@ -74,12 +85,13 @@ t.test('lists, star and CIDRs', async (t) => {
   t.same(config.capture.localExcludePorts, [15090, 15021]);
 });
 
-t.test('unknown ISTIO_ keys warn with file and line', async (t) => {
+t.test('unknown keys in a file warn with file and line', async (t) => {
   const { warnings } = await loadConfig(
     files('ISTIO_SERVICE_CIDR=*\nISTIO_TYPO=1\nISTIO_META_FOO=bar\nOTHER=1\n'),
   );
-  t.equal(warnings.length, 1);
+  t.equal(warnings.length, 2, warnings.join('\n'));
   t.match(warnings[0]!, /cluster\.env:2: unknown variable ISTIO_TYPO/);
+  t.match(warnings[1]!, /cluster\.env:4: unknown variable OTHER/);
 });
 
 t.test('a bad value names file, line and variable, exit 78', async (t) => {
@@ -131,8 +143,9 @@ t.test('an unreadable file is an error; a missing one is not', async (t) => {
   const env = files('A=1');
   if (process.getuid?.() === 0) {
     // root reads any file; a directory in its place is not a configuration file
-    const dirEnv = files();
+    const dirEnv = paths().env;
     mkdirSync(dirEnv.ISTIO_CLUSTER_CONFIG!);
+    writeFileSync(dirEnv.ISTIO_SIDECAR_CONFIG!, '');
     const err = await configError(dirEnv);
     t.equal(err.code, 'AGENT_E_UNSAFE_PATH');
     t.match(err.message, /is a directory, not a regular file/);
@@ -152,13 +165,14 @@ t.test('a zone index is refused, not silently dropped', async (t) => {
 });
 
 t.test('a FIFO, a symlink or bad UTF-8 as a config file: exit 78 naming the file', async (t) => {
-  const fifo = files();
+  const fifo = paths().env;
   execFileSync('mkfifo', [fifo.ISTIO_CLUSTER_CONFIG!]);
   const e1 = await configError(fifo);
   t.equal(e1.exitCode, 78, 'a FIFO does not hang the agent');
   t.match(e1.toLine(), /cluster\.env is a FIFO, not a regular file/);
 
-  const link = files(undefined, 'A=1\n');
+  const link = paths().env;
+  writeFileSync(link.ISTIO_SIDECAR_CONFIG!, 'A=1\n');
   execFileSync('ln', ['-s', link.ISTIO_SIDECAR_CONFIG!, link.ISTIO_CLUSTER_CONFIG!]);
   const e2 = await configError(link);
   t.equal(e2.code, 'AGENT_E_UNSAFE_PATH');

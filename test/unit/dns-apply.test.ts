@@ -17,6 +17,7 @@ import {
   type DnsSettings,
 } from '../../src/dns/index';
 import { detectDnsmasq } from '../../src/dns/dnsmasq';
+import { installedDnsmasq } from '../../src/dns/host';
 import { COMPONENT_FACTORIES } from '../../src/components';
 import { MANAGED_MARK } from '../../src/dns/render';
 import { FakeClock } from '../../src/lib/clock';
@@ -218,6 +219,12 @@ void t.test(
     const base = await detectDnsmasq(o);
     t.equal(base.installed, false);
     t.match(!base.installed && base.why, 'dnsmasq-base');
+    t.throws(() => installedDnsmasq(base), {
+      code: 'AGENT_E_DNSMASQ_MISSING',
+      message:
+        /^DNS is configured \(ISTIO_DNS_SERVER or ISTIO_\*_IP\) but only \S+ is installed \(dnsmasq-base\), not the dnsmasq service/,
+    });
+    t.throws(() => installedDnsmasq(base), { message: /^(?!.*\bbut\b.*\bbut\b)/ }, 'one "but"');
     put(root, '/etc/init.d/dnsmasq', '#!/bin/sh\n', 0o755);
     const sysv = await detectDnsmasq(o);
     t.ok(

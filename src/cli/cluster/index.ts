@@ -31,7 +31,9 @@ export async function run(ctx: CommandContext): Promise<number> {
   }
   if (!Object.hasOwn(VERBS, verb)) throw usage('', `unknown verb "${verb}"`);
   const spec = VERBS[verb]!;
-  const { values, positionals } = parseOptions(rest, spec.options, USAGES[verb]!);
+  const { values, positionals } = parseOptions(rest, spec.options, USAGES[verb]!, {
+    positionals: Infinity,
+  });
   if (values.help) {
     ctx.out(`${USAGES[verb]!}\n`);
     return EXIT_OK;

@@ -13,14 +13,14 @@ export const MAX_FIRST_CSR_JITTER_MS = 5 * 60_000;
 
 export function parseCa(raw: RawEnv): CaConfig {
   const address = raw.str('CITADEL_ADDRESS', 'istio-citadel:8060');
-  if (!parseHostPort(address).ok) raw.fail('CITADEL_ADDRESS', `"${address}" is not host:port`);
+  if (!parseHostPort(address).ok) raw.report('CITADEL_ADDRESS', `"${address}" is not host:port`);
   const identity = raw.optStr('WORKLOAD_IDENTITY');
   if (identity !== undefined && !/^spiffe:\/\/[^/\s]+\/\S+$/.test(identity)) {
-    raw.fail('WORKLOAD_IDENTITY', `"${identity}" is not a spiffe:// URI`);
+    raw.report('WORKLOAD_IDENTITY', `"${identity}" is not a spiffe:// URI`);
   }
   const metaHost = raw.str('GCE_METADATA_HOST', '169.254.169.254');
   if (/[\s/]/.test(metaHost))
-    raw.fail('GCE_METADATA_HOST', `"${metaHost}" is not a host or host:port`);
+    raw.report('GCE_METADATA_HOST', `"${metaHost}" is not a host or host:port`);
   return {
     address,
     serverName: raw.str('CITADEL_SERVER_NAME', 'istio-citadel'),
@@ -44,6 +44,7 @@ export function parseCa(raw: RawEnv): CaConfig {
 
 function rsaSize(raw: RawEnv): number {
   const n = raw.int('WORKLOAD_RSA_KEY_SIZE', 2048, 2048, 8192);
-  if (n % 1024 !== 0) raw.fail('WORKLOAD_RSA_KEY_SIZE', `${n} is not a multiple of 1024`);
-  return n;
+  if (n % 1024 === 0) return n;
+  raw.report('WORKLOAD_RSA_KEY_SIZE', `${n} is not a multiple of 1024`);
+  return 2048;
 }

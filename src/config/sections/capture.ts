@@ -9,11 +9,11 @@ export function parseCapture(raw: RawEnv): CaptureConfig {
   const envoyPort = raw.port('ENVOY_PORT', 15001);
   const envoyUser = raw.str('ENVOY_USER', 'istio-proxy');
   if (!USER_NAME.test(envoyUser))
-    raw.fail('ENVOY_USER', `"${envoyUser}" is not a user name or uid`);
+    raw.report('ENVOY_USER', `"${envoyUser}" is not a user name or uid`);
   const enableInboundIpv6 = raw.bool('ENABLE_INBOUND_IPV6', false);
   const rejectInboundIpv6 = raw.bool('ISTIO_REJECT_INBOUND_IPV6', false);
   if (rejectInboundIpv6 && enableInboundIpv6) {
-    raw.fail(
+    raw.report(
       'ISTIO_REJECT_INBOUND_IPV6',
       'cannot reject inbound IPv6 while ENABLE_INBOUND_IPV6 captures it; set only one of them',
     );
@@ -44,17 +44,18 @@ function starOr<T>(raw: RawEnv, key: string, parse: () => T): '*' | T {
 }
 
 export function cidrs(raw: RawEnv, key: string): Cidr[] {
-  return raw.list(key).map((s) => {
+  return raw.list(key).flatMap((s) => {
     const c = parseCidr(s);
-    if (typeof c === 'string') raw.fail(key, c);
-    return c;
+    if (typeof c !== 'string') return [c];
+    raw.report(key, c);
+    return [];
   });
 }
 
 export function ports(raw: RawEnv, key: string): number[] {
-  return raw.list(key).map((s) => {
-    if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535)
-      raw.fail(key, `"${s}" is not a port (1-65535)`);
-    return Number(s);
+  return raw.list(key).flatMap((s) => {
+    if (/^\d{1,5}$/.test(s) && Number(s) >= 1 && Number(s) <= 65535) return [Number(s)];
+    raw.report(key, `"${s}" is not a port (1-65535)`);
+    return [];
   });
 }

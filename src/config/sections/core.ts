@@ -19,7 +19,7 @@ export function parseCore(raw: RawEnv): CoreConfig {
 /** A Kubernetes namespace-like name (RFC 1123 label). */
 export function dnsLabel(raw: RawEnv, key: string, def: string): string {
   const v = raw.str(key, def);
-  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v))
-    raw.fail(key, `"${v}" is not a valid DNS label (lowercase letters, digits, '-')`);
-  return v;
+  if (/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v)) return v;
+  raw.report(key, `"${v}" is not a valid DNS label (lowercase letters, digits, '-')`);
+  return def;
 }

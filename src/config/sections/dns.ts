@@ -22,11 +22,14 @@ export function parseDns(raw: RawEnv): DnsConfig {
       clusterDomain,
     )
   ) {
-    raw.fail('ISTIO_CLUSTER_DOMAIN', `"${clusterDomain}" is not a DNS domain (e.g. cluster.local)`);
+    raw.report(
+      'ISTIO_CLUSTER_DOMAIN',
+      `"${clusterDomain}" is not a DNS domain (e.g. cluster.local)`,
+    );
   }
   const dropInDir = raw.str('ISTIO_DNSMASQ_DIR', '/etc/dnsmasq.d');
   if (!path.isAbsolute(dropInDir)) {
-    raw.fail('ISTIO_DNSMASQ_DIR', `"${dropInDir}" is not an absolute path`);
+    raw.report('ISTIO_DNSMASQ_DIR', `"${dropInDir}" is not an absolute path`);
   }
   return {
     enabled: [dnsServer, pilotIp, citadelIp, mixerIp].some((x) => x !== undefined),
@@ -59,8 +62,9 @@ function hostAddress(raw: RawEnv, key: string): string | undefined {
   const v = raw.get(key)?.value.trim();
   if (v === undefined || v === '') return undefined;
   const problem = addressProblem(v);
-  if (problem !== undefined) raw.fail(key, problem);
-  return v;
+  if (problem === undefined) return v;
+  raw.report(key, problem);
+  return undefined;
 }
 
 /**
@@ -95,8 +99,9 @@ function dnsServerAddress(raw: RawEnv, key: string): DnsServer | undefined {
   const v = raw.get(key)?.value.trim();
   if (v === undefined || v === '') return undefined;
   const r = parseDnsServer(v);
-  if (typeof r === 'string') raw.fail(key, r);
-  return r;
+  if (typeof r !== 'string') return r;
+  raw.report(key, r);
+  return undefined;
 }
 
 function isLoopback(address: string, family: 4 | 6): boolean {

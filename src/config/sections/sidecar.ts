@@ -19,7 +19,7 @@ export function parseSidecar(raw: RawEnv, core: CoreConfig): SidecarConfig {
   );
   const pilotAddress = raw.str('PILOT_ADDRESS', `istio-pilot.${systemNamespace}:${pilotPort}`);
   if (!parseHostPort(pilotAddress).ok) {
-    raw.fail(
+    raw.report(
       'PILOT_ADDRESS',
       `"${pilotAddress}" is not host:port (e.g. istio-pilot.istio-system:15011)`,
     );
@@ -29,16 +29,16 @@ export function parseSidecar(raw: RawEnv, core: CoreConfig): SidecarConfig {
     .split(/\s+/)
     .filter((s) => s !== '');
   const execUser = raw.str('EXEC_USER', 'istio-proxy');
-  if (/[\s:/]/.test(execUser)) raw.fail('EXEC_USER', `"${execUser}" is not a user name or uid`);
+  if (/[\s:/]/.test(execUser)) raw.report('EXEC_USER', `"${execUser}" is not a user name or uid`);
   // The sidecar runs what the Pilot and the network hand it: never as root.
   if (execUser === 'root' || /^0+$/.test(execUser))
-    raw.fail(
+    raw.report(
       'EXEC_USER',
       'the sidecar must not run as root; use istio-proxy (the package creates it)',
     );
   const podName = raw.optStr('POD_NAME');
   if (podName !== undefined && /[\s~]/.test(podName)) {
-    raw.fail('POD_NAME', `"${podName}" contains whitespace or '~' (the service node separator)`);
+    raw.report('POD_NAME', `"${podName}" contains whitespace or '~' (the service node separator)`);
   }
   return {
     mode: raw.oneOf('SIDECAR_MODE', ['pilot-agent', 'envoy', 'none', 'auto'] as const, 'auto'),
