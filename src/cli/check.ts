@@ -11,15 +11,17 @@ import { formatDuration, isoTime } from '../lib/duration';
 import { systemClock } from '../lib/clock';
 import { toAgentError } from '../lib/errors';
 import { splitHostPort } from '../lib/host-port';
+import { statusFilePath } from '../observe/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
-const USAGE = `Usage: istio-node-agent check [--json]
+const USAGE = `Usage: istio-node-agent check [--state-dir DIR] [--json]
 
 A self-check of this host, from the same configuration as \`run\`: the configuration itself,
 the certificate set (present, key matches, chain verifies to root-cert.pem, time left), the CA
 (TLS handshake with the name and root the agent uses), the GCE metadata server (gcp/auto),
 the capture rules against the plan (root), the DNS drop-in and dnsmasq, the sidecar binaries,
 and the daemon's last status. Changes nothing.
+--state-dir DIR stands for ISTIO_AGENT_STATE_DIR (the daemon's state directory).
 Exit 0 when every check passes, 1 when one fails, 78 when the configuration is invalid.`;
 
 export interface CheckResult {
@@ -204,9 +206,11 @@ const checks: Record<string, Check> = {
 
   async daemon(cfg) {
     try {
-      const st = JSON.parse(
-        await fs.readFile(path.join(cfg.core.stateDir, 'status.json'), 'utf8'),
-      ) as { state: string; summary: string; pid: number };
+      const st = JSON.parse(await fs.readFile(statusFilePath(cfg.core.stateDir), 'utf8')) as {
+        state: string;
+        summary: string;
+        pid: number;
+      };
       let alive = false;
       try {
         process.kill(st.pid, 0);
@@ -228,13 +232,20 @@ const checks: Record<string, Check> = {
 };
 
 export async function run(ctx: CommandContext): Promise<number> {
-  const { values } = parseOptions(ctx.argv, { ...HELP_OPTION, json: { type: 'boolean' } }, USAGE);
+  const { values } = parseOptions(
+    ctx.argv,
+    { ...HELP_OPTION, json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+    USAGE,
+  );
   if (values.help) {
     ctx.out(USAGE + '\n');
     return 0;
   }
+  const env = values['state-dir']
+    ? { ...ctx.env, ISTIO_AGENT_STATE_DIR: values['state-dir'] }
+    : ctx.env;
   // An invalid configuration is the first finding, and ends the check (exit 78).
-  const { config, warnings } = await loadConfig(ctx.env);
+  const { config, warnings } = await loadConfig(env);
   const results: CheckResult[] = [
     {
       name: 'config',

@@ -1,12 +1,11 @@
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Agent, liveDeps } from '../agent';
 import { startDevCa } from '../ca/index';
 import { buildCertManager } from '../certs/index';
 import { buildConfig, parseDuration, RawEnv } from '../config/index';
-import { systemClock } from '../lib/clock';
+import { runDaemon, withAgentLock } from '../daemon/index';
+import { atomicWrite } from '../lib/atomic-write';
 import { AgentError } from '../lib/errors';
-import { acquireLock, AGENT_LOCK } from '../lib/lock';
+import { ensureDir, readFileSafe } from '../lib/safe-fs';
 import { createLogger, type Logger } from '../observe/index';
 import { createNotifier } from '../systemd/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
@@ -18,7 +17,9 @@ Runs the agent against an embedded Citadel-compatible CA on 127.0.0.1: makes a
 bootstrap certificate, lets the agent replace it with one for a key it made,
 and renews it every ~half TTL so rotation shows within a minute. Changes nothing
 on the host (no iptables, no DNS, no sidecar) and needs no root. State lives in
---state-dir (default ./.dev-state). Ctrl-C stops it.
+--state-dir (default ./.dev-state); \`status --state-dir DIR/agent\` shows it.
+The monitoring endpoint takes a free loopback port (ISTIO_AGENT_MONITORING_ADDR
+names another); the start-up banner says which. Ctrl-C stops it.
 
   --once   exit 0 after the first certificate is issued
   --json   JSON log records instead of readable lines`;
@@ -51,19 +52,15 @@ export async function run(ctx: CommandContext): Promise<number> {
       `--ttl ${values.ttl}: give a duration of at least 10s\n${USAGE}`,
     );
   const log = createLogger({ level: 'info', pretty: !values.json, journal: false });
-  await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
   // One dev per state directory: a second one would share the CA's and the certificates' files.
-  const lock = await acquireLock(path.join(stateDir, 'agent'), AGENT_LOCK, {
-    holder: 'istio-node-agent dev',
-  });
-  try {
-    return await runDev(values, stateDir, ttlMs, log);
-  } finally {
-    await lock.release();
-  }
+  await ensureDir(stateDir, 0o700);
+  return withAgentLock(path.join(stateDir, 'agent'), 'istio-node-agent dev', () =>
+    runDev(ctx, values, stateDir, ttlMs, log),
+  );
 }
 
 async function runDev(
+  ctx: CommandContext,
   values: { api?: string; key?: string; once?: boolean; ttl?: string },
   stateDir: string,
   ttlMs: number,
@@ -71,103 +68,106 @@ async function runDev(
 ): Promise<number> {
   const caDir = path.join(stateDir, 'ca');
   const certsDir = path.join(stateDir, 'certs');
-  await fs.mkdir(caDir, { recursive: true, mode: 0o700 });
+  await ensureDir(caDir, 0o700);
 
   // The CA keeps its root across runs, so a restarted dev agent keeps its certificates.
   const root = await readRoot(caDir);
   const ca = await startDevCa({ ttlMs, ...(root ? { root } : {}) });
-  if (!root) {
-    await fs.writeFile(path.join(caDir, 'root-cert.pem'), ca.rootPem);
-    await fs.writeFile(path.join(caDir, 'root-key.pem'), ca.rootKeyPem, { mode: 0o600 });
-  }
-  log.info(
-    { component: 'dev', address: ca.address, ttl: values.ttl ?? '60s' },
-    `embedded CA listening on ${ca.address}`,
-  );
-
-  if (!(await exists(path.join(certsDir, 'cert-chain.pem')))) {
-    const boot = await ca.issueBootstrap(IDENTITY, 24 * 3600_000);
-    await fs.mkdir(certsDir, { recursive: true });
-    await fs.writeFile(path.join(certsDir, 'cert-chain.pem'), boot.certChainPem);
-    await fs.writeFile(path.join(certsDir, 'key.pem'), boot.keyPem, { mode: 0o600 });
-    await fs.writeFile(path.join(certsDir, 'root-cert.pem'), boot.rootPem);
-    log.info(
-      { component: 'dev', certsDir, identity: IDENTITY },
-      `wrote a bootstrap certificate for ${IDENTITY} to ${certsDir}`,
-    );
-  }
-
-  const raw = new RawEnv();
-  const set = (k: string, v: string): void => {
-    raw.set(k, v, 'dev', 0);
-  };
-  set('CITADEL_ADDRESS', ca.address);
-  set('CITADEL_SERVER_NAME', 'istio-citadel');
-  set('CITADEL_ENV', 'onprem');
-  set('CA_API', values.api ?? 'HandleCSR');
-  set('WORKLOAD_KEY_ALGORITHM', values.key ?? 'RSA');
-  set('CERTS_DIR', certsDir);
-  set('WORKLOAD_CERT_TTL', String(Math.round(ttlMs / 1000)));
-  set('ISTIO_AGENT_STATE_DIR', path.join(stateDir, 'agent'));
-  set('ISTIO_CAPTURE', 'false');
-  set('SIDECAR_MODE', 'none');
-  // One agent, not a fleet: the first CSR goes out at once.
-  set('CERT_FIRST_CSR_JITTER', '0');
-  const config = buildConfig(raw, { cluster: '(dev)', sidecar: '(dev)' });
-
-  const { deps, bind } = liveDeps(log);
-  // Dev mode changes nothing on the host: no chown of the key to the proxy user.
-  const certs = await buildCertManager(config, deps, { keyOwner: 'none' });
-  const agent = new Agent(config, [certs], {
-    log,
-    clock: systemClock,
-    notifier: createNotifier({}, log),
-    statusFile: path.join(stateDir, 'agent', 'status.json'),
-  });
-  bind(agent);
-  deps.events.on('certs-rotated', (info) => {
-    log.info(
-      { component: 'dev', generation: info.generation },
-      `new certificate set live in ${info.certsDir}`,
-    );
-  });
-  const stop = (): void => {
-    log.info({ component: 'dev' }, 'stopping');
-    void agent.stop();
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
   try {
-    await agent.start();
-    if (values.once) await agent.stop();
-    await agent.wait();
-  } catch (e) {
-    await ca.stop();
-    throw e;
+    if (!root) {
+      await atomicWrite(path.join(caDir, 'root-cert.pem'), ca.rootPem, { mode: 0o644 });
+      await atomicWrite(path.join(caDir, 'root-key.pem'), ca.rootKeyPem, { mode: 0o600 });
+    }
+    log.info(
+      { component: 'dev', address: ca.address, ttl: values.ttl ?? '60s' },
+      `embedded CA listening on ${ca.address}`,
+    );
+
+    if (!(await readFileSafe(path.join(certsDir, 'cert-chain.pem')))) {
+      const boot = await ca.issueBootstrap(IDENTITY, 24 * 3600_000);
+      await ensureDir(certsDir, 0o755);
+      await atomicWrite(path.join(certsDir, 'cert-chain.pem'), boot.certChainPem, { mode: 0o644 });
+      await atomicWrite(path.join(certsDir, 'key.pem'), boot.keyPem, { mode: 0o600 });
+      await atomicWrite(path.join(certsDir, 'root-cert.pem'), boot.rootPem, { mode: 0o644 });
+      log.info(
+        { component: 'dev', certsDir, identity: IDENTITY },
+        `wrote a bootstrap certificate for ${IDENTITY} to ${certsDir}`,
+      );
+    }
+
+    const raw = new RawEnv();
+    const set = (k: string, v: string): void => {
+      raw.set(k, v, 'dev', 0);
+    };
+    set('CITADEL_ADDRESS', ca.address);
+    set('CITADEL_SERVER_NAME', 'istio-citadel');
+    set('CITADEL_ENV', 'onprem');
+    set('CA_API', values.api ?? 'HandleCSR');
+    set('WORKLOAD_KEY_ALGORITHM', values.key ?? 'RSA');
+    set('CERTS_DIR', certsDir);
+    set('WORKLOAD_CERT_TTL', String(Math.round(ttlMs / 1000)));
+    set('ISTIO_AGENT_STATE_DIR', path.join(stateDir, 'agent'));
+    set('ISTIO_CAPTURE', 'false');
+    set('SIDECAR_MODE', 'none');
+    // Beside a real agent on 15014: any free port, unless the environment names one.
+    set('ISTIO_AGENT_MONITORING_ADDR', ctx.env.ISTIO_AGENT_MONITORING_ADDR || '127.0.0.1:0');
+    // One agent, not a fleet: the first CSR goes out at once.
+    set('CERT_FIRST_CSR_JITTER', '0');
+    const config = buildConfig(raw, { cluster: '(dev)', sidecar: '(dev)' });
+
+    return await runDaemon({
+      config,
+      log,
+      env: ctx.env,
+      notifier: createNotifier({}, log),
+      once: values.once ?? false,
+      build: async (deps) => {
+        deps.events.on('certs-rotated', (info) => {
+          log.info(
+            { component: 'dev', generation: info.generation },
+            `new certificate set live in ${info.certsDir}`,
+          );
+        });
+        // Dev mode changes nothing on the host: no chown of the key to the proxy user.
+        return [await buildCertManager(config, deps, { keyOwner: 'none' })];
+      },
+      started: ({ monitoring }) => {
+        if (!values.once) ctx.err(banner(stateDir, certsDir, monitoring));
+      },
+    });
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    await ca.stop();
   }
-  await ca.stop();
-  return agent.failed ? agent.failed.exitCode : 0;
+}
+
+/** What to do next, once the first certificate is there. */
+export function banner(stateDir: string, certsDir: string, monitoring: string | undefined): string {
+  const chain = path.join(certsDir, 'cert-chain.pem');
+  return (
+    [
+      '',
+      `  Certificates: ${certsDir} (cert-chain.pem, key.pem, root-cert.pem), renewed every ~half TTL`,
+      `  Look at one:  openssl x509 -in ${chain} -noout -subject -serial -dates -ext subjectAltName`,
+      `  Status:       ${selfCommand()} status --state-dir ${path.join(stateDir, 'agent')}`,
+      ...(monitoring
+        ? [`  Monitoring:   curl -s http://${monitoring}/metrics | grep istio_node_agent_`]
+        : []),
+      '  Ctrl-C stops it.',
+      '',
+    ].join('\n') + '\n'
+  );
+}
+
+/** How this program was started: `istio-node-agent`, or `node dist/istio-node-agent.cjs`. */
+function selfCommand(): string {
+  const script = process.argv[1];
+  if (!script || !/\.(c?js|ts)$/.test(script)) return 'istio-node-agent';
+  return `node ${path.relative(process.cwd(), script) || script}`;
 }
 
 async function readRoot(dir: string): Promise<{ certPem: string; keyPem: string } | undefined> {
-  try {
-    return {
-      certPem: await fs.readFile(path.join(dir, 'root-cert.pem'), 'utf8'),
-      keyPem: await fs.readFile(path.join(dir, 'root-key.pem'), 'utf8'),
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p);
-    return true;
-  } catch {
-    return false;
-  }
+  const cert = await readFileSafe(path.join(dir, 'root-cert.pem')).catch(() => undefined);
+  const key = await readFileSafe(path.join(dir, 'root-key.pem')).catch(() => undefined);
+  if (!cert || !key) return undefined;
+  return { certPem: cert.data.toString('utf8'), keyPem: key.data.toString('utf8') };
 }

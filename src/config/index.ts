@@ -10,3 +10,4 @@ export {
 export { parseEnvFile, type EnvEntry } from './env-file';
 export { RawEnv, parseDuration } from './raw';
 export { parseCidr, type Cidr } from './net';
+export { DEFAULT_STATE_DIR, DEFAULT_MONITORING_ADDR } from './sections/core';
