@@ -260,9 +260,11 @@ export class Agent {
     const components: Record<string, ComponentStatus> = {};
     for (const c of this.components) {
       if (c.inStatus === false) continue;
-      components[c.name] = this.started.includes(c)
-        ? c.status()
-        : { ready: false, summary: `${c.name} not started` };
+      // The one being started says why it is not ready yet (e.g. the CA is not answering).
+      components[c.name] =
+        this.started.includes(c) || c === this.startingNow
+          ? c.status()
+          : { ready: false, summary: `${c.name} not started` };
     }
     const now = this.opts.clock.now();
     const verdict = judge(components, this.lastReload?.refused, now);
