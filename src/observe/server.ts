@@ -95,6 +95,9 @@ export function startMonitorServer(
         res.writeHead(a.status, {
           'content-type': a.type,
           'cache-control': 'no-store',
+          // One request per connection: scrapes are seconds apart, and no idle connection is
+          // held open (nor reused by a client just as the server times it out).
+          connection: 'close',
           ...(a.allow ? { allow: a.allow } : {}),
         });
         res.end(a.body);
