@@ -1,6 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import * as path from 'node:path';
 import type { CredentialInput, IdentitySource } from '../identity/index';
+import { certSerial } from '../lib/cert-serial';
 import { AgentError } from '../lib/errors';
 import { extractCertificates } from '../lib/pem';
 import { CHAIN_FILE, KEY_FILE, ROOT_FILE, type StoredSet } from './store';
@@ -30,7 +31,7 @@ export function describeSet(set: StoredSet, dir: string): HeldCert | undefined {
     return {
       notBefore: Date.parse(leaf.validFrom),
       notAfter: Date.parse(leaf.validTo),
-      serial: leaf.serialNumber,
+      serial: certSerial(leaf),
       issuer: set.meta.issuer,
       generation: set.generation,
     };

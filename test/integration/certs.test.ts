@@ -10,6 +10,7 @@ import { webcrypto, randomBytes } from 'node:crypto';
 import { startDevCa, type DevCa, type DevCaOptions } from '../../src/ca/index';
 import { buildCertManager, CertComponent } from '../../src/certs/index';
 import { x509 } from '../../src/lib/x509';
+import { certSerial } from '../../src/lib/cert-serial';
 import { status } from '@grpc/grpc-js';
 import { startGceMetadataDouble } from '../doubles/gce-metadata-server';
 import { bootstrapDir, configFor, testDeps, until } from '../helpers/certs';
@@ -19,7 +20,7 @@ import { FakeClock } from '../../src/lib/clock';
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const openssl = (...args: string[]): string =>
   execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber.toLowerCase();
+const serialOf = (pem: string): string => certSerial(new X509Certificate(pem));
 
 async function withCa(t: Tap, opts: Partial<DevCaOptions> & { ttlMs: number }): Promise<DevCa> {
   const ca = await startDevCa(opts);
