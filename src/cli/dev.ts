@@ -6,7 +6,7 @@ import { runDaemon, withAgentLock } from '../daemon/index';
 import { atomicWrite } from '../lib/atomic-write';
 import { AgentError } from '../lib/errors';
 import { ensureDir, readFileSafe } from '../lib/safe-fs';
-import { createLogger, type Logger } from '../observe/index';
+import { createLogger, wantsColor, type Logger } from '../observe/index';
 import { createNotifier } from '../systemd/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
@@ -51,7 +51,12 @@ export async function run(ctx: CommandContext): Promise<number> {
       'AGENT_E_USAGE',
       `--ttl ${values.ttl}: give a duration of at least 10s\n${USAGE}`,
     );
-  const log = createLogger({ level: 'info', pretty: !values.json, journal: false });
+  const log = createLogger({
+    level: 'info',
+    pretty: !values.json,
+    color: wantsColor(process.stdout, ctx.env),
+    journal: false,
+  });
   // One dev per state directory: a second one would share the CA's and the certificates' files.
   await ensureDir(stateDir, 0o700);
   return withAgentLock(path.join(stateDir, 'agent'), 'istio-node-agent dev', () =>

@@ -1,7 +1,7 @@
 import { buildComponents } from '../components';
 import { loadConfig } from '../config/index';
 import { runDaemon, withAgentLock } from '../daemon/index';
-import { createLogger } from '../observe/index';
+import { createLogger, wantsColor } from '../observe/index';
 import { createNotifier } from '../systemd/index';
 import { HELP_OPTION, parseOptions, type CommandContext } from './context';
 
@@ -26,6 +26,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   const log = createLogger({
     level: config.core.logLevel,
     pretty: !ctx.env.JOURNAL_STREAM && process.stdout.isTTY,
+    color: wantsColor(process.stdout, ctx.env),
   });
   for (const w of warnings) log.warn({ component: 'config' }, w);
   return withAgentLock(config.core.stateDir, 'istio-node-agent run', () =>

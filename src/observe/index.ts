@@ -1,4 +1,12 @@
-export { createLogger, silentLogger, JOURNAL_PRIORITY, type Logger, type LogLevel } from './logger';
+export {
+  createLogger,
+  prettyLine,
+  silentLogger,
+  wantsColor,
+  JOURNAL_PRIORITY,
+  type Logger,
+  type LogLevel,
+} from './logger';
 export { MetricStore, NO_METRICS, type Metrics } from './metrics';
 export {
   METRIC_DEFS,
