@@ -11,7 +11,7 @@ import type { Progress, Stage } from './round';
 /** A failed round, for the metrics: the CA's answer refused by a check, the CA's error, or other. */
 export function csrResult(err: AgentError, stage: Stage): 'rejected' | 'ca_error' | 'error' {
   if (stage === 'check') return 'rejected';
-  if (err.code.startsWith('AGENT_E_CA_')) return 'ca_error';
+  if (/^AGENT_E_CA_/.test(err.code)) return 'ca_error';
   return 'error';
 }
 
