@@ -98,6 +98,8 @@ export function startMonitorServer(
           // One request per connection: scrapes are seconds apart, and no idle connection is
           // held open (nor reused by a client just as the server times it out).
           connection: 'close',
+          // The whole answer is known: its length, not chunks (simple clients read it as is).
+          'content-length': Buffer.byteLength(a.body),
           ...(a.allow ? { allow: a.allow } : {}),
         });
         res.end(a.body);

@@ -114,6 +114,11 @@ void t.test('the server: loopback, bounded, answers', async (t) => {
   const r = await fetch(`http://${server.address}/healthz/live`);
   t.equal(r.status, 200);
   t.equal(r.headers.get('connection'), 'close');
+  t.equal(
+    r.headers.get('content-length'),
+    String(Buffer.byteLength(await r.text())),
+    'not chunked',
+  );
   // Headers past the cap: refused without reaching a route.
   const big = await new Promise<number | undefined>((resolve) => {
     const [host, port] = server.address.split(':');
