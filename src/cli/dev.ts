@@ -1,3 +1,4 @@
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { startDevCa } from '../ca/index';
 import { buildCertManager } from '../certs/index';
@@ -88,7 +89,10 @@ async function runDev(
       `embedded CA listening on ${ca.address}`,
     );
 
-    if (!(await readFileSafe(path.join(certsDir, 'cert-chain.pem')))) {
+    // A set from an earlier run is the certificate store's (cert-chain.pem is then its symlink
+    // into a generation directory): whether there is one is all that is asked here; the store
+    // checks it when the agent starts.
+    if (!(await present(path.join(certsDir, 'cert-chain.pem')))) {
       const boot = await ca.issueBootstrap(IDENTITY, 24 * 3600_000);
       await ensureDir(certsDir, 0o755);
       await atomicWrite(path.join(certsDir, 'cert-chain.pem'), boot.certChainPem, { mode: 0o644 });
@@ -168,6 +172,16 @@ function selfCommand(): string {
   const script = process.argv[1];
   if (!script || !/\.(c?js|ts)$/.test(script)) return 'istio-node-agent';
   return `node ${path.relative(process.cwd(), script) || script}`;
+}
+
+async function present(file: string): Promise<boolean> {
+  return fs.lstat(file).then(
+    () => true,
+    (e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    },
+  );
 }
 
 async function readRoot(dir: string): Promise<{ certPem: string; keyPem: string } | undefined> {
