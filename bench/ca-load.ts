@@ -18,7 +18,7 @@ import { startDevCa } from '../src/ca/index';
 import { createCsr } from '../src/certs/csr';
 import { caConnector } from '../src/certs/index';
 import { generateWorkloadKey, type WorkloadKey } from '../src/certs/keys';
-import { CLOCK_SKEW_MS } from '../src/certs/manager';
+import { CLOCK_SKEW_MS } from '../src/certs/round';
 import { checkIssued } from '../src/certs/validate';
 import type { CaConfig } from '../src/config/types';
 import { chooseMtlsCredential } from '../src/identity/onprem';

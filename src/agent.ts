@@ -1,22 +1,40 @@
-import * as path from 'node:path';
-import { EventEmitter } from 'node:events';
-import type { AgentEventMap, Component, ComponentDeps, ComponentStatus } from './component';
+// size: one state machine (start in waves with rollback, reload, stop, the status it publishes); split, its transitions would be spread over files.
+import type { Component, ComponentStatus } from './component';
 import type { AgentConfig } from './config/types';
-import { atomicWrite } from './lib/atomic-write';
-import { ensureDir } from './lib/safe-fs';
-import { systemClock, type Clock, type TimerHandle } from './lib/clock';
-import { exec } from './lib/exec';
+import type { Clock, TimerHandle } from './lib/clock';
+import { isoTime } from './lib/duration';
 import { toAgentError, type AgentError } from './lib/errors';
-import type { Logger } from './observe/index';
+import { writeStatusFile, type Logger } from './observe/index';
+import { judge } from './readiness';
 import { startWaves } from './start-waves';
 import type { Notifier } from './systemd/index';
 
+/**
+ * Where the agent is: `ready` once started with every component ready, `degraded` once started
+ * with something not ready (READY=1 was still sent: e.g. envoy not LIVE within
+ * ISTIO_PROXY_READY_TIMEOUT, a crash-looping sidecar, a certificate past its not-after, a
+ * refused reload).
+ */
+export type AgentState =
+  'starting' | 'ready' | 'degraded' | 'reloading' | 'stopping' | 'stopped' | 'failed';
+
+/** The status `status --json`, /debug/status and `status.json` show. */
 export interface AgentStatus {
-  readonly state: 'starting' | 'ready' | 'reloading' | 'stopping' | 'stopped' | 'failed';
+  readonly state: AgentState;
+  /** Every component ready and no refused reload (readiness.ts). */
+  readonly ready: boolean;
+  /** What is not ready, by component (or `reload`), and why. */
+  readonly notReady: Readonly<Record<string, string>>;
   readonly pid: number;
   readonly since: string;
+  /** When this status was made. */
+  readonly at: string;
   readonly summary: string;
   readonly components: Record<string, ComponentStatus>;
+  /** The last SIGHUP: when, and why it was refused (the running configuration stayed). */
+  readonly reload?: { readonly at: string; readonly refused?: string };
+  /** Facts about the daemon the runner adds: version, state directory, monitoring address. */
+  readonly daemon?: Readonly<Record<string, unknown>>;
 }
 
 export interface AgentOptions {
@@ -25,6 +43,8 @@ export interface AgentOptions {
   readonly notifier: Notifier;
   /** Where `status` finds the daemon's last status (JSON); undefined = not written. */
   readonly statusFile: string | undefined;
+  /** What the status's `daemon` field says (read at each status). */
+  readonly info?: () => Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -33,7 +53,9 @@ export interface AgentOptions {
  * components in reverse order.
  */
 export class Agent {
-  private state: AgentStatus['state'] = 'starting';
+  /** The lifecycle; status() reports `ready` as `degraded` while something is not ready. */
+  private state: Exclude<AgentState, 'degraded'> = 'starting';
+  private lastReload: { at: number; refused?: string } | undefined;
   private readonly started: Component[] = [];
   private watchdogTimer: TimerHandle | undefined;
   private readonly since: string;
@@ -110,10 +132,15 @@ export class Agent {
     }
     if (signal.aborted) return;
     this.state = 'ready';
-    const summary = this.summary();
+    const summary = this.statusLine();
     this.lastStatusLine = summary;
     await notifier.ready(summary);
-    log.info({ component: 'agent', status: summary }, 'agent is ready');
+    if (this.status().ready) log.info({ component: 'agent', status: summary }, 'agent is ready');
+    else
+      log.warn(
+        { component: 'agent', status: summary },
+        'agent started, degraded: not every component is ready',
+      );
     this.writeStatusFile();
   }
 
@@ -189,11 +216,21 @@ export class Agent {
       }
     }
     this.state = 'ready';
-    const summary = this.summary();
+    this.lastReload = { at: this.opts.clock.now() };
+    const summary = this.statusLine();
     this.lastStatusLine = summary;
     await notifier.ready(summary);
     log.info({ component: 'agent', status: summary }, 'configuration reloaded');
     this.writeStatusFile();
+  }
+
+  /**
+   * A SIGHUP whose configuration was refused (the runner could not load it): the running
+   * configuration stays, and status says so (not ready) until a reload succeeds.
+   */
+  reloadRefused(err: AgentError): void {
+    this.lastReload = { at: this.opts.clock.now(), refused: err.toLine() };
+    this.refresh();
   }
 
   /** Stops in reverse order. Safe to call more than once. */
@@ -235,7 +272,7 @@ export class Agent {
   /** A component's status changed. */
   refresh(): void {
     if (this.state === 'stopped') return;
-    const line = this.summary();
+    const line = this.statusLine();
     if (line !== this.lastStatusLine) {
       this.lastStatusLine = line;
       void this.opts.notifier.status(line);
@@ -247,17 +284,47 @@ export class Agent {
     const components: Record<string, ComponentStatus> = {};
     for (const c of this.components) {
       if (c.inStatus === false) continue;
-      components[c.name] = this.started.includes(c)
-        ? c.status()
-        : { ready: false, summary: `${c.name} not started` };
+      // The one being started says why it is not ready yet (e.g. the CA is not answering).
+      components[c.name] =
+        this.started.includes(c) || this.startingNow.includes(c)
+          ? c.status()
+          : { ready: false, summary: `${c.name} not started` };
     }
+    const now = this.opts.clock.now();
+    const verdict = judge(components, this.lastReload?.refused, now);
+    const running = this.state === 'ready' || this.state === 'reloading';
+    const ready = verdict.ready && running;
+    const notReady = running ? verdict.notReady : { agent: this.state, ...verdict.notReady };
+    const reload = this.lastReload;
     return {
-      state: this.state,
+      state: this.state === 'ready' && !verdict.ready ? 'degraded' : this.state,
+      ready,
+      notReady,
       pid: process.pid,
       since: this.since,
+      at: isoTime(now),
       summary: this.summary(),
       components,
+      ...(reload
+        ? {
+            reload: {
+              at: isoTime(reload.at),
+              ...(reload.refused !== undefined ? { refused: reload.refused } : {}),
+            },
+          }
+        : {}),
+      ...(this.opts.info ? { daemon: this.opts.info() } : {}),
     };
+  }
+
+  /** STATUS=: the summary, `degraded: ` in front once started with something not ready. */
+  statusLine(): string {
+    const summary = this.summary();
+    if (this.state !== 'ready') return summary;
+    const components: Record<string, ComponentStatus> = {};
+    for (const c of this.started) if (c.inStatus !== false) components[c.name] = c.status();
+    const v = judge(components, this.lastReload?.refused, this.opts.clock.now());
+    return v.ready ? summary : `degraded: ${summary}`;
   }
 
   /** The one-line summary for STATUS=: each component's phrase, problems first. */
@@ -286,6 +353,8 @@ export class Agent {
         else parts.push(`waiting for ${c.name}`);
       }
     }
+    if (this.lastReload?.refused !== undefined)
+      problems.push(`reload refused: ${this.lastReload.refused}`);
     const all = [...problems, ...parts];
     if (all.length === 0)
       return this.state === 'ready' ? 'ready; no components enabled' : this.state;
@@ -331,12 +400,9 @@ export class Agent {
   private writeStatusFile(): void {
     const file = this.opts.statusFile;
     if (file === undefined) return;
-    const body = JSON.stringify(this.status(), null, 2) + '\n';
+    const status = this.status();
     this.statusWrite = this.statusWrite
-      .then(async () => {
-        await ensureDir(path.dirname(file), 0o755);
-        await atomicWrite(file, body, { mode: 0o644, durable: false });
-      })
+      .then(() => writeStatusFile(file, status))
       .catch((e: unknown) => {
         this.opts.log.warn(
           { component: 'agent', err: (e as Error).message },
@@ -344,31 +410,4 @@ export class Agent {
         );
       });
   }
-}
-
-/**
- * The real dependencies for components, wired to an agent made later: components are built
- * before the Agent that runs them, so `fatal` and `changed` reach it through `bind`.
- */
-export function liveDeps(log: Logger): { deps: ComponentDeps; bind: (agent: Agent) => void } {
-  let agent: Agent | undefined;
-  const deps: ComponentDeps = {
-    log,
-    clock: systemClock,
-    random: Math.random,
-    exec,
-    events: new EventEmitter<AgentEventMap>(),
-    fatal: (e) => {
-      agent?.fatal(e);
-    },
-    changed: () => {
-      agent?.refresh();
-    },
-  };
-  return {
-    deps,
-    bind: (a) => {
-      agent = a;
-    },
-  };
 }

@@ -2,7 +2,7 @@ import type { AgentConfig } from './config/types';
 import type { Clock } from './lib/clock';
 import type { Random } from './lib/backoff';
 import type { Exec } from './lib/exec';
-import type { Logger } from './observe/index';
+import type { Logger, Metrics } from './observe/index';
 import type { EventEmitter } from 'node:events';
 
 /** Events between components, e.g. the sidecar restarting envoy when the cert set rotates. */
@@ -22,6 +22,11 @@ export interface ComponentStatus {
   readonly summary: string;
   /** What is wrong, when something is. */
   readonly problem?: string;
+  /**
+   * When `ready` stops holding by itself (ISO 8601), e.g. the certificate's not-after: whoever
+   * reads this status later judges it at the time of reading (readiness.ts).
+   */
+  readonly validUntil?: string;
   /** Structured details for `status --json`. */
   readonly details?: Record<string, unknown>;
 }
@@ -45,6 +50,8 @@ export interface ComponentDeps {
   readonly fatal: (err: Error) => void;
   /** A component's status changed; the agent refreshes STATUS= and the status file. */
   readonly changed: () => void;
+  /** Where the component records its metrics (observe/metric-defs.ts); absent = nowhere. */
+  readonly metrics?: Metrics;
 }
 
 /**

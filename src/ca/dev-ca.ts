@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { isIPv6 } from 'node:net';
+import { certSerial, formatSerial } from '../lib/cert-serial';
 import {
   IstioCAService,
   IstioCertificateService,
@@ -123,7 +124,7 @@ export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
     let fromCert: string[] = [];
     if (peer?.raw) {
       const cert = new X509Certificate(peer.raw);
-      base.peerCertSerial = cert.serialNumber.toLowerCase();
+      base.peerCertSerial = certSerial(cert);
       base.peerCertFingerprint = fingerprint256(peer.raw);
       fromCert = sansOf(cert);
       base.peerCertSans = fromCert;
@@ -192,7 +193,7 @@ export async function startDevCa(opts: DevCaOptions): Promise<DevCa> {
       notBefore: t,
       notAfter: t + ttl,
     });
-    base.issuedSerial = leaf.serialNumber.toLowerCase();
+    base.issuedSerial = formatSerial(leaf.serialNumber);
     const rec = { ...base, outcome: 'issued' } as CaCallRecord;
     let chain = [normalizePem(leaf.toString('pem')), ...intermediates];
     if (api === 'CreateCertificate') chain.push(root.certPem);

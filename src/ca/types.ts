@@ -108,7 +108,7 @@ export interface CaCallRecord {
   readonly at: number;
   /**
    * What the client showed over mTLS (only a certificate that verified to the CA's root).
-   * Serials are lowercase hex without separators; the fingerprint is SHA-256, colon-separated.
+   * Serials are upper-case hex without separators (lib/cert-serial.ts); the fingerprint is SHA-256, colon-separated.
    */
   readonly peerCertSerial?: string;
   readonly peerCertSans?: readonly string[];

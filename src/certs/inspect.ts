@@ -6,6 +6,7 @@ import {
   type IdentitySource,
 } from '../identity/index';
 import { AgentError, toAgentError, type ErrorCode } from '../lib/errors';
+import { certSerial } from '../lib/cert-serial';
 import { extractCertificates } from '../lib/pem';
 import { verifyChain } from './chain';
 import { validShare } from './policy';
@@ -38,7 +39,7 @@ export function describeSet(set: StoredSet, dir: string): HeldCert | undefined {
     return {
       notBefore: Date.parse(leaf.validFrom),
       notAfter: Date.parse(leaf.validTo),
-      serial: leaf.serialNumber,
+      serial: certSerial(leaf),
       issuer: set.meta.issuer,
       generation: set.generation,
       renewShare: validShare(set.meta.renewShare),

@@ -6,16 +6,21 @@ import { AgentError, toAgentError } from '../lib/errors';
 import type { Logger } from '../observe/index';
 import { afterFailure, Failures } from './failures';
 import { checkPresent, describeSet, type HeldCert } from './inspect';
+import { CertMetrics } from './metrics';
 import { startKey, type WorkloadKey } from './keys';
-import { renewalAfterRatioChange, rotationDeadlineMs, settingsChange, startPlan } from './policy';
-import type { Schedule } from './policy';
+import {
+  renewalAfterRatioChange,
+  rotationDeadlineMs,
+  settingsChange,
+  startPlan,
+  type Schedule,
+} from './policy';
 import { csrRound, timeoutError, withDeadline, type Progress, type RoundResult } from './round';
 import { logSettingsChange } from './reload';
 import { certStatus } from './status';
 import type { StoredSet } from './store';
 import type { CertManagerOptions } from './types';
 
-export { CLOCK_SKEW_MS } from './round';
 export type { CertManagerOptions, CertStoreLike } from './types';
 
 /**
@@ -28,6 +33,7 @@ export type { CertManagerOptions, CertStoreLike } from './types';
 export class CertManager implements Component {
   readonly name = 'certs';
   private readonly log: Logger;
+  private readonly metrics: CertMetrics;
   /** The CA settings in force; a reload replaces them for the next CSR. */
   private ca: CaConfig;
   private identity = '';
@@ -51,6 +57,7 @@ export class CertManager implements Component {
     private readonly opts: CertManagerOptions,
   ) {
     this.log = deps.log.child({ component: 'certs' });
+    this.metrics = new CertMetrics(deps.metrics);
     this.ca = opts.ca;
     // The first key is made in the thread pool while the rest of the agent is built and the
     // files are read; the gRPC stack loads meanwhile.
@@ -245,7 +252,9 @@ export class CertManager implements Component {
   rotate(): Promise<boolean> {
     if (!this.rotating) {
       const progress: Progress = { stage: 'key' };
-      this.rotating = this.bounded(progress, (signal) => this.rotateOnce(signal, progress))
+      const round = this.bounded(progress, (signal) => this.rotateOnce(signal, progress));
+      this.rotating = this.metrics
+        .round(this.deps.clock, progress, this.abort.signal, round)
         .then(
           () => true,
           (e: unknown) => this.recordFailure(e, progress.stage),
@@ -303,6 +312,7 @@ export class CertManager implements Component {
         clock: this.deps.clock,
         random: this.deps.random,
         log: this.log,
+        bootstrapFallback: this.metrics.bootstrapFallback,
         serialWrite: (fn) => this.serialWrite(fn),
       },
       signal,
@@ -328,13 +338,13 @@ export class CertManager implements Component {
     this.rotations++;
     this.failures.clear();
     const wait = at - this.deps.clock.now();
+    this.log.debug({ serial: issued.serial, timing: r.timing }, 'CSR round timing');
     this.log.info(
       {
         serial: issued.serial,
         notAfter: iso(issued.notAfter),
         renewAt: iso(at),
         generation,
-        timing: r.timing,
       },
       `CSR is approved successfully. Will renew cert in ${formatDuration(wait)}`,
     );

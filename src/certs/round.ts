@@ -141,6 +141,8 @@ export interface RoundInput {
   readonly clock: Clock;
   readonly random: Random;
   readonly log: Logger;
+  /** The credential chosen is the bootstrap set: the agent's own certificate had expired. */
+  readonly bootstrapFallback?: () => void;
   /** Runs the write after any earlier round's (an abandoned round may still be writing). */
   readonly serialWrite: <T>(fn: () => Promise<T>) => Promise<T>;
 }
@@ -191,6 +193,13 @@ export async function csrRound(
     signal,
   );
   signal.throwIfAborted();
+  if (
+    credential.kind === 'mtls' &&
+    bootstrap.chainPem !== undefined &&
+    set.chainPem !== bootstrap.chainPem &&
+    credential.certChainPem === bootstrap.chainPem
+  )
+    input.bootstrapFallback?.();
   t = lap('credentialMs', t);
   if (!set.rootPem)
     throw new AgentError(

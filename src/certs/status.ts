@@ -1,5 +1,5 @@
 import type { ComponentStatus } from '../component';
-import { formatDuration, isoTime as iso } from '../lib/duration';
+import { isoTime as iso } from '../lib/duration';
 import type { AgentError } from '../lib/errors';
 import type { HeldCert } from './inspect';
 
@@ -23,11 +23,16 @@ export interface CertState {
 export function certStatus(s: CertState): ComponentStatus {
   const { now, current: cur } = s;
   const valid = cur !== undefined && cur.issuer === 'agent' && cur.notAfter > now;
+  // Instants, not "in 27s": a status is read later than it is made (STATUS=, status.json), and
+  // `status` shows each instant against the time it is read.
   let summary = 'cert: none';
   if (cur) {
-    summary = `cert valid until ${iso(cur.notAfter)}`;
+    summary =
+      cur.notAfter > now
+        ? `cert valid until ${iso(cur.notAfter)}`
+        : `cert EXPIRED at ${iso(cur.notAfter)}`;
     if (s.nextRenewal !== undefined)
-      summary += `, next renewal in ${formatDuration(Math.max(0, s.nextRenewal - now))}`;
+      summary += `, ${s.lastError ? 'next try' : 'renewal'} at ${iso(Math.max(now, s.nextRenewal))}`;
   }
   const problem = s.lastError
     ? `renewal failing since ${iso(s.failingSince ?? now)}: [${s.lastError.code}] ${s.lastError.message}`
@@ -36,6 +41,7 @@ export function certStatus(s: CertState): ComponentStatus {
     ready: valid,
     summary,
     ...(problem ? { problem } : {}),
+    ...(valid ? { validUntil: iso(cur.notAfter) } : {}),
     details: {
       identity: s.identity,
       notBefore: cur ? iso(cur.notBefore) : undefined,

@@ -1,5 +1,6 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { certificateSans } from '../identity/index';
+import { certSerial } from '../lib/cert-serial';
 import { AgentError } from '../lib/errors';
 import { verifyChain } from './chain';
 import { extractCertificates } from '../lib/pem';
@@ -155,5 +156,5 @@ export function checkIssued(input: CheckInput): IssuedCert {
     }
   }
   const chain = verdict.topIsAnchor && certs.length > 1 ? blocks.slice(0, -1) : blocks;
-  return { chain, notBefore, notAfter, serial: leaf.serialNumber, identity: input.identity };
+  return { chain, notBefore, notAfter, serial: certSerial(leaf), identity: input.identity };
 }

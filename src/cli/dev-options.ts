@@ -16,7 +16,9 @@ Runs the agent against an embedded Citadel-compatible CA on 127.0.0.1: makes a
 bootstrap certificate, lets the agent replace it with one for a key it made,
 and renews it every ~half TTL so rotation shows within a minute. Changes nothing
 on the host (no iptables, no DNS, no sidecar) and needs no root. State lives in
---state-dir (default ./.dev-state). Ctrl-C stops it.
+--state-dir (default ./.dev-state); \`status --state-dir DIR/agent\` shows it.
+The monitoring endpoint takes a free loopback port (ISTIO_AGENT_MONITORING_ADDR
+names another); the start-up banner says which. Ctrl-C stops it.
 
   --ttl    lifetime of the workload certificates (default 60s; at least 60s and at
            most 8760h, as WORKLOAD_CERT_TTL)
@@ -95,6 +97,8 @@ export function devConfig(
     readonly ttl: string;
     readonly api?: string | undefined;
     readonly keyAlgorithm?: string | undefined;
+    /** ISTIO_AGENT_MONITORING_ADDR (default: none, the endpoint off). */
+    readonly monitoringAddr?: string | undefined;
   },
   caAddress: string,
 ): AgentConfig {
@@ -115,6 +119,7 @@ export function devConfig(
   fixed('ISTIO_AGENT_STATE_DIR', path.join(opts.stateDir, 'agent'));
   fixed('ISTIO_CAPTURE', 'false');
   fixed('SIDECAR_MODE', 'none');
+  fixed('ISTIO_AGENT_MONITORING_ADDR', opts.monitoringAddr ?? 'off');
   // One agent, not a fleet: the first CSR goes out at once.
   fixed('CERT_FIRST_CSR_JITTER', '0');
   return buildConfig(raw, { cluster: '(dev)', sidecar: '(dev)' });

@@ -1,11 +1,11 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Agent, liveDeps } from '../agent';
 import { startDevCa } from '../ca/index';
 import { buildCertManager } from '../certs/index';
-import { systemClock } from '../lib/clock';
-import { acquireLock, AGENT_LOCK } from '../lib/lock';
-import { createLogger, type Logger } from '../observe/index';
+import { runDaemon, withAgentLock } from '../daemon/index';
+import { atomicWrite } from '../lib/atomic-write';
+import { ensureDir, readFileSafe } from '../lib/safe-fs';
+import { createLogger, wantsColor, type Logger } from '../observe/index';
 import { createNotifier } from '../systemd/index';
 import type { CommandContext } from './context';
 import {
@@ -23,105 +23,122 @@ export async function run(ctx: CommandContext): Promise<number> {
     ctx.out(DEV_USAGE + '\n');
     return 0;
   }
-  const stateDir = opts.stateDir;
-  const log = createLogger({ level: 'info', pretty: !opts.json, journal: false });
-  await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
-  // One dev per state directory: a second one would share the CA's and the certificates' files.
-  const lock = await acquireLock(path.join(stateDir, 'agent'), AGENT_LOCK, {
-    holder: 'istio-node-agent dev',
+  const log = createLogger({
+    level: 'info',
+    pretty: !opts.json,
+    color: wantsColor(process.stdout, ctx.env),
+    journal: false,
   });
-  try {
-    return await runDev(opts, log);
-  } finally {
-    await lock.release();
-  }
+  // One dev per state directory: a second one would share the CA's and the certificates' files.
+  await ensureDir(opts.stateDir, 0o700);
+  return withAgentLock(path.join(opts.stateDir, 'agent'), 'istio-node-agent dev', () =>
+    runDev(ctx, opts, log),
+  );
 }
 
-async function runDev(opts: DevOptions, log: Logger): Promise<number> {
+async function runDev(ctx: CommandContext, opts: DevOptions, log: Logger): Promise<number> {
   const { stateDir, ttlMs } = opts;
   const caDir = path.join(stateDir, 'ca');
   const certsDir = path.join(stateDir, 'certs');
-  await fs.mkdir(caDir, { recursive: true, mode: 0o700 });
+  await ensureDir(caDir, 0o700);
 
   // The CA keeps its root across runs, so a restarted dev agent keeps its certificates.
   const root = await readRoot(caDir);
   const ca = await startDevCa({ ttlMs, ...(root ? { root } : {}) });
-  if (!root) {
-    await fs.writeFile(path.join(caDir, 'root-cert.pem'), ca.rootPem);
-    await fs.writeFile(path.join(caDir, 'root-key.pem'), ca.rootKeyPem, { mode: 0o600 });
-  }
-  log.info(
-    { component: 'dev', address: ca.address, ttl: opts.ttl },
-    `embedded CA listening on ${ca.address}`,
-  );
-
-  if (!(await exists(path.join(certsDir, 'cert-chain.pem')))) {
-    const boot = await ca.issueBootstrap(DEV_IDENTITY, 24 * 3600_000);
-    await fs.mkdir(certsDir, { recursive: true });
-    await fs.writeFile(path.join(certsDir, 'cert-chain.pem'), boot.certChainPem);
-    await fs.writeFile(path.join(certsDir, 'key.pem'), boot.keyPem, { mode: 0o600 });
-    await fs.writeFile(path.join(certsDir, 'root-cert.pem'), boot.rootPem);
-    log.info(
-      { component: 'dev', certsDir, identity: DEV_IDENTITY },
-      `wrote a bootstrap certificate for ${DEV_IDENTITY} to ${certsDir}`,
-    );
-  }
-
-  const config = devConfig(opts, ca.address);
-
-  const { deps, bind } = liveDeps(log);
-  // Dev mode changes nothing on the host: no chown of the key to the proxy user.
-  const certs = await buildCertManager(config, deps, { keyOwner: 'none' });
-  const agent = new Agent(config, [certs], {
-    log,
-    clock: systemClock,
-    notifier: createNotifier({}, log),
-    statusFile: path.join(stateDir, 'agent', 'status.json'),
-  });
-  bind(agent);
-  deps.events.on('certs-rotated', (info) => {
-    log.info(
-      { component: 'dev', generation: info.generation },
-      `new certificate set live in ${info.certsDir}`,
-    );
-  });
-  const stop = (): void => {
-    log.info({ component: 'dev' }, 'stopping');
-    void agent.stop();
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
   try {
-    await agent.start();
-    if (opts.once) await agent.stop();
-    await agent.wait();
-  } catch (e) {
-    await ca.stop();
-    throw e;
+    if (!root) {
+      await atomicWrite(path.join(caDir, 'root-cert.pem'), ca.rootPem, { mode: 0o644 });
+      await atomicWrite(path.join(caDir, 'root-key.pem'), ca.rootKeyPem, { mode: 0o600 });
+    }
+    log.info(
+      { component: 'dev', address: ca.address, ttl: opts.ttl },
+      `embedded CA listening on ${ca.address}`,
+    );
+
+    // A set from an earlier run is the certificate store's (cert-chain.pem is then its symlink
+    // into a generation directory): whether there is one is all that is asked here; the store
+    // checks it when the agent starts.
+    if (!(await present(path.join(certsDir, 'cert-chain.pem')))) {
+      const boot = await ca.issueBootstrap(DEV_IDENTITY, 24 * 3600_000);
+      await ensureDir(certsDir, 0o755);
+      await atomicWrite(path.join(certsDir, 'cert-chain.pem'), boot.certChainPem, { mode: 0o644 });
+      await atomicWrite(path.join(certsDir, 'key.pem'), boot.keyPem, { mode: 0o600 });
+      await atomicWrite(path.join(certsDir, 'root-cert.pem'), boot.rootPem, { mode: 0o644 });
+      log.info(
+        { component: 'dev', certsDir, identity: DEV_IDENTITY },
+        `wrote a bootstrap certificate for ${DEV_IDENTITY} to ${certsDir}`,
+      );
+    }
+
+    // Beside a real agent on 15014: any free port, unless the environment names one.
+    const config = devConfig(
+      { ...opts, monitoringAddr: ctx.env.ISTIO_AGENT_MONITORING_ADDR || '127.0.0.1:0' },
+      ca.address,
+    );
+
+    return await runDaemon({
+      config,
+      log,
+      env: ctx.env,
+      notifier: createNotifier({}, log),
+      once: opts.once,
+      build: async (deps) => {
+        deps.events.on('certs-rotated', (info) => {
+          log.info(
+            { component: 'dev', generation: info.generation },
+            `new certificate set live in ${info.certsDir}`,
+          );
+        });
+        // Dev mode changes nothing on the host: no chown of the key to the proxy user.
+        return [await buildCertManager(config, deps, { keyOwner: 'none' })];
+      },
+      started: ({ monitoring }) => {
+        if (!opts.once) ctx.err(banner(stateDir, certsDir, monitoring));
+      },
+    });
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    await ca.stop();
   }
-  await ca.stop();
-  return agent.failed ? agent.failed.exitCode : 0;
+}
+
+/** What to do next, once the first certificate is there. */
+export function banner(stateDir: string, certsDir: string, monitoring: string | undefined): string {
+  const chain = path.join(certsDir, 'cert-chain.pem');
+  return (
+    [
+      '',
+      `  Certificates: ${certsDir} (cert-chain.pem, key.pem, root-cert.pem), renewed every ~half TTL`,
+      `  Look at one:  openssl x509 -in ${chain} -noout -subject -serial -dates -ext subjectAltName`,
+      `  Status:       ${selfCommand()} status --state-dir ${path.join(stateDir, 'agent')}`,
+      ...(monitoring
+        ? [`  Monitoring:   curl -s http://${monitoring}/metrics | grep istio_node_agent_`]
+        : []),
+      '  Ctrl-C stops it.',
+      '',
+    ].join('\n') + '\n'
+  );
+}
+
+/** How this program was started: `istio-node-agent`, or `node dist/istio-node-agent.cjs`. */
+function selfCommand(): string {
+  const script = process.argv[1];
+  if (!script || !/\.(c?js|ts)$/.test(script)) return 'istio-node-agent';
+  return `node ${path.relative(process.cwd(), script) || script}`;
+}
+
+async function present(file: string): Promise<boolean> {
+  return fs.lstat(file).then(
+    () => true,
+    (e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    },
+  );
 }
 
 async function readRoot(dir: string): Promise<{ certPem: string; keyPem: string } | undefined> {
-  try {
-    return {
-      certPem: await fs.readFile(path.join(dir, 'root-cert.pem'), 'utf8'),
-      keyPem: await fs.readFile(path.join(dir, 'root-key.pem'), 'utf8'),
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p);
-    return true;
-  } catch {
-    return false;
-  }
+  const cert = await readFileSafe(path.join(dir, 'root-cert.pem')).catch(() => undefined);
+  const key = await readFileSafe(path.join(dir, 'root-key.pem')).catch(() => undefined);
+  if (!cert || !key) return undefined;
+  return { certPem: cert.data.toString('utf8'), keyPem: key.data.toString('utf8') };
 }

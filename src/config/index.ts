@@ -2,6 +2,7 @@ export type * from './types';
 export {
   loadConfig,
   collectConfig,
+  readRaw,
   buildConfig,
   DEFAULT_CLUSTER_ENV,
   DEFAULT_SIDECAR_ENV,
@@ -12,3 +13,4 @@ export { parseEnvFile, scanEnvFile, type EnvEntry } from './env-file';
 export { editDistance, nearestName } from './names';
 export { RawEnv, parseDuration } from './raw';
 export { parseCidr, type Cidr } from './net';
+export { DEFAULT_STATE_DIR, DEFAULT_MONITORING_ADDR } from './sections/core';

@@ -143,6 +143,17 @@ async function readSources(env: NodeJS.ProcessEnv): Promise<ReadRaw> {
 }
 
 /**
+ * The variables of the files and the environment, read leniently: a bad line or a missing named
+ * file is left out rather than thrown (for `status`, which needs only ISTIO_AGENT_STATE_DIR).
+ */
+export async function readRaw(
+  env: NodeJS.ProcessEnv,
+): Promise<{ raw: RawEnv; files: AgentConfig['files'] }> {
+  const { raw, files } = await readSources(env);
+  return { raw, files };
+}
+
+/**
  * The configuration, every section read even when an earlier one has a bad value, and every
  * bad value found (in file and line order). Pure.
  */

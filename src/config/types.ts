@@ -17,6 +17,11 @@ export interface CoreConfig {
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** ISTIO_SYSTEM_NAMESPACE, shared by DNS and the sidecar. */
   readonly systemNamespace: string;
+  /**
+   * ISTIO_AGENT_MONITORING_ADDR: where /healthz, /metrics and /debug/status listen (port 0: any
+   * free port); undefined = off.
+   */
+  readonly monitoring: { readonly host: string; readonly port: number } | undefined;
 }
 
 export type CitadelEnv = 'onprem' | 'gcp' | 'auto';

@@ -15,7 +15,7 @@ import { AgentError, toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
 import { SerialQueue } from '../lib/serial';
 import type { Logger } from '../observe/index';
-import { applyDns, preflightDns } from './apply';
+import { applyDns, preflightDns, type ApplyResult } from './apply';
 import { systemHost, type DnsHost } from './host';
 import { DnsOffNotice } from './notes';
 import { planDns } from './plan';
@@ -186,7 +186,21 @@ export class DnsComponent implements Component {
     return this.queue.run(() => withHostLock(dir, 'istio-node-agent (dns)', work));
   }
 
+  /** One apply, counted in the metrics (dns_applies_total by result, dnsmasq_restarts_total). */
   private async apply(): Promise<void> {
+    const metrics = this.deps.metrics;
+    try {
+      const r = await this.applyOnce();
+      const changed = r.dropIn !== 'unchanged' || r.edited.length > 0 || r.undone.length > 0;
+      metrics?.inc('dns_applies_total', { result: changed ? 'changed' : 'unchanged' });
+      if (r.restarted !== undefined) metrics?.inc('dnsmasq_restarts_total');
+    } catch (e) {
+      metrics?.inc('dns_applies_total', { result: 'failed' });
+      throw e;
+    }
+  }
+
+  private async applyOnce(): Promise<ApplyResult> {
     const facts = await probeHost(this.settings, this.host.root);
     const plan = planDns(this.settings, facts);
     if (this.starting) this.snapshot = await snapshotDns(plan, facts, this.host, this.snapshot);
@@ -213,6 +227,7 @@ export class DnsComponent implements Component {
       );
     }
     this.deps.changed();
+    return r;
   }
 }
 

@@ -54,3 +54,15 @@ export function formatHumanDuration(ms: number): string {
   if (abs >= 2 * MINUTE_MS) return unit(Math.round(abs / MINUTE_MS), 'minute');
   return unit(Math.round(abs / 1000), 'second');
 }
+
+/** About how long, in its two largest units, for people reading a status: "3d4h", "5h2m", "4m10s", "12s". */
+export function formatApprox(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const d = Math.floor(s / 86_400);
+  const h = Math.floor((s % 86_400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d > 0) return `${d}d${h}h`;
+  if (h > 0) return `${h}h${m}m`;
+  if (m > 0) return `${m}m${s % 60}s`;
+  return `${s}s`;
+}

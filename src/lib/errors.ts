@@ -88,6 +88,9 @@ export const ERROR_CODES = {
   // systemd
   AGENT_E_NOTIFY: retryable,
 
+  // monitoring
+  AGENT_E_MONITORING: retryable,
+
   // cluster (the workstation half: `istio-node-agent cluster ...`)
   AGENT_E_CLUSTER_KUBECONFIG: config,
   AGENT_E_CLUSTER_UNREACHABLE: retryable,

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { AgentError } from './errors';
-import { ensureDir } from './safe-fs';
+import { ensureDir, readFileSafe } from './safe-fs';
 
 /**
  * Advisory locks in the agent's state directory (ISTIO_AGENT_STATE_DIR), flock(2) semantics:
@@ -194,4 +194,76 @@ async function recordedHolder(fd: number): Promise<string | undefined> {
     () => false,
   );
   return alive ? `pid ${m[1]} (${m[2]})` : undefined;
+}
+
+/** Who holds a lock, as far as can be seen without touching it. */
+export interface LockHolder {
+  /** The kernel has a lock on the file (/proc/locks), i.e. a live process holds it. */
+  readonly held: boolean;
+  /** The pid and command the last holder wrote into the file. */
+  readonly pid: number | undefined;
+  readonly holder: string | undefined;
+}
+
+/**
+ * The `major:minor:inode` of every file with a granted lock in /proc/locks text (waiters, the
+ * `->` lines, hold nothing). Pure.
+ */
+export function lockedFiles(procLocks: string): Set<string> {
+  const out = new Set<string>();
+  for (const line of procLocks.split('\n')) {
+    const m = /^\d+:\s+(?!->)\S+\s+\S+\s+\S+\s+-?\d+\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/.exec(line);
+    if (m) out.add(`${parseInt(m[1]!, 16)}:${parseInt(m[2]!, 16)}:${m[3]!}`);
+  }
+  return out;
+}
+
+/** `major:minor:inode` of a stat's device and inode (glibc's dev_t encoding). */
+export function fileId(dev: bigint, ino: bigint): string {
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return `${major}:${minor}:${ino}`;
+}
+
+/**
+ * Whether lock `name` in `dir` is held, read without taking it (taking it, even shared and for
+ * a moment, could make a daemon starting at that instant refuse to run): the kernel's table of
+ * locks (/proc/locks) against the file's device and inode, and the pid the holder wrote.
+ * undefined when the lock file does not exist (no daemon ever ran here).
+ */
+export async function lockHolder(dir: string, name: string): Promise<LockHolder | undefined> {
+  const file = path.join(dir, name);
+  let st: fs.BigIntStats;
+  try {
+    st = await fsp.lstat(file, { bigint: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new AgentError('AGENT_E_IO', `cannot read ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  // Never through a symlink, never blocking on a FIFO, a few bytes at most.
+  const text = st.isFile()
+    ? await readFileSafe(file, { maxBytes: 4096 }).then(
+        (r) => r?.data.toString('utf8') ?? '',
+        () => '',
+      )
+    : '';
+  const m = /^(\d+) ([^\n]*)/.exec(text);
+  const pid = m ? Number(m[1]) : undefined;
+  let held: boolean;
+  try {
+    held =
+      st.isFile() &&
+      lockedFiles(await fsp.readFile('/proc/locks', 'utf8')).has(fileId(st.dev, st.ino));
+  } catch {
+    // No /proc/locks: whether the recorded pid still exists is the best there is.
+    held =
+      pid !== undefined &&
+      (await fsp.stat(`/proc/${pid}`).then(
+        () => true,
+        () => false,
+      ));
+  }
+  return { held, pid, holder: m?.[2] };
 }

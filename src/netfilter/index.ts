@@ -13,7 +13,7 @@ import type { TimerHandle } from '../lib/clock';
 import { AgentError, toAgentError } from '../lib/errors';
 import { withHostLock } from '../lib/lock';
 import { SerialQueue } from '../lib/serial';
-import type { Logger } from '../observe/index';
+import { NO_METRICS, type Logger, type Metrics } from '../observe/index';
 import { applyPlan } from './apply';
 import { families, restoreCommand, type BackendName } from './backend';
 import { cleanCapture } from './clean';
@@ -71,6 +71,7 @@ export class CaptureComponent implements Component {
   /** Needs no other component: starts alongside the certificates (src/start-waves.ts). */
   readonly startsAfter: readonly string[] = [];
   private readonly log: Logger;
+  private readonly metrics: Metrics;
   private cfg: CaptureConfig;
   private stateDir: string;
   private plan: CapturePlan | undefined;
@@ -97,6 +98,7 @@ export class CaptureComponent implements Component {
     this.cfg = config.capture;
     this.stateDir = config.core.stateDir;
     this.log = deps.log.child({ component: 'capture' });
+    this.metrics = deps.metrics ?? NO_METRICS;
   }
 
   private get io(): CaptureIo {
@@ -147,7 +149,7 @@ export class CaptureComponent implements Component {
   }
 
   async start(): Promise<void> {
-    await this.serial(async () => {
+    await this.counted('start', async () => {
       const { live, plan, resolved } = await prepare(this.io, this.cfg);
       if (resolved.warning) this.log.warn({ user: this.cfg.envoyUser }, resolved.warning);
       this.backend = live.backend;
@@ -173,8 +175,24 @@ export class CaptureComponent implements Component {
         },
         `capture on (${plan.ruleCount} rules, ${live.backend} backend)`,
       );
+      return true;
     });
     this.arm();
+  }
+
+  /** `work` under the queue and the lock, counted in the metrics as an apply or a failure. */
+  private async counted(
+    operation: 'start' | 'reload',
+    work: () => Promise<boolean>,
+  ): Promise<void> {
+    let applied: boolean;
+    try {
+      applied = await this.serial(work);
+    } catch (e) {
+      this.metrics.inc('capture_failures_total', { operation });
+      throw e;
+    }
+    if (applied) this.metrics.inc('capture_applies_total', { operation });
   }
 
   private arm(): void {
@@ -210,10 +228,13 @@ export class CaptureComponent implements Component {
       );
       await applyPlan(this.io, plan, live);
       this.repairs++;
+      this.metrics.inc('capture_drift_repairs_total');
+      this.metrics.inc('capture_applies_total', { operation: 'repair' });
       this.problem = undefined;
       this.deps.changed();
     } catch (e) {
       const err = toAgentError(e);
+      this.metrics.inc('capture_failures_total', { operation: 'check' });
       this.problem = `drift check failed: ${err.message}`;
       this.log.warn(
         { code: err.code, err: err.message },
@@ -224,7 +245,7 @@ export class CaptureComponent implements Component {
   }
 
   async reload(config: AgentConfig): Promise<void> {
-    await this.serial(async () => {
+    await this.counted('reload', async () => {
       const next = config.capture;
       const intervalChanged = next.checkIntervalMs !== this.cfg.checkIntervalMs;
       this.cfg = next;
@@ -240,11 +261,12 @@ export class CaptureComponent implements Component {
         this.problem = undefined;
         this.log.info('capture off (ISTIO_CAPTURE=false); rules removed');
         this.deps.changed();
-        return;
+        return false;
       }
       const resolved = await resolveProxyIds(next, this.deps.exec);
       const plan = planCapture(next, resolved.ids, this.families);
-      if (this.applied && this.plan && samePlan(plan, this.plan)) {
+      const same = this.applied && this.plan !== undefined && samePlan(plan, this.plan);
+      if (same) {
         this.log.debug('capture plan unchanged by reload');
       } else {
         for (const w of plan.warnings) this.log.warn(w);
@@ -264,6 +286,7 @@ export class CaptureComponent implements Component {
         this.deps.changed();
       }
       if (intervalChanged) this.arm();
+      return !same;
     });
   }
 
@@ -301,6 +324,7 @@ export class CaptureComponent implements Component {
         );
       } catch (e) {
         const err = toAgentError(e);
+        this.metrics.inc('capture_failures_total', { operation: 'clean' });
         this.problem = `clean failed: ${err.message}`;
         this.log.error(
           { code: err.code, err: err.message },

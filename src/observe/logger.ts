@@ -40,6 +40,13 @@ export interface LoggerOptions {
   readonly write?: (line: string) => void;
   /** Human-readable lines for a terminal (dev mode) instead of JSON. */
   readonly pretty?: boolean;
+  /** Colour the level of pretty lines (a terminal that is not NO_COLOR). */
+  readonly color?: boolean;
+}
+
+/** Whether a stream is a terminal that takes colour (https://no-color.org). */
+export function wantsColor(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv): boolean {
+  return Boolean(stream.isTTY) && !env.NO_COLOR && env.TERM !== 'dumb';
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
@@ -56,7 +63,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const raw = options.write ?? stdoutWriter();
   const sink = options.pretty
     ? (s: string) => {
-        raw(prettyLine(s));
+        raw(prettyLine(s, options.color ?? false));
       }
     : raw;
   if (!journal) return pino(opts, { write: sink });
@@ -80,8 +87,18 @@ const LEVEL_TAG: Record<string, string> = {
   fatal: 'FATAL',
 };
 
+/** ANSI colours of the level tags: red for errors, yellow for warnings, dim for debug. */
+const LEVEL_COLOR: Record<string, string> = {
+  trace: '\x1b[2m',
+  debug: '\x1b[2m',
+  info: '\x1b[32m',
+  warn: '\x1b[33m',
+  error: '\x1b[31m',
+  fatal: '\x1b[1;31m',
+};
+
 /** `08:50:51.123 INFO  [certs] message key=value …` from one JSON record. */
-export function prettyLine(json: string): string {
+export function prettyLine(json: string, color = false): string {
   let rec: Record<string, unknown>;
   try {
     rec = JSON.parse(json) as Record<string, unknown>;
@@ -93,7 +110,9 @@ export function prettyLine(json: string): string {
   const fields = Object.entries(rest)
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
-  const tag = LEVEL_TAG[String(level)] ?? String(level);
+  const plain = LEVEL_TAG[String(level)] ?? String(level);
+  const on = color ? LEVEL_COLOR[String(level)] : undefined;
+  const tag = on ? `${on}${plain}\x1b[0m` : plain;
   return `${t} ${tag} [${typeof component === 'string' ? component : '-'}] ${typeof msg === 'string' ? msg : ''}${fields ? `  ${fields}` : ''}\n`;
 }
 

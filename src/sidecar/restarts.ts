@@ -60,6 +60,11 @@ export class Restarts {
     return this.last;
   }
 
+  /** Crash-looping: exits in a row past the policy's threshold, until a healthy stretch. */
+  get crashLoop(): boolean {
+    return this.loop !== undefined;
+  }
+
   /** What is wrong, most important first: a crash loop (until a healthy stretch), a failed start. */
   get problems(): readonly (string | undefined)[] {
     return [this.loop, this.failed];
@@ -113,14 +118,11 @@ export class Restarts {
     this.schedule(d.delayMs);
   }
 
-  /**
-   * Drops the pending restart (something starts now instead). `keepNextStartAt` leaves the
-   * status's next start time as it was, as a configuration restart always has.
-   */
-  cancel(keepNextStartAt = false): void {
+  /** Drops the pending restart (something starts now instead), and its time in the status. */
+  cancel(): void {
     this.timer?.cancel();
     this.timer = undefined;
-    if (!keepNextStartAt) this.at = undefined;
+    this.at = undefined;
   }
 
   /** Stops both timers (the sidecar stops). */

@@ -21,6 +21,8 @@ export interface SidecarView {
   readonly state: ProxyState | undefined;
   readonly restarts: number;
   readonly consecutiveCrashes: number;
+  /** Crash-looping: not ready, even while a process runs between two crashes. */
+  readonly crashLoop: boolean;
   readonly lastExit: string | undefined;
   /** When the pending crash restart starts (clock milliseconds). */
   readonly restartAt: number | undefined;
@@ -47,7 +49,7 @@ export function sidecarStatus(v: SidecarView): ComponentStatus {
   if (cur && !v.ready) summary += ', not LIVE yet';
   const problem = v.problems.find((p) => p !== undefined);
   return {
-    ready: v.ready,
+    ready: v.ready && !v.crashLoop,
     summary,
     ...(problem === undefined ? {} : { problem }),
     details: {
@@ -69,6 +71,7 @@ export function sidecarStatus(v: SidecarView): ComponentStatus {
       state: v.state,
       restarts: v.restarts,
       consecutiveCrashes: v.consecutiveCrashes,
+      crashLoop: v.crashLoop,
       lastExit: v.lastExit,
       nextStartAt: v.restartAt === undefined ? undefined : new Date(v.restartAt).toISOString(),
     },

@@ -20,6 +20,13 @@ import { Restarts } from './restarts';
 import type { SidecarRuntime } from './runtime';
 import { sidecarStatus } from './status';
 
+/** Why a process was started, for the restarts metric (the first start is not a restart). */
+const RESTART_CAUSE: Readonly<Record<string, string>> = {
+  'restart after exit': 'crash',
+  'cert rotation': 'rotation',
+  'configuration change': 'config',
+};
+
 export class SidecarSupervisor implements Component {
   readonly name = 'sidecar';
   private plan: SidecarPlan | undefined;
@@ -135,8 +142,8 @@ export class SidecarSupervisor implements Component {
       return;
     }
     await this.serial(async () => {
-      // The status's next start time stays as it was (as it always has); only the timer goes.
-      this.restarts.cancel(true);
+      // The pending crash restart is replaced by this start: its time goes from the status too.
+      this.restarts.cancel();
       this.epochs.dropCurrent(); // their exits are not crashes
       await this.epochs.stopAll(old, true, this.admin);
       this.admin = this.rt.admin(plan.adminPort);
@@ -160,6 +167,7 @@ export class SidecarSupervisor implements Component {
       state: this.readiness.lastProbe?.state,
       restarts: this.restarts.count,
       consecutiveCrashes: this.restarts.streak,
+      crashLoop: this.restarts.crashLoop,
       lastExit: this.restarts.lastExit,
       restartAt: this.restarts.nextStartAt,
       problems: [...this.restarts.problems, this.readiness.problem],
@@ -250,6 +258,8 @@ export class SidecarSupervisor implements Component {
   private async launch(reason: string): Promise<void> {
     const r = await this.epochs.launch(this.plan!, reason);
     if (!r) return;
+    const cause = RESTART_CAUSE[reason];
+    if (cause) this.deps.metrics?.inc('sidecar_restarts_total', { cause });
     this.restarts.started(() => r === this.epochs.current && !r.exit);
     this.readiness.kick();
     this.deps.changed();

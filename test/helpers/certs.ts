@@ -89,5 +89,7 @@ export function certsOnlyEnv(
     ENVOY_USER: 'root',
     // No spreading of the first CSR: what is measured and tested here is the path itself.
     CERT_FIRST_CSR_JITTER: '0',
+    // Agents run side by side in tests and benches: each on a free loopback port, not on 15014.
+    ISTIO_AGENT_MONITORING_ADDR: '127.0.0.1:0',
   };
 }

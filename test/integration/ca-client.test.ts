@@ -102,9 +102,8 @@ for (const api of APIS) {
     async (t) => {
       const ca = await devCa(t);
       const cred = await mtls(ca);
-      const bootSerial = new X509Certificate(
-        (cred as { certChainPem: string }).certChainPem,
-      ).serialNumber.toLowerCase();
+      const bootSerial = new X509Certificate((cred as { certChainPem: string }).certChainPem)
+        .serialNumber;
       for (const alg of ['ECDSA', 'RSA'] as const) {
         const csr = await makeCsr(ID, { alg });
         const chain = await signOnce(ca, api, cred, { csrPem: csr.csrPem, ttlMs: 10 * 60_000 });
@@ -126,7 +125,7 @@ for (const api of APIS) {
         t.same(rec.authenticatedIdentity, [ID]);
         t.same(rec.requestedIdentity, [ID]);
         t.equal(rec.requestedTtlMs, 10 * 60_000);
-        t.equal(rec.issuedSerial, leaf.serialNumber.toLowerCase());
+        t.equal(rec.issuedSerial, leaf.serialNumber);
         t.equal(rec.bearer, undefined, 'no bearer on the mTLS path');
         if (api === 'HandleCSR') {
           t.equal(rec.credentialType, 'onprem');

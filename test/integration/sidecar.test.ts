@@ -327,11 +327,13 @@ void t.test(
       [0, 0, 0, 0],
       'after a crash envoy starts again at epoch 0 (no parent to hot-restart from)',
     );
-    await waitFor('LIVE again', () => sc.status().ready, { advance });
+    await waitFor('LIVE again', () => sc.status().details?.state === 'LIVE', { advance });
     t.equal(sc.status().summary, 'sidecar envoy epoch 0, 3 restarts');
+    t.equal(sc.status().ready, false, 'LIVE again, but not ready while the crash loop stands');
     await clock.advance(HEALTHY_RESET_MS);
     t.equal(sc.status().problem, undefined, 'a healthy stretch clears the crash loop');
     t.equal(sc.status().details?.consecutiveCrashes, 0);
+    t.equal(sc.status().ready, true, 'and the sidecar is ready again');
 
     let stopped = false;
     const stopping = sc.stop().then(() => (stopped = true));

@@ -450,6 +450,43 @@ function systemTest(): void {
     },
   );
 
+  void t.test(
+    'monitoring: /healthz/ready is 200 and /metrics has the certificate expiry; status agrees',
+    async (t) => {
+      // The container has no node and no curl: a GET through bash's /dev/tcp. The endpoint closes
+      // the connection after each answer, so `cat` ends.
+      const get = async (route: string): Promise<{ status: number; body: string }> => {
+        const r = await c.exec([
+          'bash',
+          '-c',
+          `exec 3<>/dev/tcp/127.0.0.1/15014 && printf 'GET ${route} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' >&3 && timeout 10 cat <&3`,
+        ]);
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(r.stdout);
+        const split = r.stdout.indexOf('\r\n\r\n');
+        return {
+          status: Number(m?.[1] ?? 0),
+          body: split < 0 ? '' : r.stdout.slice(split + 4),
+        };
+      };
+      t.equal((await get('/healthz/live')).status, 200, '/healthz/live');
+      const ready = await get('/healthz/ready');
+      t.equal(ready.status, 200, '/healthz/ready', { body: ready.body });
+      const metrics = await get('/metrics');
+      t.equal(metrics.status, 200, '/metrics');
+      t.match(metrics.body, /^istio_node_agent_build_info\{/m, 'build info');
+      t.match(metrics.body, /^istio_node_agent_ready 1$/m, 'ready 1');
+      if (components.has('certs')) {
+        const m = /^istio_node_agent_cert_expiry_timestamp_seconds (\S+)$/m.exec(metrics.body);
+        t.ok(m, 'the certificate expiry is a metric');
+        t.ok(Number(m?.[1]) * 1000 > Date.now(), 'in the future');
+        t.match(metrics.body, /^istio_node_agent_csr_total\{[^}]*result="issued"[^}]*\} [1-9]/m);
+      }
+      const st = await c.sh('istio-node-agent status --json');
+      t.equal(st.code, 0, 'status exits 0: running and ready', { stderr: st.stderr });
+      t.match(JSON.parse(st.stdout), { state: 'ready', ready: true }, 'the live daemon, ready');
+    },
+  );
+
   if (components.has('capture')) {
     void t.test("capture: the ISTIO chains are in the container's netfilter", async (t) => {
       const nat = await c.must('iptables-save -t nat');

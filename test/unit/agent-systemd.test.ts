@@ -252,7 +252,10 @@ void t.test(
     problem = undefined;
     release();
     await started;
-    t.match(n.sent.at(-1), /^READY=1 STATUS=cert: none$/);
+    // Started, but the component says it is not ready: READY=1 still, and STATUS= says degraded.
+    t.match(n.sent.at(-1), /^READY=1 STATUS=degraded: cert: none$/);
+    t.equal(agent.status().state, 'degraded');
+    t.same(agent.status().notReady, { certs: 'cert: none' });
     await agent.stop();
   },
 );

@@ -55,7 +55,10 @@ t.test('status: ready while our certificate is valid; problem while renewal fail
   };
   const ok = certStatus(base);
   t.equal(ok.ready, true);
-  t.equal(ok.summary, 'cert valid until 2026-01-01T02:00:00.000Z, next renewal in 1h0m0s');
+  t.equal(
+    ok.summary,
+    'cert valid until 2026-01-01T02:00:00.000Z, renewal at 2026-01-01T01:00:00.000Z',
+  );
   t.equal(ok.problem, undefined);
   t.match(ok.details, { identity: ID, serial: '0A', rotations: 3, renewing: false });
   t.equal(certStatus({ ...base, current: { ...held, issuer: 'bootstrap' } }).ready, false);

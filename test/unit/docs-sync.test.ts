@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { ERROR_CODES } from '../../src/lib/errors';
 import { RawEnv } from '../../src/config/raw';
 import { buildConfig } from '../../src/config/load';
+import { METRIC_DEFS } from '../../src/observe/metric-defs';
 
 const root = path.resolve(__dirname, '../..');
 const configDoc = readFileSync(path.join(root, 'docs/configuration.md'), 'utf8');
@@ -79,4 +80,15 @@ t.test('every AGENT_E_ code used in src/ exists in the catalogue', async (t) => 
       t.ok(m[1]! in ERROR_CODES, `${m[1]} (${path.relative(root, f)}) is in the catalogue`);
     }
   }
+});
+
+t.test('every metric is in the table of docs/operations.md, and no other', async (t) => {
+  const ops = readFileSync(path.join(root, 'docs/operations.md'), 'utf8');
+  const section = ops.slice(ops.indexOf('#### Metrics'), ops.indexOf('Example alerts'));
+  const documented = new Set([...section.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]!));
+  for (const name of Object.keys(METRIC_DEFS))
+    t.ok(documented.has(name), `istio_node_agent_${name} documented`);
+  for (const name of documented) t.ok(name in METRIC_DEFS, `${name} in docs exists in code`);
+  for (const [name, def] of Object.entries(METRIC_DEFS))
+    t.match(section, `| \`${name}\` | ${def.type} |`, `${name}: type ${def.type} in the docs`);
 });

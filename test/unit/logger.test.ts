@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createLogger } from '../../src/observe/logger';
+import { createLogger, prettyLine, wantsColor } from '../../src/observe/logger';
 
 function capture(journal: boolean, level: 'debug' | 'info' = 'debug') {
   const lines: string[] = [];
@@ -61,4 +61,35 @@ t.test('secrets are redacted if they ever reach a logger', async (t) => {
   const text = lines.join('');
   t.notMatch(text, /eyJhbGciOi|BEGIN PRIVATE KEY|Bearer x/);
   t.match(text, /\[redacted\]/);
+});
+
+t.test('pretty lines: readable, the level coloured only on a colour terminal', async (t) => {
+  const rec = JSON.stringify({
+    level: 'warn',
+    time: '2026-11-30T08:50:51.123Z',
+    component: 'certs',
+    msg: 'CA unavailable',
+    code: 'AGENT_E_CA_UNAVAILABLE',
+  });
+  t.equal(
+    prettyLine(rec),
+    '08:50:51.123 WARN  [certs] CA unavailable  code=AGENT_E_CA_UNAVAILABLE\n',
+  );
+  t.equal(
+    prettyLine(rec, true),
+    '08:50:51.123 \x1b[33mWARN \x1b[0m [certs] CA unavailable  code=AGENT_E_CA_UNAVAILABLE\n',
+  );
+  const lines: string[] = [];
+  const log = createLogger({
+    journal: false,
+    pretty: true,
+    color: true,
+    write: (s) => lines.push(s),
+  });
+  log.error({ component: 'dns' }, 'boom');
+  t.ok(lines[0]!.includes('\x1b[31mERROR\x1b[0m [dns] boom'), 'error in red');
+  t.equal(wantsColor({ isTTY: true }, {}), true);
+  t.equal(wantsColor({ isTTY: true }, { NO_COLOR: '1' }), false, 'NO_COLOR');
+  t.equal(wantsColor({ isTTY: true }, { TERM: 'dumb' }), false, 'a dumb terminal');
+  t.equal(wantsColor({ isTTY: false }, {}), false, 'not a terminal (the journal, a pipe)');
 });

@@ -8,6 +8,7 @@ import {
   RUNTIME_DEFAULTS,
   type SidecarRuntime,
 } from '../../src/sidecar/index';
+import { MetricStore } from '../../src/observe/index';
 import { fakeAdmin, fakeLauncher } from '../helpers/sidecar-fakes';
 import { makeConfig, makeDeps } from '../helpers/sidecar';
 
@@ -114,5 +115,36 @@ void t.test(
     t.same(s.launcher.children[0]!.signals.slice(0, 1), ['TERM']);
     t.match(deps.records.at(-1), { msg: 'sidecar stopped', restarts: 0 });
     t.notOk(sc.status().ready);
+  },
+);
+
+void t.test(
+  'a reload that restarts the sidecar replaces the pending crash restart, in the status too; restarts are counted by cause',
+  async (t) => {
+    const clock = new FakeClock();
+    const metrics = new MetricStore();
+    const deps = { ...makeDeps(clock), metrics };
+    const s = standIns();
+    const sc = createSidecar(makeConfig(VARS), deps, s.rt);
+    const started = sc.start(new AbortController().signal);
+    await clock.advance(0);
+    await started;
+    t.teardown(async () => {
+      const stopped = sc.stop();
+      await clock.advance(5000);
+      await stopped;
+    });
+    s.launcher.children[0]!.exit({ code: 1, signal: null });
+    await clock.advance(0);
+    t.ok(sc.status().details?.nextStartAt, 'the crash restart is pending, with its time');
+    await sc.reload(makeConfig({ ...VARS, ISTIO_AGENT_FLAGS: '--concurrency 2' }));
+    t.equal(s.launcher.children.length, 2, 'the reload started the sidecar at once');
+    t.equal(sc.status().details?.nextStartAt, undefined, 'no restart pending any more');
+    await clock.advance(60_000);
+    t.equal(s.launcher.children.length, 2, 'and none comes');
+    t.same(
+      metrics.recorded().counters.filter((c) => c.name === 'sidecar_restarts_total'),
+      [{ name: 'sidecar_restarts_total', labels: { cause: 'config' }, value: 1 }],
+    );
   },
 );

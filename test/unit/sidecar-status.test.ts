@@ -22,6 +22,7 @@ const view: SidecarView = {
   state: 'LIVE',
   restarts: 1,
   consecutiveCrashes: 0,
+  crashLoop: false,
   lastExit: 'exit code 1 after 0.3s',
   restartAt: undefined,
   problems: [undefined, undefined, undefined],
@@ -57,6 +58,7 @@ void t.test('envoy: summary, details, epochs', (t) => {
     state: 'LIVE',
     restarts: 1,
     consecutiveCrashes: 0,
+    crashLoop: false,
     lastExit: 'exit code 1 after 0.3s',
     nextStartAt: undefined,
   });
@@ -85,6 +87,19 @@ void t.test('down with a restart pending; the first problem wins', (t) => {
     sidecarStatus({ ...view, problems: ['crash loop', 'launch failed', 'not LIVE'] }).problem,
     'crash loop',
   );
+  t.end();
+});
+
+void t.test('crash-looping: not ready, even while a process is LIVE between two crashes', (t) => {
+  const s = sidecarStatus({
+    ...view,
+    crashLoop: true,
+    consecutiveCrashes: 5,
+    problems: ['crash loop: 5 exits in a row (last: exit code 1 after 0.3s)', undefined, undefined],
+  });
+  t.equal(s.ready, false, 'LIVE, but crash-looping');
+  t.match(s.problem, /^crash loop: 5 exits in a row/);
+  t.equal(s.details?.crashLoop, true);
   t.end();
 });
 

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 // ISTIO_AGENT_TEST_HOOKS=1 makes SIGUSR2 stall the event loop (for the watchdog system test);
 // without it SIGUSR2 keeps its default action. Each case runs a real child process.
 
-const hooks = path.resolve(__dirname, '../../src/cli/test-hooks.ts');
+const hooks = path.resolve(__dirname, '../../src/daemon/test-hooks.ts');
 const script = `
 const { installTestHooks } = require(${JSON.stringify(hooks)});
 const pino = require('pino');
