@@ -9,7 +9,8 @@ import {
   type SidecarRuntime,
 } from '../../src/sidecar/index';
 import { fakeAdmin, fakeLauncher } from '../helpers/sidecar-fakes';
-import { makeConfig, makeDeps } from '../helpers/sidecar';
+import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
 
 const VARS = {
   SIDECAR_MODE: 'pilot-agent',
@@ -65,26 +66,26 @@ function standIns() {
 void t.test('building the component does no I/O', async (t) => {
   const clock = new FakeClock();
   const deps = {
-    ...makeDeps(clock),
+    ...testDeps({ clock, throwOnFatal: true }),
     exec: () => Promise.reject(new Error('no exec while building')),
   };
-  const c = await createSidecarComponent(makeConfig(VARS), deps);
+  const c = await createSidecarComponent(testConfig(VARS), deps);
   t.ok(c);
   t.same(c!.status(), { ready: false, summary: 'sidecar not started' });
   t.equal(clock.pending, 0, 'no timer armed');
   const s = standIns();
-  createSidecar(makeConfig(VARS), makeDeps(clock), s.rt);
+  createSidecar(testConfig(VARS), testDeps({ clock, throwOnFatal: true }), s.rt);
   t.same(s.calls, [], 'the runtime is not asked anything');
-  t.equal(await createSidecarComponent(makeConfig({ SIDECAR_MODE: 'none' }), deps), undefined);
+  t.equal(await createSidecarComponent(testConfig({ SIDECAR_MODE: 'none' }), deps), undefined);
 });
 
 void t.test(
   'preflight resolves the plan once; start uses it, runs, and stop ends it',
   async (t) => {
     const clock = new FakeClock();
-    const deps = makeDeps(clock);
+    const deps = testDeps({ clock, throwOnFatal: true });
     const s = standIns();
-    const sc = createSidecar(makeConfig(VARS), deps, s.rt);
+    const sc = createSidecar(testConfig(VARS), deps, s.rt);
     await sc.preflight();
     const resolved = [...s.calls];
     t.same(resolved, [
