@@ -16,6 +16,7 @@ export {
   type CertSetup,
 } from './component';
 export { verifyChain, type ChainVerdict } from './chain';
+export { checkIssued } from './validate';
 export { CertManager } from './manager';
 export { CertStore } from './store';
 

@@ -177,19 +177,28 @@ export interface BundleInput {
   readonly installText: string;
 }
 
+/**
+ * The certificate files of a set (`cluster certs`, and in a bundle): root-cert.pem, then
+ * cert-chain.pem and key.pem unless the set is the root alone; the key 0600, the rest 0644.
+ */
+export function certFiles(certs: CertSet): OutFile[] {
+  const files: OutFile[] = [{ name: 'root-cert.pem', content: certs.rootPem, mode: 0o644 }];
+  if (certs.chainPem !== undefined && certs.keyPem !== undefined) {
+    files.push(
+      { name: 'cert-chain.pem', content: certs.chainPem, mode: 0o644 },
+      { name: 'key.pem', content: certs.keyPem, mode: 0o600 },
+    );
+  }
+  return files;
+}
+
 /** The folder's files: secrets 0600, the rest 0644, install.sh 0755. */
 export function bundleFiles(i: BundleInput): OutFile[] {
   const files: OutFile[] = [
     { name: 'cluster.env', content: i.clusterEnv, mode: 0o644 },
     { name: 'sidecar.env', content: i.sidecarEnv, mode: 0o644 },
-    { name: 'root-cert.pem', content: i.certs.rootPem, mode: 0o644 },
+    ...certFiles(i.certs),
   ];
-  if (i.certs.chainPem !== undefined && i.certs.keyPem !== undefined) {
-    files.push(
-      { name: 'cert-chain.pem', content: i.certs.chainPem, mode: 0o644 },
-      { name: 'key.pem', content: i.certs.keyPem, mode: 0o600 },
-    );
-  }
   files.push(
     { name: 'install.sh', content: INSTALL_SCRIPT, mode: 0o755 },
     { name: 'INSTALL', content: i.installText, mode: 0o644 },

@@ -8,8 +8,8 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { extractCertificates as splitCertificates } from '../lib/pem';
 import { formatDuration } from '../lib/duration';
-import { checkIssued } from '../certs/validate';
-import { certificateSans } from '../identity/san';
+import { checkIssued } from '../certs/index';
+import { certificateSans } from '../identity/index';
 import { AgentError } from '../lib/errors';
 import { kubeCall } from './errors';
 import type { KubeApi, Secret } from './kube';

@@ -5,7 +5,7 @@
  * 1.33), else from the error the API server answers when a Service asks for a cluster IP outside
  * its range, with a dry run so nothing is created (the way kubectl users and several tools do).
  */
-import { parseCidr } from '../config/net';
+import { parseCidr } from '../config/index';
 import type { Service } from './types';
 
 /**
@@ -77,6 +77,23 @@ export function cidrsFromRangeError(body: unknown): string[] {
 /** True when the answer says the address family is not configured (a single-stack cluster). */
 export function familyNotConfigured(body: unknown): boolean {
   return statusTexts(body).some((t) => /not configured on this cluster/i.test(t));
+}
+
+/**
+ * `--service-cidr CIDR[,CIDR]`: each range canonical, in order (blanks around commas and empty
+ * items ignored; an empty list is empty). Returns the first bad range's problem as text.
+ */
+export function parseServiceCidrs(text: string): string[] | string {
+  const out: string[] = [];
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')) {
+    const c = parseCidr(part);
+    if (typeof c === 'string') return c;
+    out.push(c.text);
+  }
+  return out;
 }
 
 /** Canonical, deduplicated ranges from ServiceCIDR objects' `spec.cidrs`. */

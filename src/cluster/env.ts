@@ -101,10 +101,20 @@ function rethrow(e: unknown, api: KubeApi): unknown {
   return isKubeFailure(e) ? failureToError(e.kubeFailure, api.target) : e;
 }
 
+/** ISTIO_CP_AUTH: how the sidecar authenticates to the control plane. */
+export type CpAuth = 'MUTUAL_TLS' | 'NONE';
+
+/** Istio 1.0's default (CONTROL_PLANE_AUTH_POLICY). */
+export const DEFAULT_CP_AUTH: CpAuth = 'MUTUAL_TLS';
+
+export function isCpAuth(text: string): text is CpAuth {
+  return text === 'MUTUAL_TLS' || text === 'NONE';
+}
+
 export interface ClusterEnvInput {
   readonly serviceCidr: ServiceCidrResult;
   readonly istioNamespace: string;
-  readonly cpAuth: 'MUTUAL_TLS' | 'NONE';
+  readonly cpAuth: CpAuth;
   readonly cpAuthGiven: boolean;
   /** `--citadel-address`, else derived from the citadel ILB. */
   readonly citadelAddress?: string;

@@ -3,9 +3,7 @@
  * saying where its value came from, and a check that the agent itself accepts the result.
  * Pure.
  */
-import { parseEnvFile } from '../config/env-file';
-import { buildConfig } from '../config/load';
-import { RawEnv } from '../config/raw';
+import { RawEnv, buildConfig, parseEnvFile } from '../config/index';
 import { AgentError } from '../lib/errors';
 
 export interface EnvEntry {

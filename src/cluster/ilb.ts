@@ -9,9 +9,11 @@ import { isIP } from 'node:net';
 import type { Clock } from '../lib/clock';
 import { AgentError } from '../lib/errors';
 import { formatDuration } from '../lib/duration';
-import { kubednsRecords } from '../dns/render';
+import { parseHostPort } from '../lib/host-port';
+import { kubednsRecords } from '../dns/index';
 import { kubeCall } from './errors';
 import type { EnvEntry } from './envfile';
+import { DNS_1123_LABEL, ipProblem } from './inputs';
 import type { KubeApi, Service } from './kube';
 
 export type IlbRole = 'dns' | 'pilot' | 'citadel' | 'mixer';
@@ -21,6 +23,9 @@ export interface ServiceRef {
   readonly namespace: string;
   readonly name: string;
 }
+
+/** Istio 1.0's control-plane namespace (`--istio-namespace`). */
+export const DEFAULT_ISTIO_NAMESPACE = 'istio-system';
 
 /** 1.0's names; each can be overridden with `--<role>-service [NS/]NAME`. */
 export function defaultIlbs(istioNamespace: string): Record<IlbRole, ServiceRef> {
@@ -34,12 +39,31 @@ export function defaultIlbs(istioNamespace: string): Record<IlbRole, ServiceRef>
 
 /** `NAME` (in `defaultNamespace`) or `NS/NAME`. */
 export function parseServiceRef(text: string, defaultNamespace: string): ServiceRef | undefined {
-  const label = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
   const [a, b, ...rest] = text.split('/');
   if (rest.length > 0) return undefined;
   if (b === undefined)
-    return label.test(a!) ? { namespace: defaultNamespace, name: a! } : undefined;
-  return label.test(a!) && label.test(b) ? { namespace: a!, name: b } : undefined;
+    return DNS_1123_LABEL.test(a!) ? { namespace: defaultNamespace, name: a! } : undefined;
+  return DNS_1123_LABEL.test(a!) && DNS_1123_LABEL.test(b) ? { namespace: a!, name: b } : undefined;
+}
+
+/**
+ * The Services to look addresses up in: 1.0's (defaultIlbs), each replaced by the
+ * `--<role>-service [NS/]NAME` given for it; a NAME alone is in the role's own namespace
+ * (kube-system for dns, the Istio namespace for the others). Returns the problem for a bad one.
+ */
+export function ilbServices(
+  istioNamespace: string,
+  overrides: Partial<Readonly<Record<IlbRole, string>>>,
+): Record<IlbRole, ServiceRef> | string {
+  const ilbs = defaultIlbs(istioNamespace);
+  for (const role of ILB_ROLES) {
+    const text = overrides[role];
+    if (text === undefined) continue;
+    const ref = parseServiceRef(text, ilbs[role].namespace);
+    if (!ref) return `--${role}-service "${text}" is not [NAMESPACE/]NAME`;
+    ilbs[role] = ref;
+  }
+  return ilbs;
 }
 
 const WHAT: Record<IlbRole, string> = {
@@ -56,6 +80,35 @@ const PREFERRED_PORT: Record<IlbRole, number> = {
   citadel: 8060,
   mixer: 15004,
 };
+
+/** An address given by hand (`--pilot-ip` …) instead of looked up. */
+export interface GivenAddress {
+  readonly ip: string;
+  readonly port: number;
+  /** The flag it was given with, for the variable's comment. */
+  readonly flag: string;
+}
+
+/**
+ * The address given for `role` with its flag: `--dns-server IP[:PORT]` (port 53 unless given,
+ * `[v6]:PORT` for IPv6), `--pilot-ip IP`, `--citadel-ip IP`, `--mixer-ip IP`, reached on the
+ * port a VM uses on that load balancer (1.0's mesh-expansion.yaml). An IP address, strictly.
+ * Returns the problem as text.
+ */
+export function givenAddress(role: IlbRole, text: string): GivenAddress | string {
+  const flag = addressFlag(role);
+  if (role !== 'dns')
+    return ipProblem(flag, text) ?? { ip: text, port: PREFERRED_PORT[role], flag };
+  const hp = parseHostPort(text, { defaultPort: PREFERRED_PORT.dns });
+  const ip = hp.ok ? hp.host : (hp.host ?? text);
+  const problem = ipProblem(flag, ip);
+  if (problem !== undefined) return problem;
+  if (!hp.ok)
+    return hp.problem === 'port'
+      ? `${flag} "${text}": bad port`
+      : `${flag} "${text}" is not IP[:PORT]`;
+  return { ip, port: hp.port, flag };
+}
 
 export interface IlbAddress {
   readonly role: IlbRole;
@@ -112,14 +165,14 @@ export async function waitForIlbs(
       if (!svc) {
         throw new AgentError(
           'AGENT_E_CLUSTER_NOT_FOUND',
-          `Service ${where} (${WHAT[role]} for VMs) not found: Istio 1.0 made it with install/kubernetes/mesh-expansion.yaml; create it, name another with --${role}-service, or give the address with ${flagFor(role)}`,
+          `Service ${where} (${WHAT[role]} for VMs) not found: Istio 1.0 made it with install/kubernetes/mesh-expansion.yaml; create it, name another with --${role}-service, or give the address with ${addressFlag(role)}`,
         );
       }
       const type = svc.spec?.type ?? 'ClusterIP';
       if (type !== 'LoadBalancer') {
         throw new AgentError(
           'AGENT_E_CLUSTER_API',
-          `Service ${where} is of type ${type}, so it never gets a load-balancer address; make it type LoadBalancer (internal) or give the address with ${flagFor(role)}`,
+          `Service ${where} is of type ${type}, so it never gets a load-balancer address; make it type LoadBalancer (internal) or give the address with ${addressFlag(role)}`,
         );
       }
       const addr = loadBalancerAddress(svc);
@@ -136,7 +189,7 @@ export async function waitForIlbs(
       if (addr.hostname !== undefined) {
         throw new AgentError(
           'AGENT_E_CLUSTER_API',
-          `Service ${where} has the load-balancer hostname ${addr.hostname}, not an IP address; dnsmasq needs addresses: give it with ${flagFor(role)}`,
+          `Service ${where} has the load-balancer hostname ${addr.hostname}, not an IP address; dnsmasq needs addresses: give it with ${addressFlag(role)}`,
         );
       }
       pending.push(where);
@@ -159,7 +212,8 @@ export async function waitForIlbs(
   }
 }
 
-function flagFor(role: IlbRole): string {
+/** The flag that gives `role`'s address by hand: `--dns-server`, `--pilot-ip` …. */
+export function addressFlag(role: IlbRole): string {
   return role === 'dns' ? '--dns-server' : `--${role}-ip`;
 }
 

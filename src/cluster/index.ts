@@ -6,23 +6,42 @@
  */
 export { connectKube, type ConnectOptions, type KubeApi, type KubeTarget } from './kube';
 export {
+  DEFAULT_CP_AUTH,
   discoverServiceCidr,
   clusterEnvEntries,
+  isCpAuth,
   renderClusterEnv,
+  type CpAuth,
   type ServiceCidrResult,
 } from './env';
+export { parseServiceCidrs } from './cidr';
 export {
+  DEFAULT_ISTIO_NAMESPACE,
   ILB_ROLES,
+  addressFlag,
   defaultIlbs,
   dnsEntries,
+  givenAddress,
   hostPort,
+  ilbServices,
   parseServiceRef,
   renderKubedns10,
   waitForIlbs,
+  type GivenAddress,
   type IlbAddress,
   type IlbRole,
   type ServiceRef,
 } from './ilb';
+export {
+  citadelAddressProblem,
+  clusterDomainProblem,
+  inboundPortsProblem,
+  ipProblem,
+  isSshDestination,
+  parseKeyValues,
+  serviceNameProblem,
+  vmNameProblem,
+} from './inputs';
 export { renderEnvFile, type EnvEntry } from './envfile';
 export {
   CERT_FILES,
@@ -36,6 +55,7 @@ export {
 export {
   bundleFiles,
   bundleTar,
+  certFiles,
   renderInstallText,
   renderSidecarEnv,
   CONFIG_DIR,
@@ -51,6 +71,7 @@ export {
   DEFAULT_START,
   DEFAULT_STATUS,
   parseTemplate,
+  reachVm,
   setupVm,
   type SetupOptions,
   type SetupResult,

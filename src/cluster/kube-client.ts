@@ -5,8 +5,8 @@
  * Built into its own file (dist/istio-node-agent-kube.cjs, see scripts/build.mjs) and loaded only
  * by `cluster` commands: the library is several MB of JavaScript that the daemon must never
  * parse. For the same reason this module imports nothing at run time from the rest of the
- * project (a class loaded twice would break `instanceof`): failures leave as plain data
- * (KubeFailure) and src/cluster/errors.ts words them.
+ * project (a class loaded twice would break `instanceof`): its types come from kube-types.ts
+ * (types only), failures leave as plain data (KubeFailure) and src/cluster/errors.ts words them.
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
@@ -34,7 +34,7 @@ import type {
   KubeFailureError,
   KubeTarget,
   ServiceCidrs,
-} from './kube';
+} from './kube-types';
 
 const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 

@@ -3,6 +3,7 @@
  * port (`istioctl register`), and their reconciliation with a Service that already exists.
  * Pure.
  */
+import { DNS_1123_LABEL } from './inputs';
 
 export interface NamedPort {
   readonly name: string;
@@ -24,7 +25,7 @@ export const PORT_NAMES: Readonly<Record<number, string>> = {
 };
 
 /** A Kubernetes port name: a DNS-1123 label (lower case, digits, `-`, at most 63). */
-const PORT_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const PORT_NAME = DNS_1123_LABEL;
 
 /** Parses one `[name:]port` argument; returns an error text instead of throwing. */
 export function parsePortSpec(spec: string): RequestedPort | string {

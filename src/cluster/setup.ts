@@ -83,6 +83,37 @@ export interface SetupOptions {
   readonly pollMs: number;
 }
 
+/** What `cluster setup`'s flags say of how to reach the VM; unset ones take the defaults. */
+export interface ReachInput {
+  /** `[USER@]HOST`. */
+  readonly host: string;
+  readonly vm: string;
+  readonly ssh?: string;
+  readonly scp?: string;
+  readonly sudo?: string;
+  readonly remoteDir?: string;
+}
+
+/**
+ * How to reach the VM: `--ssh`/`--scp`, else Istio 1.0's ISTIO_RUN/ISTIO_CP (from `env`), else
+ * ssh and scp in batch mode; commands as root behind `sudo -n`, or none when logging in as
+ * root; the copy in `istio-node-agent-VM` in the login directory. Returns the problem as text.
+ */
+export function reachVm(
+  i: ReachInput,
+  env: NodeJS.ProcessEnv,
+): Pick<SetupOptions, 'ssh' | 'scp' | 'sudo' | 'remoteDir'> | string {
+  const ssh = parseTemplate(i.ssh ?? (env.ISTIO_RUN || DEFAULT_SSH));
+  const scp = parseTemplate(i.scp ?? (env.ISTIO_CP || DEFAULT_SCP));
+  if (ssh.length === 0 || scp.length === 0) return '--ssh and --scp cannot be empty';
+  return {
+    ssh,
+    scp,
+    sudo: parseTemplate(i.sudo ?? (i.host.startsWith('root@') ? '' : 'sudo -n')),
+    remoteDir: i.remoteDir ?? `istio-node-agent-${i.vm}`,
+  };
+}
+
 export interface SetupDeps {
   readonly exec: Exec;
   readonly clock: Clock;

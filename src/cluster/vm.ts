@@ -8,12 +8,14 @@ import {
   clusterEnvEntries,
   discoverServiceCidr,
   renderClusterEnv,
+  type CpAuth,
   type ServiceCidrResult,
 } from './env';
 import type { EnvEntry } from './envfile';
 import {
   ILB_ROLES,
   waitForIlbs,
+  type GivenAddress,
   type IlbAddress,
   type IlbRole,
   type ServiceRef,
@@ -27,7 +29,7 @@ export interface AddressRequest {
   /** The Services to look addresses up in. */
   readonly ilbs: Readonly<Record<IlbRole, ServiceRef>>;
   /** Addresses given by hand (`--pilot-ip` …): not looked up. */
-  readonly given: Partial<Readonly<Record<IlbRole, { ip: string; port: number; flag: string }>>>;
+  readonly given: Partial<Readonly<Record<IlbRole, GivenAddress>>>;
   readonly wait: WaitOptions;
 }
 
@@ -52,7 +54,7 @@ export interface EnvRequest extends AddressRequest {
   /** Where the dry-run probe for the service range runs. */
   readonly namespace: string;
   readonly istioNamespace: string;
-  readonly cpAuth: 'MUTUAL_TLS' | 'NONE';
+  readonly cpAuth: CpAuth;
   readonly cpAuthGiven: boolean;
   /** `--service-cidr`: no discovery. */
   readonly serviceCidr?: readonly string[];

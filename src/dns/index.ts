@@ -40,7 +40,7 @@ export type { HostFacts } from './probe';
 export { dnsSettings } from './settings';
 export type { DnsSettings } from './settings';
 export type { DnsmasqControl, DnsmasqDetection, ResolvedControl } from './dnsmasq';
-export { renderKubedns, isManaged, MANAGED_MARK } from './render';
+export { renderKubedns, kubednsRecords, isManaged, MANAGED_MARK } from './render';
 
 /** Retries of a failed apply at start (dnsmasq restart failures are worth one more try). */
 const START_ATTEMPTS = 3;

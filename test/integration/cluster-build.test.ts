@@ -28,7 +28,14 @@ void t.test(
       /ObjectSerializer|RequiredError\("CoreV1Api"/,
       'the daemon file has no Kubernetes client',
     );
-    t.match(readFileSync(kube, 'utf8'), /RequiredError\("CoreV1Api"/, 'the second file has it');
+    const kubeText = readFileSync(kube, 'utf8');
+    t.match(kubeText, /RequiredError\("CoreV1Api"/, 'the second file has it');
+    // esbuild marks each bundled module with a `// path` line: of the project, only the client.
+    t.same(
+      [...new Set(kubeText.match(/^\/\/ src\/\S+$/gm))],
+      ['// src/cluster/kube-client.ts'],
+      'the second file holds no other module of the project (its types are types only)',
+    );
     t.match(
       mainText,
       /import\("\.\/istio-node-agent-kube\.cjs"\)/,

@@ -4,6 +4,7 @@ import {
   canonicalCidrs,
   cidrsFromRangeError,
   familyNotConfigured,
+  parseServiceCidrs,
   probeService,
   statusTexts,
 } from '../../src/cluster/cidr';
@@ -104,3 +105,18 @@ void t.test('ServiceCIDR ranges: canonical, deduplicated, junk skipped', async (
     'fd00::/108',
   ]);
 });
+
+void t.test(
+  '--service-cidr: ranges canonical and in order; blanks and empty items ignored',
+  async (t) => {
+    t.same(parseServiceCidrs('10.96.0.0/12'), ['10.96.0.0/12']);
+    t.same(parseServiceCidrs(' 10.96.0.0/12 , fd00::/108,,10.0.0.1'), [
+      '10.96.0.0/12',
+      'fd00::/108',
+      '10.0.0.1/32',
+    ]);
+    t.same(parseServiceCidrs(' , '), [], 'nothing given: empty (the command says so)');
+    t.match(parseServiceCidrs('10.96.0.0/12,10.0.0.0/33'), /"10\.0\.0\.0\/33" has prefix \/33/);
+    t.match(parseServiceCidrs('010.96.0.0/12'), /leading zero/);
+  },
+);

@@ -2,11 +2,17 @@ import t from 'tap';
 import {
   bundleFiles,
   bundleTar,
+  certFiles,
   renderInstallText,
   renderSidecarEnv,
   sidecarEnvEntries,
 } from '../../src/cluster/bundle';
-import { clusterEnvEntries, renderClusterEnv } from '../../src/cluster/env';
+import {
+  DEFAULT_CP_AUTH,
+  clusterEnvEntries,
+  isCpAuth,
+  renderClusterEnv,
+} from '../../src/cluster/env';
 import { checkAgentAccepts, quoteEnvValue, renderEnvFile } from '../../src/cluster/envfile';
 import { dnsEntries, hostPort, renderKubedns10, type IlbAddress } from '../../src/cluster/ilb';
 import { parseEnvFile } from '../../src/config/env-file';
@@ -327,3 +333,30 @@ void t.test(
     t.same(bundleTar('vm-1', files, Date.UTC(2026, 0, 1)), tar, 'the same input, the same bytes');
   },
 );
+
+void t.test('the certificate files (cluster certs, and in a bundle): key 0600', async (t) => {
+  t.same(
+    certFiles({ rootPem: 'R', chainPem: 'C', keyPem: 'K' }).map((f) => [f.name, f.content, f.mode]),
+    [
+      ['root-cert.pem', 'R', 0o644],
+      ['cert-chain.pem', 'C', 0o644],
+      ['key.pem', 'K', 0o600],
+    ],
+  );
+  t.same(
+    certFiles({ rootPem: 'R' }).map((f) => f.name),
+    ['root-cert.pem'],
+    'root only',
+  );
+});
+
+void t.test("ISTIO_CP_AUTH: MUTUAL_TLS (1.0's default) or NONE", async (t) => {
+  t.equal(DEFAULT_CP_AUTH, 'MUTUAL_TLS');
+  t.same(['MUTUAL_TLS', 'NONE', 'mutual_tls', 'SOMETIMES', ''].map(isCpAuth), [
+    true,
+    true,
+    false,
+    false,
+    false,
+  ]);
+});

@@ -2,8 +2,8 @@ import t from 'tap';
 import { describeCall, failureToError, neededPermission } from '../../src/cluster/errors';
 import { waitForIlbs } from '../../src/cluster/ilb';
 import type { KubeApi, KubeCall, KubeTarget, Service } from '../../src/cluster/kube';
-import type { Clock } from '../../src/lib/clock';
 import { rejectsWithCode } from '../helpers/agent-error';
+import { SteppingClock } from '../helpers/clock';
 
 const TARGET: KubeTarget = {
   source: '/home/u/.kube/config',
@@ -133,23 +133,6 @@ void t.test('each kind of failure has its code', async (t) => {
   }
 });
 
-/** A clock whose sleep returns at once and moves time on; records the sleeps. */
-function steppingClock(): Clock & { slept: number[] } {
-  let now = 0;
-  const slept: number[] = [];
-  return {
-    slept,
-    now: () => now,
-    monotonicUs: () => BigInt(now) * 1000n,
-    setTimeout: () => ({ cancel: () => undefined }),
-    sleep: (ms: number) => {
-      slept.push(ms);
-      now += ms;
-      return Promise.resolve();
-    },
-  };
-}
-
 function fakeApi(
   services: Record<string, (round: number) => Service | undefined>,
 ): KubeApi & { gets: string[] } {
@@ -181,7 +164,7 @@ void t.test(
       'istio-system/citadel-ilb': (n) => lb(n >= 3 ? '10.0.0.8' : undefined),
       'kube-system/dns-ilb': (n) => lb(n >= 2 ? '10.0.0.10' : undefined, [53]),
     });
-    const clock = steppingClock();
+    const clock = new SteppingClock();
     const lines: string[] = [];
     const r = await waitForIlbs(
       api,
@@ -227,7 +210,7 @@ void t.test(
 
 void t.test('waitForIlbs: gives up after the timeout, naming what is still missing', async (t) => {
   const api = fakeApi({ 'istio-system/citadel-ilb': () => lb() });
-  const clock = steppingClock();
+  const clock = new SteppingClock();
   await rejectsWithCode(
     t,
     waitForIlbs(
@@ -248,7 +231,7 @@ void t.test(
     const opts = {
       timeoutMs: 60_000,
       intervalMs: 5000,
-      clock: steppingClock(),
+      clock: new SteppingClock(),
       progress: () => undefined,
     };
     await rejectsWithCode(

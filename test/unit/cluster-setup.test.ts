@@ -2,15 +2,16 @@ import t from 'tap';
 import {
   parseChanged,
   parseTemplate,
+  reachVm,
   scpArgv,
   setupVm,
   shq,
   sshArgv,
   type SetupOptions,
 } from '../../src/cluster/setup';
-import type { Clock } from '../../src/lib/clock';
 import type { Exec, ExecResult } from '../../src/lib/exec';
 import { rejectsWithCode } from '../helpers/agent-error';
+import { SteppingClock } from '../helpers/clock';
 
 void t.test(
   'command templates: appended by default, placed where {placeholders} are',
@@ -44,6 +45,40 @@ void t.test(
   },
 );
 
+void t.test(
+  'reaching the VM: flags, else ISTIO_RUN/ISTIO_CP, else ssh/scp; sudo unless root@',
+  async (t) => {
+    const vm = { host: 'admin@vm-1', vm: 'vm-1' };
+    t.same(reachVm(vm, {}), {
+      ssh: ['ssh', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=15'],
+      scp: ['scp', '-q', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=15'],
+      sudo: ['sudo', '-n'],
+      remoteDir: 'istio-node-agent-vm-1',
+    });
+    const env = { ISTIO_RUN: 'gcloud compute ssh {host}', ISTIO_CP: 'gcloud compute scp' };
+    const fromEnv = reachVm({ host: 'root@vm-1', vm: 'vm-1' }, env);
+    t.same(fromEnv, {
+      ssh: ['gcloud', 'compute', 'ssh', '{host}'],
+      scp: ['gcloud', 'compute', 'scp'],
+      sudo: [],
+      remoteDir: 'istio-node-agent-vm-1',
+    });
+    t.same(
+      reachVm({ ...vm, ssh: 'myssh -v', scp: 'mycp', sudo: 'doas', remoteDir: '/tmp/b' }, env),
+      { ssh: ['myssh', '-v'], scp: ['mycp'], sudo: ['doas'], remoteDir: '/tmp/b' },
+      'flags win over the environment',
+    );
+    t.same(
+      reachVm({ ...vm, host: 'root@vm-1', sudo: 'sudo -n' }, {}),
+      reachVm(vm, {}),
+      '--sudo as root too',
+    );
+    t.same(reachVm(vm, { ISTIO_RUN: '', ISTIO_CP: '' }), reachVm(vm, {}), 'empty variables: unset');
+    t.equal(reachVm({ ...vm, ssh: ' ' }, {}), '--ssh and --scp cannot be empty');
+    t.equal(reachVm({ ...vm, scp: '' }, {}), '--ssh and --scp cannot be empty');
+  },
+);
+
 void t.test('shell quoting for the remote command', async (t) => {
   t.equal(shq('istio-node-agent-vm/install.sh'), 'istio-node-agent-vm/install.sh');
   t.equal(shq('a b'), "'a b'");
@@ -62,22 +97,6 @@ void t.test("install.sh's last line: what changed", async (t) => {
   t.same(parseChanged('kept the certificates\nchanged: nothing\n'), []);
   t.equal(parseChanged('sh: 1: install.sh: not found\n'), undefined);
 });
-
-function steppingClock(): Clock & { slept: number[] } {
-  let now = 0;
-  const slept: number[] = [];
-  return {
-    slept,
-    now: () => now,
-    monotonicUs: () => BigInt(now) * 1000n,
-    setTimeout: () => ({ cancel: () => undefined }),
-    sleep: (ms: number) => {
-      slept.push(ms);
-      now += ms;
-      return Promise.resolve();
-    },
-  };
-}
 
 const ok = (stdout = ''): ExecResult => ({ code: 0, stdout, stderr: '' });
 
@@ -147,7 +166,7 @@ void t.test(
   'setup: copy, place as root, clean up, restart on change, wait for ready',
   async (t) => {
     const vm = fakeVm({ notReadyFor: 2 });
-    const clock = steppingClock();
+    const clock = new SteppingClock();
     const lines: string[] = [];
     const r = await setupVm('/tmp/b/vm-1', FILES, OPTS, {
       exec: vm.exec,
@@ -184,7 +203,7 @@ void t.test(
       '/b',
       FILES,
       { ...OPTS, host: 'root@vm', sudo: [] },
-      { exec: vm.exec, clock: steppingClock(), progress: () => undefined },
+      { exec: vm.exec, clock: new SteppingClock(), progress: () => undefined },
     );
     t.equal(r.action, 'start');
     t.same(r.changed, []);
@@ -204,7 +223,7 @@ void t.test('setup: --deb, --remote-root, --replace-certs reach install.sh, quot
       replaceCerts: true,
       installCommand: 'dpkg -i',
     },
-    { exec: vm.exec, clock: steppingClock(), progress: () => undefined },
+    { exec: vm.exec, clock: new SteppingClock(), progress: () => undefined },
   );
   const install = vm.calls.find((c) => c[2]?.includes('install.sh'))![2];
   t.equal(
@@ -220,7 +239,7 @@ void t.test('setup: --deb, --remote-root, --replace-certs reach install.sh, quot
 
 void t.test('setup: the copy is retried as 1.0 did, then given up with ssh’s words', async (t) => {
   const vm = fakeVm({ copyFailures: 2 });
-  const clock = steppingClock();
+  const clock = new SteppingClock();
   const lines: string[] = [];
   const r = await setupVm('/b', FILES, OPTS, {
     exec: vm.exec,
@@ -241,7 +260,7 @@ void t.test('setup: the copy is retried as 1.0 did, then given up with ssh’s w
       '/b',
       FILES,
       { ...OPTS, copyAttempts: 3 },
-      { exec: never.exec, clock: steppingClock(), progress: () => undefined },
+      { exec: never.exec, clock: new SteppingClock(), progress: () => undefined },
     ),
     'AGENT_E_CLUSTER_SSH',
     /failed 3 times: ssh: connect to host vm port 22/,
@@ -256,7 +275,7 @@ void t.test(
       t,
       setupVm('/b', FILES, OPTS, {
         exec: vm.exec,
-        clock: steppingClock(),
+        clock: new SteppingClock(),
         progress: () => undefined,
       }),
       'AGENT_E_CLUSTER_SSH',
@@ -275,7 +294,7 @@ void t.test(
 
 void t.test('setup: not ready in time: the last status in the error', async (t) => {
   const vm = fakeVm({ notReadyFor: 999 });
-  const clock = steppingClock();
+  const clock = new SteppingClock();
   await rejectsWithCode(
     t,
     setupVm(
