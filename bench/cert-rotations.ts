@@ -11,6 +11,7 @@ import type { AgentEventMap } from '../src/component';
 import { startDevCa } from '../src/ca/index';
 import { buildCertManager } from '../src/certs/index';
 import { bootstrapDir, configFor, testDeps } from '../test/helpers/certs';
+import { teardowns } from '../test/helpers/tmp';
 import { BENCH_ID as ID, startCaProcess } from './ca-process';
 
 const total = Number(process.argv[2] ?? 2000);
@@ -66,8 +67,16 @@ async function inProcessCa(): Promise<{
   stopCa: () => Promise<void>;
 }> {
   const ca = await startDevCa({ ttlMs: 3600_000, maxCallRecords: 10 });
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-  return { address: ca.address, dir, stopCa: () => ca.stop() };
+  const files = teardowns();
+  const dir = bootstrapDir(files, await ca.issueBootstrap(ID, 3600_000));
+  return {
+    address: ca.address,
+    dir,
+    stopCa: async () => {
+      await ca.stop();
+      await files.run();
+    },
+  };
 }
 
 async function externalCa(): Promise<{

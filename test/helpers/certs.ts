@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { buildConfig } from '../../src/config/load';
@@ -9,6 +8,7 @@ import type { AgentConfig } from '../../src/config/types';
 import { systemClock } from '../../src/lib/clock';
 import { exec } from '../../src/lib/exec';
 import { silentLogger } from '../../src/observe/logger';
+import { tmpDir, type Teardown } from './tmp';
 
 export function configFor(vars: Record<string, string>): AgentConfig {
   const raw = new RawEnv();
@@ -43,13 +43,12 @@ export function testDeps(): TestDeps {
   };
 }
 
-/** A fresh CERTS_DIR holding a bootstrap set as plain files, the 1.0 way. */
-export function bootstrapDir(set: {
-  certChainPem?: string;
-  keyPem?: string;
-  rootPem: string;
-}): string {
-  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'agent-certs-')), 'certs');
+/** A fresh CERTS_DIR holding a bootstrap set as plain files, the 1.0 way; removed when `t` ends. */
+export function bootstrapDir(
+  t: Teardown,
+  set: { certChainPem?: string; keyPem?: string; rootPem: string },
+): string {
+  const dir = path.join(tmpDir(t, 'agent-certs-'), 'certs');
   mkdirSync(dir);
   if (set.certChainPem) writeFileSync(path.join(dir, 'cert-chain.pem'), set.certChainPem);
   if (set.keyPem) writeFileSync(path.join(dir, 'key.pem'), set.keyPem, { mode: 0o600 });

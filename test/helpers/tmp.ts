@@ -44,3 +44,16 @@ export function tmpDir(t: Teardown, prefix: string, opts: TmpOptions = {}): stri
   chmodSync(dir, opts.mode ?? 0o755);
   return dir;
 }
+
+/** A `Teardown` for code outside a tap test (a bench): `run()` does what was registered, last first. */
+export function teardowns(): Teardown & { run(): Promise<void> } {
+  const fns: (() => void | Promise<void>)[] = [];
+  return {
+    teardown: (fn) => {
+      fns.push(fn);
+    },
+    run: async () => {
+      for (let fn = fns.pop(); fn; fn = fns.pop()) await fn();
+    },
+  };
+}

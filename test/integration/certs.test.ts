@@ -3,8 +3,7 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { webcrypto, randomBytes } from 'node:crypto';
 import { startDevCa, type DevCa, type DevCaOptions } from '../../src/ca/index';
@@ -14,6 +13,7 @@ import { status } from '@grpc/grpc-js';
 import { startGceMetadataDouble } from '../doubles/gce-metadata-server';
 import { bootstrapDir, configFor, testDeps, until } from '../helpers/certs';
 import { makeRoot, makeLeaf } from '../helpers/pki';
+import { tmpDir } from '../helpers/tmp';
 import { FakeClock } from '../../src/lib/clock';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -54,7 +54,7 @@ function checkWithOpenssl(t: Tap, dir: string, identity: string): void {
     readFileSync(chain, 'utf8').match(
       /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g,
     ) ?? [];
-  const work = mkdtempSync(path.join(tmpdir(), 'chk-'));
+  const work = tmpDir(t, 'chk-');
   writeFileSync(path.join(work, 'leaf.pem'), `${blocks[0] ?? ''}\n`);
   writeFileSync(path.join(work, 'untrusted.pem'), blocks.slice(1).join('\n') + '\n');
   const verifyArgs = [
@@ -82,7 +82,7 @@ t.test(
   async (t) => {
     const ca = await withCa(t, { ttlMs: 4000 });
     const boot = await ca.issueBootstrap(ID, 3600_000);
-    const dir = bootstrapDir(boot);
+    const dir = bootstrapDir(t, boot);
     const deps = testDeps();
     const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
     await mgr.start(new AbortController().signal);
@@ -132,7 +132,7 @@ t.test(
   async (t) => {
     const ca = await withCa(t, { ttlMs: 3600_000, intermediate: true });
     const boot = await ca.issueBootstrap(ID, 3600_000);
-    const dir = bootstrapDir(boot);
+    const dir = bootstrapDir(t, boot);
     const mgr = await buildCertManager(
       configFor(vars(ca, dir, { CA_API: 'CreateCertificate', WORKLOAD_KEY_ALGORITHM: 'RSA' })),
       testDeps(),
@@ -160,7 +160,7 @@ t.test(
   'the component as run builds it: no I/O until preflight; SIGHUP certificate settings reach the manager',
   async (t) => {
     const ca = await withCa(t, { ttlMs: 3600_000 });
-    const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+    const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
     const deps = testDeps();
     const c = new CertComponent(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
     t.same(c.status(), { ready: false, summary: 'cert: none' }, 'built, nothing looked at yet');
@@ -181,7 +181,7 @@ t.test(
   'a restart keeps a still-valid set it issued itself and only schedules renewal',
   async (t) => {
     const ca = await withCa(t, { ttlMs: 3600_000 });
-    const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+    const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
     const cfg = configFor(vars(ca, dir));
     const a = await buildCertManager(cfg, testDeps(), { keyOwner: 'none' });
     await a.start(new AbortController().signal);
@@ -205,7 +205,7 @@ t.test(
     const ca1 = await startDevCa({ ttlMs: 3000 });
     const root = { certPem: ca1.rootPem, keyPem: ca1.rootKeyPem };
     const port = ca1.port;
-    const dir = bootstrapDir(await ca1.issueBootstrap(ID, 3600_000));
+    const dir = bootstrapDir(t, await ca1.issueBootstrap(ID, 3600_000));
     const deps = testDeps();
     const mgr = await buildCertManager(
       configFor(vars(ca1, dir, { CA_CALL_TIMEOUT: '500ms' })),
@@ -349,7 +349,7 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
       const ca = await withCa(t, { ttlMs: 3600_000, tamper: (chain) => tamper(holder.ca!, chain) });
       holder.ca = ca;
       const boot = await ca.issueBootstrap(ID, 3600_000);
-      const dir = bootstrapDir(boot);
+      const dir = bootstrapDir(t, boot);
       const mgr = await buildCertManager(configFor(vars(ca, dir, extra)), testDeps(), {
         keyOwner: 'none',
       });
@@ -389,7 +389,7 @@ t.test(
               }
             : undefined,
       });
-      const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+      const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
       const clock = new FakeClock(Date.now());
       const deps = { ...testDeps(), clock };
       const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
@@ -422,7 +422,7 @@ t.test('expired and the CA refuses: the agent ends with AGENT_E_CERT_EXPIRED', a
     ttlMs: 3600_000,
     fault: () => ({ kind: 'status', code: status.PERMISSION_DENIED, message: 'no' }),
   });
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 2500));
+  const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 2500));
   const deps = testDeps();
   const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
   const t0 = Date.now();
@@ -448,7 +448,7 @@ t.test(
           : undefined,
     });
     for (const api of ['HandleCSR', 'CreateCertificate']) {
-      const dir = bootstrapDir({ rootPem: ca.rootPem });
+      const dir = bootstrapDir(t, { rootPem: ca.rootPem });
       const deps = testDeps();
       const mgr = await buildCertManager(
         configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host, CA_API: api })),
@@ -482,7 +482,7 @@ t.test(
     const meta = await startGceMetadataDouble({ mode: 'not-found' });
     t.teardown(() => meta.close());
     const ca = await withCa(t, { ttlMs: 3600_000, tokenVerifier: () => ID });
-    const dir = bootstrapDir({ rootPem: ca.rootPem });
+    const dir = bootstrapDir(t, { rootPem: ca.rootPem });
     const mgr = await buildCertManager(
       configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host })),
       testDeps(),
@@ -513,7 +513,7 @@ t.test('auto picks gcp when the metadata server answers, onprem when it does not
     ttlMs: 3600_000,
     tokenVerifier: () => 'spiffe://cluster.local/ns/default/sa/vm@project.iam.gserviceaccount.com',
   });
-  const gcpDir = bootstrapDir({ rootPem: ca.rootPem });
+  const gcpDir = bootstrapDir(t, { rootPem: ca.rootPem });
   const a = await buildCertManager(
     configFor(vars(ca, gcpDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: meta.host })),
     testDeps(),
@@ -522,7 +522,7 @@ t.test('auto picks gcp when the metadata server answers, onprem when it does not
   await a.start(new AbortController().signal);
   await a.stop();
   t.equal(ca.calls[ca.calls.length - 1]!.credentialType, 'gcp');
-  const onpremDir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+  const onpremDir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
   const b = await buildCertManager(
     configFor(vars(ca, onpremDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: '127.0.0.1:1' })),
     testDeps(),
@@ -535,7 +535,7 @@ t.test('auto picks gcp when the metadata server answers, onprem when it does not
 
 t.test('onprem without a bootstrap set: a clear configuration error', async (t) => {
   const ca = await withCa(t, { ttlMs: 3600_000 });
-  const dir = bootstrapDir({ rootPem: ca.rootPem });
+  const dir = bootstrapDir(t, { rootPem: ca.rootPem });
   const mgr = await buildCertManager(configFor(vars(ca, dir)), testDeps(), { keyOwner: 'none' });
   await t.rejects(mgr.start(new AbortController().signal), {
     code: 'AGENT_E_BOOTSTRAP_MISSING',
@@ -546,7 +546,7 @@ t.test('onprem without a bootstrap set: a clear configuration error', async (t) 
     notBefore: Date.now() - 1000,
     notAfter: Date.now() + 3600_000,
   });
-  const noSan = bootstrapDir({
+  const noSan = bootstrapDir(t, {
     certChainPem: leaf.certPem,
     keyPem: leaf.key.pem,
     rootPem: ca.rootPem,
@@ -563,7 +563,7 @@ t.test('as root, key.pem is 0600 and owned by ENVOY_USER; the other files 0644',
   const { statSync } = await import('node:fs');
   const nobody = /^nobody:[^:]*:(\d+):(\d+):/m.exec(readFileSync('/etc/passwd', 'utf8'))!;
   const ca = await withCa(t, { ttlMs: 3600_000 });
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+  const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
   const mgr = await buildCertManager(
     configFor(vars(ca, dir, { ENVOY_USER: 'nobody' })),
     testDeps(),

@@ -1,11 +1,11 @@
 // `istio-node-agent check` as a user runs it: the CLI from source, a real CA on loopback.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { bootstrapDir } from '../helpers/certs';
+import { tmpDir } from '../helpers/tmp';
 
 const MAIN = path.join(__dirname, '../../src/main.ts');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -44,8 +44,8 @@ t.test('check reports each part and fails on what is wrong', async (t) => {
   const ca = await startDevCa({ ttlMs: 3600_000 });
   t.teardown(() => ca.stop());
   const boot = await ca.issueBootstrap(ID, 3600_000);
-  const certs = bootstrapDir(boot);
-  const work = mkdtempSync(path.join(tmpdir(), 'check-'));
+  const certs = bootstrapDir(t, boot);
+  const work = tmpDir(t, 'check-', { mode: 0o700 });
   const cluster = path.join(work, 'cluster.env');
   writeFileSync(
     cluster,
@@ -91,5 +91,4 @@ t.test('check reports each part and fails on what is wrong', async (t) => {
   const r = await cli(['check'], env);
   t.equal(r.code, 78);
   t.match(r.stderr, new RegExp(`${cluster.replace(/[/.]/g, '\\$&')}:6: ENVOY_PORT`));
-  rmSync(work, { recursive: true, force: true });
 });

@@ -3,8 +3,7 @@
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import {
   createCaClient,
@@ -16,16 +15,14 @@ import {
 import { main } from '../../src/cli/index';
 import type { AgentError } from '../../src/lib/errors';
 import { makeCsr } from '../helpers/csr';
+import { tmpDir } from '../helpers/tmp';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const HOUR = 3_600_000;
 const ROOT_DIR = path.resolve(__dirname, '../..');
 
 function tempDir(t: Test): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'ca-test-'));
-  t.teardown(() => {
-    rmSync(d, { recursive: true, force: true });
-  });
+  const d = tmpDir(t, 'ca-test-', { mode: 0o700 });
   return d;
 }
 

@@ -1,6 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Agent } from '../../src/agent';
 import type { Component } from '../../src/component';
@@ -10,6 +9,7 @@ import { FakeClock } from '../../src/lib/clock';
 import { AgentError } from '../../src/lib/errors';
 import { silentLogger } from '../../src/observe/logger';
 import { createNotifier } from '../../src/systemd/notify';
+import { tmpDir } from '../helpers/tmp';
 
 const config = buildConfig(new RawEnv(), { cluster: 'c', sidecar: 's' });
 
@@ -69,7 +69,7 @@ t.test('starts in order, READY with the summary, stops in reverse', async (t) =>
   const events: string[] = [];
   const { sent, notifier } = recorder();
   const clock = new FakeClock();
-  const statusFile = path.join(mkdtempSync(path.join(tmpdir(), 'agent-')), 'status.json');
+  const statusFile = path.join(tmpDir(t, 'agent-', { mode: 0o700 }), 'status.json');
   const agent = new Agent(config, [fake('certs', events), fake('capture', events)], {
     log: silentLogger(),
     clock,

@@ -1,15 +1,15 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig } from '../../src/config/load';
 import { parseCidr } from '../../src/config/net';
 import { parseDuration } from '../../src/config/raw';
 import { AgentError } from '../../src/lib/errors';
+import { tmpDir } from '../helpers/tmp';
 
 function files(cluster?: string, sidecar?: string): NodeJS.ProcessEnv {
-  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+  const dir = tmpDir(t, 'cfg-', { mode: 0o700 });
   const c = path.join(dir, 'cluster.env');
   const s = path.join(dir, 'sidecar.env');
   if (cluster !== undefined) writeFileSync(c, cluster);

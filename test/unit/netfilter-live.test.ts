@@ -1,6 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { configFrom } from '../helpers/capture-config';
 import { AgentError } from '../../src/lib/errors';
@@ -19,6 +18,7 @@ import { planCapture, renderFamily, type FamilyPlan } from '../../src/netfilter/
 import { entryCommand, presentEntries } from '../../src/netfilter/routing';
 import { EMPTY_RECORD, readRecord, recordPath, writeRecord } from '../../src/netfilter/state';
 import { resolveProxyIds } from '../../src/host/users';
+import { tmpDir } from '../helpers/tmp';
 
 // The pure side of apply/clean/diff: parsing iptables-save, the --noflush transaction that moves
 // live rules to the plan, and the decisions around it (backend, user, routing, state record).
@@ -376,10 +376,7 @@ t.test('backend detection', async (t) => {
 });
 
 t.test('proxy user lookup', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'nf-unit-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'nf-unit-', { mode: 0o700 });
   const passwd = path.join(dir, 'passwd');
   writeFileSync(
     passwd,
@@ -471,10 +468,7 @@ t.test('TPROXY routing: presence from ip -j output', async (t) => {
 });
 
 t.test('state record: written atomically, removed when nothing is left to undo', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'nf-unit-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'nf-unit-', { mode: 0o700 });
   const stateDir = path.join(dir, 'state');
   t.same(await readRecord(stateDir), EMPTY_RECORD, 'no file: empty record');
   const rec = {
