@@ -1,15 +1,12 @@
 import {
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
-  rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { RawEnv } from '../../src/config/raw';
 import { buildConfig } from '../../src/config/load';
@@ -17,20 +14,6 @@ import type { AgentConfig } from '../../src/config/types';
 import type { DnsHost } from '../../src/dns/index';
 import type { DnsmasqControl, DnsmasqDetection } from '../../src/dns/dnsmasq';
 import { AgentError } from '../../src/lib/errors';
-
-/**
- * A temporary directory standing in for "/" in DNS tests: the component reads and writes only
- * below it, so tests never touch this machine's /etc.
- */
-export function tempRoot(prefix = 'dns-root-'): { root: string; remove: () => void } {
-  const root = mkdtempSync(path.join(os.tmpdir(), prefix));
-  return {
-    root,
-    remove: () => {
-      rmSync(root, { recursive: true, force: true });
-    },
-  };
-}
 
 export function put(root: string, hostPath: string, content: string, mode = 0o644): void {
   const p = path.join(root, hostPath);

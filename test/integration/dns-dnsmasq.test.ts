@@ -11,7 +11,8 @@ import { RESOLV_CONF_BLOCK } from '../../src/dns/resolver';
 import { systemClock } from '../../src/lib/clock';
 import { exec } from '../../src/lib/exec';
 import { silentLogger } from '../../src/observe/logger';
-import { configOf, put, read, tempRoot } from '../helpers/dns-root';
+import { configOf, put, read } from '../helpers/dns-root';
+import { tmpDir } from '../helpers/tmp';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/root';
 
@@ -139,13 +140,12 @@ if (requireRoot(t, 'the dnsmasq integration test')) {
     'real dnsmasq with the rendered drop-in, kube-dns stand-in, change then apply',
     { skip: DNSMASQ ? false : 'dnsmasq is not installed (package dnsmasq-base)' },
     async (t) => {
-      const { root, remove } = tempRoot('dns-int-');
+      const root = tmpDir(t, 'dns-int-', { mode: 0o700 });
       const ns = createNetns('dns');
       const procs: NamespacedDnsmasq[] = [];
       t.teardown(async () => {
         for (const p of procs) await p.stop();
         ns.remove();
-        remove();
       });
       await ns.run('ip', ['addr', 'add', `${KUBE_DNS}/32`, 'dev', 'lo']);
       const run = path.join(root, 'run-test');
@@ -281,13 +281,12 @@ if (requireRoot(t, 'the dnsmasq integration test')) {
     '127.0.0.1 put first in resolv.conf does not loop: dnsmasq skips itself and forwards to the rest',
     { skip: DNSMASQ ? false : 'dnsmasq is not installed (package dnsmasq-base)' },
     async (t) => {
-      const { root, remove } = tempRoot('dns-int-');
+      const root = tmpDir(t, 'dns-int-', { mode: 0o700 });
       const ns = createNetns('dns');
       const procs: NamespacedDnsmasq[] = [];
       t.teardown(async () => {
         for (const p of procs) await p.stop();
         ns.remove();
-        remove();
       });
       await ns.run('ip', ['addr', 'add', `${KUBE_DNS}/32`, 'dev', 'lo']);
       const run = path.join(root, 'run-test');

@@ -24,15 +24,8 @@ import { AgentError } from '../../src/lib/errors';
 import { exec } from '../../src/lib/exec';
 import { createLogger, silentLogger } from '../../src/observe/logger';
 import { createNotifier } from '../../src/systemd/notify';
-import {
-  RecordingDnsmasq,
-  configOf,
-  put,
-  read,
-  snapshot,
-  tempRoot,
-  testHost,
-} from '../helpers/dns-root';
+import { RecordingDnsmasq, configOf, put, read, snapshot, testHost } from '../helpers/dns-root';
+import { tmpDir } from '../helpers/tmp';
 
 const log = silentLogger();
 const STATE = 'var/lib/istio/agent';
@@ -40,8 +33,8 @@ const KUBEDNS = '/etc/dnsmasq.d/kubedns';
 const HAND_PLACED = 'server=/svc.cluster.local/10.55.0.10\naddress=/istio-pilot/10.55.0.7\n';
 
 function newRoot(t: Test): string {
-  const { root, remove } = tempRoot();
-  t.teardown(remove);
+  // A temporary directory standing in for "/": the component reads and writes only below it.
+  const root = tmpDir(t, 'dns-root-', { mode: 0o700 });
   mkdirSync(path.join(root, 'etc/dnsmasq.d'), { recursive: true });
   mkdirSync(path.join(root, STATE), { recursive: true });
   return root;

@@ -25,9 +25,9 @@ import {
   put,
   read,
   snapshot,
-  tempRoot,
   testHost,
 } from '../helpers/dns-root';
+import { tmpDir } from '../helpers/tmp';
 
 const log = silentLogger();
 const isRoot = process.getuid?.() === 0;
@@ -63,8 +63,8 @@ async function apply(
 
 /** A root with the drop-in directory and the agent's state directory (as the packages leave them) plus `setup`. */
 function fixture(t: Test, setup: (root: string) => void): string {
-  const { root, remove } = tempRoot();
-  t.teardown(remove);
+  // A temporary directory standing in for "/": the component reads and writes only below it.
+  const root = tmpDir(t, 'dns-root-', { mode: 0o700 });
   put(root, '/etc/dnsmasq.d/README', 'files in this directory are read by dnsmasq\n');
   mkdirSync(path.join(root, STATE), { recursive: true });
   setup(root);
