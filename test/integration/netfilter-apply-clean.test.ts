@@ -2,7 +2,8 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
-import { createNetns, type Netns, tempDir } from '../helpers/netns';
+import { createNetns, type Netns } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import { createCaptureNet, HOST_IP } from '../helpers/capture-net';
 import { connect, startServer, type Server } from '../helpers/tcp-probe';
 import type { Exec } from '../../src/lib/exec';
@@ -88,7 +89,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
       `${be}: host rules survive apply and clean; apply is idempotent; clean restores iptables-save`,
       async (t) => {
         const ns = createNetns('nf');
-        const stateDir = tempDir(t, 'nf-state-');
+        const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
         t.teardown(() => {
           ns.remove();
         });
@@ -203,7 +204,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
 
     t.test(`${be}: apply + clean on a host without any rules`, async (t) => {
       const ns = createNetns('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       t.teardown(() => {
         ns.remove();
       });
@@ -252,7 +253,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
     'ISTIO_REJECT_INBOUND_IPV6: rejects new inbound IPv6, keeps host rules, loopback and ICMPv6',
     async (t) => {
       const net = createCaptureNet('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       const servers: Server[] = [];
       t.teardown(() => {
         for (const s of servers) s.stop();

@@ -2,7 +2,8 @@ import t from 'tap';
 import { EventEmitter } from 'node:events';
 import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
-import { createNetns, type Netns, tempDir } from '../helpers/netns';
+import { createNetns, type Netns } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { FakeClock } from '../../src/lib/clock';
 import type { Exec } from '../../src/lib/exec';
@@ -77,7 +78,7 @@ if (requireRoot(t, 'capture component tests')) {
     'the component applies on start, repairs drift on its check, reloads, and cleans on stop',
     async (t) => {
       const ns = createNetns('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       t.teardown(() => {
         ns.remove();
       });
@@ -176,7 +177,7 @@ if (requireRoot(t, 'capture component tests')) {
     'ISTIO_CAPTURE_KEEP_ON_STOP keeps the rules (fail closed); a reload to ISTIO_CAPTURE=false removes them',
     async (t) => {
       const ns = createNetns('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       t.teardown(() => {
         ns.remove();
       });

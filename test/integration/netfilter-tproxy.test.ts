@@ -1,5 +1,5 @@
 import t from 'tap';
-import { tempDir } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
 import { createCaptureNet, HOST_IP, saveAll } from '../helpers/capture-net';
@@ -17,7 +17,7 @@ if (requireRoot(t, 'TPROXY capture tests')) {
     'TPROXY: inbound connections reach the proxy with their original destination',
     async (t) => {
       const net = createCaptureNet('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       const servers: Server[] = [];
       t.teardown(() => {
         for (const s of servers) s.stop();

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { tempDir } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import { requireRoot } from '../helpers/root';
 import { configFrom } from '../helpers/capture-config';
 import {
@@ -30,7 +30,7 @@ if (requireRoot(t, 'capture traffic tests')) {
       return;
     }
     const net = createCaptureNet('nf');
-    const stateDir = tempDir(t, 'nf-state-');
+    const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
     const servers: Server[] = [];
     const restores: string[] = [];
     // Wraps the namespace's Exec to count restore transactions.
