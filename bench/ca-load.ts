@@ -22,10 +22,11 @@ import { CLOCK_SKEW_MS } from '../src/certs/manager';
 import { checkIssued } from '../src/certs/validate';
 import type { CaConfig } from '../src/config/types';
 import { chooseMtlsCredential } from '../src/identity/onprem';
-import { bootstrapDir, configFor } from '../test/helpers/certs';
+import { bootstrapDir } from '../test/helpers/certs';
 import { teardowns } from '../test/helpers/tmp';
 import { BENCH_ID as ID, startCaProcess } from './ca-process';
 import { quantile, table } from './report';
+import { testConfig } from '../test/helpers/config';
 
 interface Target {
   readonly address: string;
@@ -148,7 +149,7 @@ async function run(
   count: number,
   seconds: number,
 ): Promise<string[][]> {
-  const ca = configFor({
+  const ca = testConfig({
     CITADEL_ADDRESS: t.address,
     CERTS_DIR: t.dir,
     WORKLOAD_KEY_ALGORITHM: alg,

@@ -17,8 +17,9 @@ import { FakeClock } from '../../src/lib/clock';
 import { exec } from '../../src/lib/exec';
 import { x509 } from '../../src/lib/x509';
 import { createLogger } from '../../src/observe/logger';
-import { configFor, until } from './certs';
+import { until } from './certs';
 import { makeLeaf, makeRoot, type TestCa } from './pki';
+import { testConfig } from './config';
 
 export const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 export const HOUR = 3_600_000;
@@ -178,7 +179,7 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     SIDECAR_MODE: 'none',
     ...o.vars,
   };
-  const config = configFor(baseVars);
+  const config = testConfig(baseVars);
   store.set = { rootPem: root.certPem, meta: { issuer: 'bootstrap' }, generation: undefined };
   if (o.bootstrap ?? !o.source) {
     const valid = o.bootstrapValidMs ?? 100 * HOUR;
@@ -235,7 +236,7 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     rotations,
     keygens,
     config,
-    configWith: (vars) => configFor({ ...baseVars, ...vars }),
+    configWith: (vars) => testConfig({ ...baseVars, ...vars }),
     settle,
     async runUntil(at) {
       for (;;) {

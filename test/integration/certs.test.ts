@@ -11,10 +11,12 @@ import { buildCertManager, CertComponent } from '../../src/certs/index';
 import { x509 } from '../../src/lib/x509';
 import { status } from '@grpc/grpc-js';
 import { startGceMetadataDouble } from '../doubles/gce-metadata-server';
-import { bootstrapDir, configFor, testDeps, until } from '../helpers/certs';
+import { bootstrapDir, until } from '../helpers/certs';
 import { makeRoot, makeLeaf } from '../helpers/pki';
 import { tmpDir } from '../helpers/tmp';
 import { FakeClock } from '../../src/lib/clock';
+import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const openssl = (...args: string[]): string =>
@@ -83,8 +85,8 @@ t.test(
     const ca = await withCa(t, { ttlMs: 4000 });
     const boot = await ca.issueBootstrap(ID, 3600_000);
     const dir = bootstrapDir(t, boot);
-    const deps = testDeps();
-    const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+    const deps = testDeps({ random: Math.random });
+    const mgr = await buildCertManager(testConfig(vars(ca, dir)), deps, { keyOwner: 'none' });
     await mgr.start(new AbortController().signal);
     t.equal(mgr.status().ready, true);
     t.equal(deps.rotations.length, 1);
@@ -134,8 +136,8 @@ t.test(
     const boot = await ca.issueBootstrap(ID, 3600_000);
     const dir = bootstrapDir(t, boot);
     const mgr = await buildCertManager(
-      configFor(vars(ca, dir, { CA_API: 'CreateCertificate', WORKLOAD_KEY_ALGORITHM: 'RSA' })),
-      testDeps(),
+      testConfig(vars(ca, dir, { CA_API: 'CreateCertificate', WORKLOAD_KEY_ALGORITHM: 'RSA' })),
+      testDeps({ random: Math.random }),
       { keyOwner: 'none' },
     );
     await mgr.start(new AbortController().signal);
@@ -161,15 +163,15 @@ t.test(
   async (t) => {
     const ca = await withCa(t, { ttlMs: 3600_000 });
     const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
-    const deps = testDeps();
-    const c = new CertComponent(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+    const deps = testDeps({ random: Math.random });
+    const c = new CertComponent(testConfig(vars(ca, dir)), deps, { keyOwner: 'none' });
     t.same(c.status(), { ready: false, summary: 'cert: none' }, 'built, nothing looked at yet');
     await c.preflight();
     t.equal(ca.calls.length, 0, 'preflight asks the CA nothing');
     await c.start(new AbortController().signal);
     t.equal(deps.rotations.length, 1);
     const other = 'spiffe://cluster.local/ns/default/sa/other';
-    await c.reload(configFor(vars(ca, dir, { WORKLOAD_IDENTITY: other })));
+    await c.reload(testConfig(vars(ca, dir, { WORKLOAD_IDENTITY: other })));
     await until(() => deps.rotations.length >= 2, 10_000, 'a renewal for the new identity');
     t.same(ca.calls.at(-1)!.requestedIdentity, [other], 'the reload reached the manager');
     await c.stop();
@@ -182,13 +184,13 @@ t.test(
   async (t) => {
     const ca = await withCa(t, { ttlMs: 3600_000 });
     const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
-    const cfg = configFor(vars(ca, dir));
-    const a = await buildCertManager(cfg, testDeps(), { keyOwner: 'none' });
+    const cfg = testConfig(vars(ca, dir));
+    const a = await buildCertManager(cfg, testDeps({ random: Math.random }), { keyOwner: 'none' });
     await a.start(new AbortController().signal);
     await a.stop();
     const calls = ca.calls.length;
     const before = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
-    const deps = testDeps();
+    const deps = testDeps({ random: Math.random });
     const b = await buildCertManager(cfg, deps, { keyOwner: 'none' });
     await b.start(new AbortController().signal);
     t.equal(ca.calls.length, calls, 'no CSR on restart');
@@ -206,9 +208,9 @@ t.test(
     const root = { certPem: ca1.rootPem, keyPem: ca1.rootKeyPem };
     const port = ca1.port;
     const dir = bootstrapDir(t, await ca1.issueBootstrap(ID, 3600_000));
-    const deps = testDeps();
+    const deps = testDeps({ random: Math.random });
     const mgr = await buildCertManager(
-      configFor(vars(ca1, dir, { CA_CALL_TIMEOUT: '500ms' })),
+      testConfig(vars(ca1, dir, { CA_CALL_TIMEOUT: '500ms' })),
       deps,
       { keyOwner: 'none' },
     );
@@ -350,9 +352,13 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
       holder.ca = ca;
       const boot = await ca.issueBootstrap(ID, 3600_000);
       const dir = bootstrapDir(t, boot);
-      const mgr = await buildCertManager(configFor(vars(ca, dir, extra)), testDeps(), {
-        keyOwner: 'none',
-      });
+      const mgr = await buildCertManager(
+        testConfig(vars(ca, dir, extra)),
+        testDeps({ random: Math.random }),
+        {
+          keyOwner: 'none',
+        },
+      );
       const abort = new AbortController();
       const started = mgr.start(abort.signal);
       await until(() => mgr.status().problem !== undefined, 10_000, 'the first rejection');
@@ -391,8 +397,8 @@ t.test(
       });
       const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
       const clock = new FakeClock(Date.now());
-      const deps = { ...testDeps(), clock };
-      const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+      const deps = { ...testDeps({ random: Math.random }), clock };
+      const mgr = await buildCertManager(testConfig(vars(ca, dir)), deps, { keyOwner: 'none' });
       t.teardown(() => mgr.stop());
       const started = mgr.start(new AbortController().signal);
       started.catch(() => undefined);
@@ -423,8 +429,8 @@ t.test('expired and the CA refuses: the agent ends with AGENT_E_CERT_EXPIRED', a
     fault: () => ({ kind: 'status', code: status.PERMISSION_DENIED, message: 'no' }),
   });
   const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 2500));
-  const deps = testDeps();
-  const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+  const deps = testDeps({ random: Math.random });
+  const mgr = await buildCertManager(testConfig(vars(ca, dir)), deps, { keyOwner: 'none' });
   const t0 = Date.now();
   await t.rejects(mgr.start(new AbortController().signal), {
     code: 'AGENT_E_CERT_EXPIRED',
@@ -449,9 +455,11 @@ t.test(
     });
     for (const api of ['HandleCSR', 'CreateCertificate']) {
       const dir = bootstrapDir(t, { rootPem: ca.rootPem });
-      const deps = testDeps();
+      const deps = testDeps({ random: Math.random });
       const mgr = await buildCertManager(
-        configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host, CA_API: api })),
+        testConfig(
+          vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host, CA_API: api }),
+        ),
         deps,
         { keyOwner: 'none' },
       );
@@ -484,8 +492,8 @@ t.test(
     const ca = await withCa(t, { ttlMs: 3600_000, tokenVerifier: () => ID });
     const dir = bootstrapDir(t, { rootPem: ca.rootPem });
     const mgr = await buildCertManager(
-      configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host })),
-      testDeps(),
+      testConfig(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host })),
+      testDeps({ random: Math.random }),
       { keyOwner: 'none' },
     );
     t.teardown(() => mgr.stop());
@@ -515,8 +523,8 @@ t.test('auto picks gcp when the metadata server answers, onprem when it does not
   });
   const gcpDir = bootstrapDir(t, { rootPem: ca.rootPem });
   const a = await buildCertManager(
-    configFor(vars(ca, gcpDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: meta.host })),
-    testDeps(),
+    testConfig(vars(ca, gcpDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: meta.host })),
+    testDeps({ random: Math.random }),
     { keyOwner: 'none' },
   );
   await a.start(new AbortController().signal);
@@ -524,8 +532,8 @@ t.test('auto picks gcp when the metadata server answers, onprem when it does not
   t.equal(ca.calls[ca.calls.length - 1]!.credentialType, 'gcp');
   const onpremDir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
   const b = await buildCertManager(
-    configFor(vars(ca, onpremDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: '127.0.0.1:1' })),
-    testDeps(),
+    testConfig(vars(ca, onpremDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: '127.0.0.1:1' })),
+    testDeps({ random: Math.random }),
     { keyOwner: 'none' },
   );
   await b.start(new AbortController().signal);
@@ -536,7 +544,9 @@ t.test('auto picks gcp when the metadata server answers, onprem when it does not
 t.test('onprem without a bootstrap set: a clear configuration error', async (t) => {
   const ca = await withCa(t, { ttlMs: 3600_000 });
   const dir = bootstrapDir(t, { rootPem: ca.rootPem });
-  const mgr = await buildCertManager(configFor(vars(ca, dir)), testDeps(), { keyOwner: 'none' });
+  const mgr = await buildCertManager(testConfig(vars(ca, dir)), testDeps({ random: Math.random }), {
+    keyOwner: 'none',
+  });
   await t.rejects(mgr.start(new AbortController().signal), {
     code: 'AGENT_E_BOOTSTRAP_MISSING',
     message: /cert-chain\.pem.*key\.pem missing/,
@@ -551,7 +561,11 @@ t.test('onprem without a bootstrap set: a clear configuration error', async (t) 
     keyPem: leaf.key.pem,
     rootPem: ca.rootPem,
   });
-  const m2 = await buildCertManager(configFor(vars(ca, noSan)), testDeps(), { keyOwner: 'none' });
+  const m2 = await buildCertManager(
+    testConfig(vars(ca, noSan)),
+    testDeps({ random: Math.random }),
+    { keyOwner: 'none' },
+  );
   await t.rejects(m2.start(new AbortController().signal), { code: 'AGENT_E_IDENTITY_SAN' });
 });
 
@@ -565,8 +579,8 @@ t.test('as root, key.pem is 0600 and owned by ENVOY_USER; the other files 0644',
   const ca = await withCa(t, { ttlMs: 3600_000 });
   const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
   const mgr = await buildCertManager(
-    configFor(vars(ca, dir, { ENVOY_USER: 'nobody' })),
-    testDeps(),
+    testConfig(vars(ca, dir, { ENVOY_USER: 'nobody' })),
+    testDeps({ random: Math.random }),
   );
   await mgr.start(new AbortController().signal);
   await mgr.stop();

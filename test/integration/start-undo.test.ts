@@ -17,11 +17,13 @@ import { normaliseSave } from '../../src/netfilter/live';
 import { silentLogger } from '../../src/observe/logger';
 import { createSidecarComponent } from '../../src/sidecar/index';
 import { createNotifier } from '../../src/systemd/notify';
-import { bootstrapDir, configFor, testDeps } from '../helpers/certs';
+import { bootstrapDir } from '../helpers/certs';
 import { RecordingDnsmasq, put, snapshot, testHost } from '../helpers/dns-root';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/root';
 import { tmpDir } from '../helpers/tmp';
+import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const RESOLV = 'nameserver 10.0.0.2\n';
@@ -52,7 +54,7 @@ if (requireRoot(t, 'the start-undo tests')) {
       const stateDir = path.join(base, 'state');
       const emptyBin = path.join(base, 'bin');
       mkdirSync(emptyBin);
-      const config = configFor({
+      const config = testConfig({
         CITADEL_ADDRESS: ca.address,
         CERTS_DIR: certsDir,
         WORKLOAD_KEY_ALGORITHM: 'ECDSA',
@@ -67,7 +69,7 @@ if (requireRoot(t, 'the start-undo tests')) {
         ISTIO_BIN_BASE: emptyBin,
         ...vars,
       });
-      const deps = { ...testDeps(), exec: ns.exec };
+      const deps = { ...testDeps({ random: Math.random }), exec: ns.exec };
       const dnsmasq = new RecordingDnsmasq();
       const built = [
         await createCertComponent(config, deps),

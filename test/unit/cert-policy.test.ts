@@ -16,7 +16,7 @@ import {
   RENEW_JITTER,
 } from '../../src/certs/policy';
 import { backoffDelay, Backoff } from '../../src/lib/backoff';
-import { configFor } from '../helpers/certs';
+import { testConfig } from '../helpers/config';
 
 const H = 3_600_000;
 
@@ -232,7 +232,7 @@ t.test(
 );
 
 t.test('reload: what applies at the next CSR, what needs a restart', async (t) => {
-  const raw = (vars: Record<string, string>) => configFor(vars).ca;
+  const raw = (vars: Record<string, string>) => testConfig(vars).ca;
   const prev = raw({ WORKLOAD_IDENTITY: 'spiffe://cluster.local/ns/a/sa/b' });
   t.same(settingsChange(prev, prev), { applied: [], restartNeeded: [], next: prev });
   const c = settingsChange(
