@@ -1,7 +1,7 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { requireRoot } from '../helpers/root';
-import { configFrom } from '../helpers/capture-config';
+import { testConfig } from '../helpers/config';
 import { createNetns, type Netns } from '../helpers/netns';
 import { tmpDir } from '../helpers/tmp';
 import { createCaptureNet, HOST_IP } from '../helpers/capture-net';
@@ -112,7 +112,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
           ISTIO_AGENT_STATE_DIR: stateDir,
         };
         const apply = async (v: Record<string, string>) => {
-          const { live, plan } = await prepare(io, configFrom(v).capture);
+          const { live, plan } = await prepare(io, testConfig(v).capture);
           t.equal(live.backend, be, `programs the ${be} backend`);
           return applyPlan(io, plan, live);
         };
@@ -210,7 +210,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
       });
       const io = { exec: ns.exec, stateDir };
       const before = save(ns, be);
-      const cfg = configFrom({
+      const cfg = testConfig({
         ISTIO_IPTABLES_BACKEND: be,
         ISTIO_SERVICE_CIDR: '10.96.0.0/16,fd00:96::/64',
         ISTIO_INBOUND_PORTS: '*',
@@ -277,7 +277,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
         /^app /,
         'before: IPv6 inbound works',
       );
-      const cfg = configFrom({
+      const cfg = testConfig({
         ISTIO_REJECT_INBOUND_IPV6: 'true',
         ENVOY_USER: 'nobody',
         ISTIO_AGENT_STATE_DIR: stateDir,
