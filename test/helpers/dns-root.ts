@@ -8,9 +8,6 @@ import {
   writeFileSync,
 } from 'node:fs';
 import * as path from 'node:path';
-import { RawEnv } from '../../src/config/raw';
-import { buildConfig } from '../../src/config/load';
-import type { AgentConfig } from '../../src/config/types';
 import type { DnsHost } from '../../src/dns/index';
 import type { DnsmasqControl, DnsmasqDetection } from '../../src/dns/dnsmasq';
 import { AgentError } from '../../src/lib/errors';
@@ -50,14 +47,6 @@ export function snapshot(root: string, exclude: readonly string[] = []): Record<
   };
   walk('');
   return out;
-}
-
-export function configOf(vars: Record<string, string>): AgentConfig {
-  const raw = new RawEnv();
-  let line = 1;
-  for (const [k, v] of Object.entries({ ISTIO_AGENT_STATE_DIR: '/var/lib/istio/agent', ...vars }))
-    raw.set(k, v, 'test.env', line++);
-  return buildConfig(raw, { cluster: 'test.env', sidecar: 'none' });
 }
 
 /**

@@ -18,15 +18,8 @@ import {
   type ResolverFacts,
 } from '../../src/dns/resolver';
 import { silentLogger } from '../../src/observe/logger';
-import {
-  RecordingDnsmasq,
-  configOf,
-  link,
-  put,
-  read,
-  snapshot,
-  testHost,
-} from '../helpers/dns-root';
+import { RecordingDnsmasq, link, put, read, snapshot, testHost } from '../helpers/dns-root';
+import { testConfig } from '../helpers/config';
 import { tmpDir } from '../helpers/tmp';
 
 const log = silentLogger();
@@ -40,7 +33,7 @@ const VARS = {
 };
 
 function settings(extra: Record<string, string> = {}): DnsSettings {
-  return dnsSettings(configOf({ ...VARS, ...extra }));
+  return dnsSettings(testConfig({ ...VARS, ...extra }));
 }
 
 async function apply(
