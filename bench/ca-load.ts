@@ -11,7 +11,7 @@
 //
 // Keys are made before the timed part (the agent makes its next key right after each renewal,
 // off the renewal's path). Every CSR uses the same bootstrap certificate as its TLS credential.
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDevCa } from '../src/ca/index';
@@ -22,9 +22,11 @@ import { CLOCK_SKEW_MS } from '../src/certs/round';
 import { checkIssued } from '../src/certs/validate';
 import type { CaConfig } from '../src/config/types';
 import { chooseMtlsCredential } from '../src/identity/onprem';
-import { bootstrapDir, configFor } from '../test/helpers/certs';
+import { bootstrapDir } from '../test/helpers/certs';
+import { teardowns } from '../test/helpers/tmp';
 import { BENCH_ID as ID, startCaProcess } from './ca-process';
 import { quantile, table } from './report';
+import { testConfig } from '../test/helpers/config';
 
 interface Target {
   readonly address: string;
@@ -45,14 +47,15 @@ interface Level {
 
 async function inProcess(alg: 'RSA' | 'ECDSA'): Promise<Target> {
   const ca = await startDevCa({ ttlMs: 3600_000, maxCallRecords: 10 });
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 24 * 3600_000, alg));
+  const files = teardowns();
+  const dir = bootstrapDir(files, await ca.issueBootstrap(ID, 24 * 3600_000, alg));
   return {
     address: ca.address,
     dir,
     caCpuMs: () => undefined,
     async stop() {
       await ca.stop();
-      rmSync(path.dirname(dir), { recursive: true, force: true });
+      await files.run();
     },
   };
 }
@@ -146,7 +149,7 @@ async function run(
   count: number,
   seconds: number,
 ): Promise<string[][]> {
-  const ca = configFor({
+  const ca = testConfig({
     CITADEL_ADDRESS: t.address,
     CERTS_DIR: t.dir,
     WORKLOAD_KEY_ALGORITHM: alg,

@@ -10,8 +10,11 @@ import { EventEmitter } from 'node:events';
 import type { AgentEventMap } from '../src/component';
 import { startDevCa } from '../src/ca/index';
 import { buildCertManager } from '../src/certs/index';
-import { bootstrapDir, configFor, testDeps } from '../test/helpers/certs';
+import { bootstrapDir } from '../test/helpers/certs';
+import { teardowns } from '../test/helpers/tmp';
 import { BENCH_ID as ID, startCaProcess } from './ca-process';
+import { testConfig } from '../test/helpers/config';
+import { testDeps } from '../test/helpers/deps';
 
 const total = Number(process.argv[2] ?? 2000);
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -22,14 +25,18 @@ async function main(): Promise<void> {
     ? await externalCa()
     : await inProcessCa();
   const mgr = await buildCertManager(
-    configFor({
+    testConfig({
       CITADEL_ADDRESS: address,
       CERTS_DIR: dir,
       WORKLOAD_KEY_ALGORITHM: 'ECDSA',
       ISTIO_CAPTURE: 'false',
       SIDECAR_MODE: 'none',
     }),
-    { ...testDeps(), events: new EventEmitter<AgentEventMap>() }, // no per-rotation record kept
+    // No per-rotation record kept: only fatal records, and events no one listens to.
+    {
+      ...testDeps({ random: Math.random, level: 'fatal' }),
+      events: new EventEmitter<AgentEventMap>(),
+    },
     { keyOwner: 'none' },
   );
   await mgr.start(new AbortController().signal);
@@ -66,8 +73,16 @@ async function inProcessCa(): Promise<{
   stopCa: () => Promise<void>;
 }> {
   const ca = await startDevCa({ ttlMs: 3600_000, maxCallRecords: 10 });
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-  return { address: ca.address, dir, stopCa: () => ca.stop() };
+  const files = teardowns();
+  const dir = bootstrapDir(files, await ca.issueBootstrap(ID, 3600_000));
+  return {
+    address: ca.address,
+    dir,
+    stopCa: async () => {
+      await ca.stop();
+      await files.run();
+    },
+  };
 }
 
 async function externalCa(): Promise<{

@@ -2,9 +2,7 @@
 // CA (signing with a test PKI), the identity source. For the manager's decisions and their
 // timing (deadlines, retries, stop) without real time; the real gRPC path is in
 // test/integration/certs.test.ts.
-import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { CertManager } from '../../src/certs/manager';
 import { generateWorkloadKey, type WorkloadKey } from '../../src/certs/keys';
 import type { CertSet, SetMeta, StoredSet } from '../../src/certs/store';
@@ -14,21 +12,16 @@ import type { AgentConfig, KeyAlgorithm } from '../../src/config/types';
 import { onpremIdentity, type IdentitySource } from '../../src/identity/index';
 import type { Random } from '../../src/lib/backoff';
 import { FakeClock } from '../../src/lib/clock';
-import { exec } from '../../src/lib/exec';
 import { x509 } from '../../src/lib/x509';
-import { createLogger } from '../../src/observe/logger';
-import { configFor, until } from './certs';
+import { until } from './certs';
 import { makeLeaf, makeRoot, type TestCa } from './pki';
+import { testConfig } from './config';
+import { testDeps, type LogRecord } from './deps';
 
 export const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 export const HOUR = 3_600_000;
 
-export interface LogRecord {
-  readonly level: string;
-  readonly msg: string;
-  readonly component?: string;
-  readonly [k: string]: unknown;
-}
+export type { LogRecord };
 
 /** The cert set in memory. `onRead`/`onWrite` run first in every read/write: throw or hang there. */
 export class MemoryStore {
@@ -178,7 +171,7 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     SIDECAR_MODE: 'none',
     ...o.vars,
   };
-  const config = configFor(baseVars);
+  const config = testConfig(baseVars);
   store.set = { rootPem: root.certPem, meta: { issuer: 'bootstrap' }, generation: undefined };
   if (o.bootstrap ?? !o.source) {
     const valid = o.bootstrapValidMs ?? 100 * HOUR;
@@ -190,24 +183,8 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     store.set = { ...store.set, keyPem: boot.key.pem, chainPem: boot.certPem };
     store.bootstrap = { keyPem: boot.key.pem, chainPem: boot.certPem, rootPem: root.certPem };
   }
-  const records: LogRecord[] = [];
-  const fatals: Error[] = [];
-  const rotations: { generation: string; notAfter: number }[] = [];
-  const events = new EventEmitter<AgentEventMap>();
-  events.on('certs-rotated', (i) => rotations.push(i));
-  const deps: ComponentDeps = {
-    log: createLogger({
-      level: 'debug',
-      journal: false,
-      write: (s) => records.push(JSON.parse(s) as LogRecord),
-    }),
-    clock,
-    random: o.random ?? (() => 0.5),
-    exec,
-    events,
-    fatal: (e) => fatals.push(e),
-    changed: () => undefined,
-  };
+  const deps = testDeps({ clock, random: o.random ?? (() => 0.5) });
+  const { records, fatals, rotations } = deps;
   const keygens: { algorithm: KeyAlgorithm; bits: number }[] = [];
   const keys: Promise<WorkloadKey>[] = [];
   const keygen = (algorithm: KeyAlgorithm, bits: number): Promise<WorkloadKey> => {
@@ -235,7 +212,7 @@ export async function harness(o: HarnessOptions = {}): Promise<Harness> {
     rotations,
     keygens,
     config,
-    configWith: (vars) => configFor({ ...baseVars, ...vars }),
+    configWith: (vars) => testConfig({ ...baseVars, ...vars }),
     settle,
     async runUntil(at) {
       for (;;) {

@@ -1,55 +1,13 @@
-import { EventEmitter } from 'node:events';
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import type { AgentEventMap, ComponentDeps } from '../../src/component';
-import { buildConfig } from '../../src/config/load';
-import { RawEnv } from '../../src/config/raw';
-import type { AgentConfig } from '../../src/config/types';
-import { systemClock } from '../../src/lib/clock';
-import { exec } from '../../src/lib/exec';
-import { silentLogger } from '../../src/observe/logger';
+import { tmpDir, type Teardown } from './tmp';
 
-export function configFor(vars: Record<string, string>): AgentConfig {
-  const raw = new RawEnv();
-  for (const [k, v] of Object.entries(vars)) raw.set(k, v, 'test', 0);
-  return buildConfig(raw, { cluster: 'test', sidecar: 'test' });
-}
-
-export interface TestDeps extends ComponentDeps {
-  readonly fatals: Error[];
-  readonly rotations: { generation: string; notAfter: number }[];
-}
-
-export function testDeps(): TestDeps {
-  const events = new EventEmitter<AgentEventMap>();
-  const fatals: Error[] = [];
-  const rotations: { generation: string; notAfter: number }[] = [];
-  events.on('certs-rotated', (i) =>
-    rotations.push({ generation: i.generation, notAfter: i.notAfter }),
-  );
-  return {
-    log: silentLogger(),
-    clock: systemClock,
-    random: Math.random,
-    exec,
-    events,
-    fatal: (e) => {
-      fatals.push(e);
-    },
-    changed: () => undefined,
-    fatals,
-    rotations,
-  };
-}
-
-/** A fresh CERTS_DIR holding a bootstrap set as plain files, the 1.0 way. */
-export function bootstrapDir(set: {
-  certChainPem?: string;
-  keyPem?: string;
-  rootPem: string;
-}): string {
-  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'agent-certs-')), 'certs');
+/** A fresh CERTS_DIR holding a bootstrap set as plain files, the 1.0 way; removed when `t` ends. */
+export function bootstrapDir(
+  t: Teardown,
+  set: { certChainPem?: string; keyPem?: string; rootPem: string },
+): string {
+  const dir = path.join(tmpDir(t, 'agent-certs-', { mode: 0o700 }), 'certs');
   mkdirSync(dir);
   if (set.certChainPem) writeFileSync(path.join(dir, 'cert-chain.pem'), set.certChainPem);
   if (set.keyPem) writeFileSync(path.join(dir, 'key.pem'), set.keyPem, { mode: 0o600 });

@@ -1,13 +1,13 @@
 // Shared by the cluster tests: the CLI run in-process (`main`, as the binary runs it) and a
 // kube-apiserver double holding what Istio 1.0's mesh expansion left in a cluster.
 import type { Test } from 'tap';
+import { tmpDir } from './tmp';
 import { main } from '../../src/cli/index';
 import {
   KubeApiServer,
   type KubeApiServerOptions,
   type KubeObject,
 } from '../doubles/kube-apiserver';
-import { tempDir } from './netns';
 
 export interface CliRun {
   readonly code: number;
@@ -118,7 +118,7 @@ export async function apiServer(
     tokens: { 'admin-token': { name: 'admin', groups: ['system:masters'] }, ...opts.tokens },
   });
   t.teardown(() => server.close());
-  const dir = tempDir(t, 'cluster-test-');
+  const dir = tmpDir(t, 'cluster-test-', { mode: 0o700 });
   const kubeconfig = server.kubeconfig(dir, { token: 'admin-token' });
   return { server, kubeconfig, dir };
 }

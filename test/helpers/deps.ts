@@ -1,6 +1,6 @@
 // One set of component dependencies for tests: the real logger writing parsed records into an
 // array (as pino's own tests assert on records, not on text), an injected clock and randomness,
-// and the agent's callbacks recorded.
+// and the agent's callbacks and events recorded. TEST_LOG=1 also prints every record to stderr.
 import { EventEmitter } from 'node:events';
 import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { systemClock, type Clock } from '../../src/lib/clock';
@@ -23,6 +23,8 @@ export interface TestDeps extends ComponentDeps {
   readonly fatals: Error[];
   /** How often a component said its status changed. */
   readonly changes: { count: number };
+  /** Every `certs-rotated` event, in order. */
+  readonly rotations: AgentEventMap['certs-rotated'][0][];
   /** The records of one component, or with one message. */
   logged(filter: { component?: string; level?: string; msg?: RegExp }): LogRecord[];
 }
@@ -34,18 +36,23 @@ export interface TestDepsOptions {
   readonly level?: LogLevel;
   /** Rethrow what reaches `fatal` (a test that expects none). */
   readonly throwOnFatal?: boolean;
+  /** Also write every record to stderr (as TEST_LOG=1 does), e.g. in a child process. */
+  readonly echo?: boolean;
 }
 
 export function testDeps(o: TestDepsOptions = {}): TestDeps {
   const records: LogRecord[] = [];
   const fatals: Error[] = [];
   const changes = { count: 0 };
+  const rotations: AgentEventMap['certs-rotated'][0][] = [];
+  const events = new EventEmitter<AgentEventMap>();
+  events.on('certs-rotated', (i) => rotations.push(i));
   const log = createLogger({
     level: o.level ?? 'debug',
     journal: false,
     write: (s) => {
       records.push(JSON.parse(s) as LogRecord);
-      if (process.env.TEST_LOG) process.stderr.write(s);
+      if (o.echo || process.env.TEST_LOG) process.stderr.write(s);
     },
   });
   return {
@@ -53,7 +60,7 @@ export function testDeps(o: TestDepsOptions = {}): TestDeps {
     clock: o.clock ?? systemClock,
     random: o.random ?? (() => 0.5),
     exec: o.exec ?? realExec,
-    events: new EventEmitter<AgentEventMap>(),
+    events,
     fatal: (e) => {
       fatals.push(e);
       if (o.throwOnFatal) throw e;
@@ -64,6 +71,7 @@ export function testDeps(o: TestDepsOptions = {}): TestDeps {
     records,
     fatals,
     changes,
+    rotations,
     logged: (f) =>
       records.filter(
         (r) =>

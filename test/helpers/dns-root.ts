@@ -1,36 +1,16 @@
 import {
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
-  rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { RawEnv } from '../../src/config/raw';
-import { buildConfig } from '../../src/config/load';
-import type { AgentConfig } from '../../src/config/types';
 import type { DnsHost } from '../../src/dns/index';
 import type { DnsmasqControl, DnsmasqDetection } from '../../src/dns/dnsmasq';
 import { AgentError } from '../../src/lib/errors';
-
-/**
- * A temporary directory standing in for "/" in DNS tests: the component reads and writes only
- * below it, so tests never touch this machine's /etc.
- */
-export function tempRoot(prefix = 'dns-root-'): { root: string; remove: () => void } {
-  const root = mkdtempSync(path.join(os.tmpdir(), prefix));
-  return {
-    root,
-    remove: () => {
-      rmSync(root, { recursive: true, force: true });
-    },
-  };
-}
 
 export function put(root: string, hostPath: string, content: string, mode = 0o644): void {
   const p = path.join(root, hostPath);
@@ -67,14 +47,6 @@ export function snapshot(root: string, exclude: readonly string[] = []): Record<
   };
   walk('');
   return out;
-}
-
-export function configOf(vars: Record<string, string>): AgentConfig {
-  const raw = new RawEnv();
-  let line = 1;
-  for (const [k, v] of Object.entries({ ISTIO_AGENT_STATE_DIR: '/var/lib/istio/agent', ...vars }))
-    raw.set(k, v, 'test.env', line++);
-  return buildConfig(raw, { cluster: 'test.env', sidecar: 'none' });
 }
 
 /**

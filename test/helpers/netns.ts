@@ -1,9 +1,6 @@
 import { execFileSync, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import type { Exec } from '../../src/lib/exec';
 import { exec as realExec } from '../../src/lib/exec';
 
@@ -45,13 +42,4 @@ export function createNetns(prefix: string): Netns {
       }
     },
   };
-}
-
-/** A temporary directory removed when the test ends. */
-export function tempDir(t: { teardown: (fn: () => void) => void }, prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
 }

@@ -4,34 +4,21 @@
  * `{"harness":"ready",…}` on stdout when started, stops cleanly on SIGTERM (exit 0), and emits
  * `certs-rotated` on SIGUSR2. Run with `node --import tsx test/helpers/sidecar-agent-main.ts`.
  */
-import { EventEmitter } from 'node:events';
-import type { AgentEventMap } from '../../src/component';
 import { loadConfig } from '../../src/config/index';
-import { systemClock } from '../../src/lib/clock';
-import { exec } from '../../src/lib/exec';
 import { toAgentError } from '../../src/lib/errors';
-import { createLogger } from '../../src/observe/logger';
 import { createSidecarComponent } from '../../src/sidecar/index';
+import { testDeps } from './deps';
 
 async function main(): Promise<number> {
   const { config } = await loadConfig(process.env);
-  const log = createLogger({
-    level: 'info',
-    journal: false,
-    write: (s) => process.stderr.write(s),
-  });
-  const events = new EventEmitter<AgentEventMap>();
+  // Every record goes to stderr, where the test reads them.
+  const deps = testDeps({ level: 'info', random: Math.random, echo: true });
   const component = await createSidecarComponent(config, {
-    log,
-    clock: systemClock,
-    random: Math.random,
-    exec,
-    events,
+    ...deps,
     fatal: (e) => {
-      log.fatal(e.message);
+      deps.log.fatal(e.message);
       process.exit(1);
     },
-    changed: () => undefined,
   });
   if (!component) return 2;
   const stopped = new Promise<void>((resolve) => {
@@ -40,7 +27,7 @@ async function main(): Promise<number> {
     });
   });
   process.on('SIGUSR2', () => {
-    events.emit('certs-rotated', {
+    deps.events.emit('certs-rotated', {
       certsDir: config.ca.certsDir,
       generation: String(Date.now()),
       notAfter: 0,

@@ -1,25 +1,8 @@
-/** Shared pieces of the sidecar tests: temp dirs the child's user can use, ports, config, deps. */
-import { EventEmitter } from 'node:events';
-import {
-  chmodSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-} from 'node:fs';
+/** Shared pieces of the sidecar tests: the doubles, ports, what the doubles recorded, waiting. */
+import { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import type { AgentEventMap, ComponentDeps } from '../../src/component';
-import { buildConfig } from '../../src/config/load';
-import { RawEnv } from '../../src/config/raw';
-import type { AgentConfig } from '../../src/config/types';
-import type { Clock } from '../../src/lib/clock';
-import { systemClock } from '../../src/lib/clock';
-import { exec } from '../../src/lib/exec';
-import { createLogger } from '../../src/observe/logger';
+import { tmpDir, type Teardown } from './tmp';
 
 export const DOUBLES = path.resolve(__dirname, '../doubles');
 export const FAKE_ENVOY = path.join(DOUBLES, 'fake-envoy.cjs');
@@ -40,16 +23,9 @@ export function openTapProcessInfo(): void {
   chmodSync(dir, 0o1777);
 }
 
-/** A temp dir; `open` makes it writable by the child's user (mode 1777, like /tmp). */
-export function tempDir(prefix: string, open = false): string {
-  const d = mkdtempSync(path.join(os.tmpdir(), `sidecar-${prefix}-`));
-  chmodSync(d, open ? 0o1777 : 0o755);
-  return d;
-}
-
-/** An ISTIO_BIN_BASE holding the named doubles as `envoy` / `pilot-agent`. */
-export function binBase(which: readonly ('envoy' | 'pilot-agent')[]): string {
-  const d = tempDir('bin');
+/** An ISTIO_BIN_BASE holding the named doubles as `envoy` / `pilot-agent`, removed when `t` ends. */
+export function binBase(t: Teardown, which: readonly ('envoy' | 'pilot-agent')[]): string {
+  const d = tmpDir(t, 'sidecar-bin-');
   for (const w of which)
     symlinkSync(w === 'envoy' ? FAKE_ENVOY : FAKE_PILOT_AGENT, path.join(d, w));
   return d;
@@ -66,48 +42,6 @@ export function freePort(): Promise<number> {
       });
     });
   });
-}
-
-export function makeConfig(vars: Record<string, string>): AgentConfig {
-  const raw = new RawEnv();
-  for (const [k, v] of Object.entries(vars)) raw.set(k, v, 'test', 0);
-  return buildConfig(raw, { cluster: 'c', sidecar: 's' });
-}
-
-export interface LogRecord {
-  readonly level: string;
-  readonly msg: string;
-  readonly component?: string;
-  readonly [k: string]: unknown;
-}
-
-export interface TestDeps extends ComponentDeps {
-  readonly records: LogRecord[];
-  readonly events: EventEmitter<AgentEventMap>;
-}
-
-export function makeDeps(clock: Clock = systemClock, random: () => number = () => 0.5): TestDeps {
-  const records: LogRecord[] = [];
-  const log = createLogger({
-    level: 'debug',
-    journal: false,
-    write: (s) => {
-      records.push(JSON.parse(s) as LogRecord);
-      if (process.env.SIDECAR_TEST_LOG) process.stderr.write(s);
-    },
-  });
-  return {
-    log,
-    clock,
-    random,
-    exec,
-    events: new EventEmitter<AgentEventMap>(),
-    fatal: (e) => {
-      throw e;
-    },
-    changed: () => undefined,
-    records,
-  };
 }
 
 export interface ProcRecord {
@@ -178,7 +112,7 @@ export async function waitFor(
   }
 }
 
-/** Test cleanup: SIGKILLs any recorded double still alive (only after a failed test), then rmrf. */
+/** Test cleanup: SIGKILLs any recorded double still alive (only after a failed test). */
 export function killRecorded(recordDir: string): void {
   let recs: ProcRecord[] = [];
   try {
@@ -194,8 +128,4 @@ export function killRecorded(recordDir: string): void {
       /* gone */
     }
   }
-}
-
-export function rmrf(...dirs: string[]): void {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }

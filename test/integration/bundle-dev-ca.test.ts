@@ -2,11 +2,11 @@
 // to a directory with no node_modules, and serve and sign with it.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createCaClient } from '../../src/ca/index';
 import { makeCsr } from '../helpers/csr';
+import { tmpDir } from '../helpers/tmp';
 
 const ROOT_DIR = path.resolve(__dirname, '../..');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -14,10 +14,7 @@ const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 void t.test('npm run build, then dev-ca from the bundle alone', async (t) => {
   const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT_DIR, encoding: 'utf8' });
   t.equal(build.status, 0, `npm run build: ${build.stderr}`);
-  const dir = mkdtempSync(path.join(tmpdir(), 'ca-bundle-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'ca-bundle-', { mode: 0o700 });
   const bundle = path.join(dir, 'istio-node-agent.cjs');
   copyFileSync(path.join(ROOT_DIR, 'dist/istio-node-agent.cjs'), bundle);
   t.notOk(existsSync(path.join(dir, 'node_modules')), 'no node_modules beside it');

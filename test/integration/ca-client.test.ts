@@ -3,9 +3,8 @@
 import t, { type Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import {
@@ -22,6 +21,7 @@ import { issueServerCert, loadAuthority } from '../../src/ca/signer';
 import { AgentError } from '../../src/lib/errors';
 import { rejectsWithCode } from '../helpers/agent-error';
 import { makeCsr } from '../helpers/csr';
+import { tmpDir } from '../helpers/tmp';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const APIS: readonly CaApi[] = ['HandleCSR', 'CreateCertificate'];
@@ -692,10 +692,7 @@ void t.test(
     const foreign = await devCa(t);
     const root = await loadAuthority(ca.rootPem, ca.rootKeyPem);
     const tls = await issueServerCert(root, ['istio-citadel'], Date.now());
-    const dir = mkdtempSync(path.join(tmpdir(), 'ca-ossl-'));
-    t.teardown(() => {
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const dir = tmpDir(t, 'ca-ossl-', { mode: 0o700 });
     writeFileSync(path.join(dir, 'cert.pem'), tls.certPem);
     writeFileSync(path.join(dir, 'key.pem'), tls.keyPem);
     writeFileSync(path.join(dir, 'root.pem'), ca.rootPem);

@@ -4,11 +4,11 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { bootstrapDir, certsOnlyEnv } from '../helpers/certs';
+import { tmpDir } from '../helpers/tmp';
 
 const MAIN = path.join(__dirname, '../../src/main.ts');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -17,8 +17,8 @@ const ROUNDS = 12;
 t.test('kill -9 during rotations leaves a complete, consistent set every time', async (t) => {
   const ca = await startDevCa({ ttlMs: 3000 });
   t.teardown(() => ca.stop());
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-  const state = mkdtempSync(path.join(tmpdir(), 'crash-state-'));
+  const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
+  const state = tmpDir(t, 'crash-state-', { mode: 0o700 });
   const env = { ...process.env, ...certsOnlyEnv(ca.address, dir, state) };
   let approvals = 0;
   for (let round = 0; round < ROUNDS; round++) {

@@ -3,8 +3,7 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { webcrypto, randomBytes } from 'node:crypto';
 import { startDevCa, type DevCa, type DevCaOptions } from '../../src/ca/index';
@@ -13,9 +12,12 @@ import { x509 } from '../../src/lib/x509';
 import { certSerial } from '../../src/lib/cert-serial';
 import { status } from '@grpc/grpc-js';
 import { startGceMetadataDouble } from '../doubles/gce-metadata-server';
-import { bootstrapDir, configFor, testDeps, until } from '../helpers/certs';
+import { bootstrapDir, until } from '../helpers/certs';
 import { makeRoot, makeLeaf } from '../helpers/pki';
+import { tmpDir } from '../helpers/tmp';
 import { FakeClock } from '../../src/lib/clock';
+import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const openssl = (...args: string[]): string =>
@@ -55,7 +57,7 @@ function checkWithOpenssl(t: Tap, dir: string, identity: string): void {
     readFileSync(chain, 'utf8').match(
       /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g,
     ) ?? [];
-  const work = mkdtempSync(path.join(tmpdir(), 'chk-'));
+  const work = tmpDir(t, 'chk-');
   writeFileSync(path.join(work, 'leaf.pem'), `${blocks[0] ?? ''}\n`);
   writeFileSync(path.join(work, 'untrusted.pem'), blocks.slice(1).join('\n') + '\n');
   const verifyArgs = [
@@ -83,9 +85,9 @@ t.test(
   async (t) => {
     const ca = await withCa(t, { ttlMs: 4000 });
     const boot = await ca.issueBootstrap(ID, 3600_000);
-    const dir = bootstrapDir(boot);
-    const deps = testDeps();
-    const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+    const dir = bootstrapDir(t, boot);
+    const deps = testDeps({ random: Math.random });
+    const mgr = await buildCertManager(testConfig(vars(ca, dir)), deps, { keyOwner: 'none' });
     await mgr.start(new AbortController().signal);
     t.equal(mgr.status().ready, true);
     t.equal(deps.rotations.length, 1);
@@ -134,10 +136,10 @@ t.test(
   async (t) => {
     const ca = await withCa(t, { ttlMs: 3600_000, intermediate: true });
     const boot = await ca.issueBootstrap(ID, 3600_000);
-    const dir = bootstrapDir(boot);
+    const dir = bootstrapDir(t, boot);
     const mgr = await buildCertManager(
-      configFor(vars(ca, dir, { CA_API: 'CreateCertificate', WORKLOAD_KEY_ALGORITHM: 'RSA' })),
-      testDeps(),
+      testConfig(vars(ca, dir, { CA_API: 'CreateCertificate', WORKLOAD_KEY_ALGORITHM: 'RSA' })),
+      testDeps({ random: Math.random }),
       { keyOwner: 'none' },
     );
     await mgr.start(new AbortController().signal);
@@ -162,16 +164,16 @@ t.test(
   'the component as run builds it: no I/O until preflight; SIGHUP certificate settings reach the manager',
   async (t) => {
     const ca = await withCa(t, { ttlMs: 3600_000 });
-    const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-    const deps = testDeps();
-    const c = new CertComponent(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+    const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
+    const deps = testDeps({ random: Math.random });
+    const c = new CertComponent(testConfig(vars(ca, dir)), deps, { keyOwner: 'none' });
     t.same(c.status(), { ready: false, summary: 'cert: none' }, 'built, nothing looked at yet');
     await c.preflight();
     t.equal(ca.calls.length, 0, 'preflight asks the CA nothing');
     await c.start(new AbortController().signal);
     t.equal(deps.rotations.length, 1);
     const other = 'spiffe://cluster.local/ns/default/sa/other';
-    await c.reload(configFor(vars(ca, dir, { WORKLOAD_IDENTITY: other })));
+    await c.reload(testConfig(vars(ca, dir, { WORKLOAD_IDENTITY: other })));
     await until(() => deps.rotations.length >= 2, 10_000, 'a renewal for the new identity');
     t.same(ca.calls.at(-1)!.requestedIdentity, [other], 'the reload reached the manager');
     await c.stop();
@@ -183,14 +185,14 @@ t.test(
   'a restart keeps a still-valid set it issued itself and only schedules renewal',
   async (t) => {
     const ca = await withCa(t, { ttlMs: 3600_000 });
-    const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-    const cfg = configFor(vars(ca, dir));
-    const a = await buildCertManager(cfg, testDeps(), { keyOwner: 'none' });
+    const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
+    const cfg = testConfig(vars(ca, dir));
+    const a = await buildCertManager(cfg, testDeps({ random: Math.random }), { keyOwner: 'none' });
     await a.start(new AbortController().signal);
     await a.stop();
     const calls = ca.calls.length;
     const before = readFileSync(path.join(dir, 'cert-chain.pem'), 'utf8');
-    const deps = testDeps();
+    const deps = testDeps({ random: Math.random });
     const b = await buildCertManager(cfg, deps, { keyOwner: 'none' });
     await b.start(new AbortController().signal);
     t.equal(ca.calls.length, calls, 'no CSR on restart');
@@ -207,10 +209,10 @@ t.test(
     const ca1 = await startDevCa({ ttlMs: 3000 });
     const root = { certPem: ca1.rootPem, keyPem: ca1.rootKeyPem };
     const port = ca1.port;
-    const dir = bootstrapDir(await ca1.issueBootstrap(ID, 3600_000));
-    const deps = testDeps();
+    const dir = bootstrapDir(t, await ca1.issueBootstrap(ID, 3600_000));
+    const deps = testDeps({ random: Math.random });
     const mgr = await buildCertManager(
-      configFor(vars(ca1, dir, { CA_CALL_TIMEOUT: '500ms' })),
+      testConfig(vars(ca1, dir, { CA_CALL_TIMEOUT: '500ms' })),
       deps,
       { keyOwner: 'none' },
     );
@@ -351,10 +353,14 @@ t.test('a bad answer from the CA is rejected and the current set stays', async (
       const ca = await withCa(t, { ttlMs: 3600_000, tamper: (chain) => tamper(holder.ca!, chain) });
       holder.ca = ca;
       const boot = await ca.issueBootstrap(ID, 3600_000);
-      const dir = bootstrapDir(boot);
-      const mgr = await buildCertManager(configFor(vars(ca, dir, extra)), testDeps(), {
-        keyOwner: 'none',
-      });
+      const dir = bootstrapDir(t, boot);
+      const mgr = await buildCertManager(
+        testConfig(vars(ca, dir, extra)),
+        testDeps({ random: Math.random }),
+        {
+          keyOwner: 'none',
+        },
+      );
       const abort = new AbortController();
       const started = mgr.start(abort.signal);
       await until(() => mgr.status().problem !== undefined, 10_000, 'the first rejection');
@@ -391,10 +397,10 @@ t.test(
               }
             : undefined,
       });
-      const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+      const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
       const clock = new FakeClock(Date.now());
-      const deps = { ...testDeps(), clock };
-      const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+      const deps = { ...testDeps({ random: Math.random }), clock };
+      const mgr = await buildCertManager(testConfig(vars(ca, dir)), deps, { keyOwner: 'none' });
       t.teardown(() => mgr.stop());
       const started = mgr.start(new AbortController().signal);
       started.catch(() => undefined);
@@ -424,9 +430,9 @@ t.test('expired and the CA refuses: the agent ends with AGENT_E_CERT_EXPIRED', a
     ttlMs: 3600_000,
     fault: () => ({ kind: 'status', code: status.PERMISSION_DENIED, message: 'no' }),
   });
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 2500));
-  const deps = testDeps();
-  const mgr = await buildCertManager(configFor(vars(ca, dir)), deps, { keyOwner: 'none' });
+  const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 2500));
+  const deps = testDeps({ random: Math.random });
+  const mgr = await buildCertManager(testConfig(vars(ca, dir)), deps, { keyOwner: 'none' });
   const t0 = Date.now();
   await t.rejects(mgr.start(new AbortController().signal), {
     code: 'AGENT_E_CERT_EXPIRED',
@@ -450,10 +456,12 @@ t.test(
           : undefined,
     });
     for (const api of ['HandleCSR', 'CreateCertificate']) {
-      const dir = bootstrapDir({ rootPem: ca.rootPem });
-      const deps = testDeps();
+      const dir = bootstrapDir(t, { rootPem: ca.rootPem });
+      const deps = testDeps({ random: Math.random });
       const mgr = await buildCertManager(
-        configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host, CA_API: api })),
+        testConfig(
+          vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host, CA_API: api }),
+        ),
         deps,
         { keyOwner: 'none' },
       );
@@ -484,10 +492,10 @@ t.test(
     const meta = await startGceMetadataDouble({ mode: 'not-found' });
     t.teardown(() => meta.close());
     const ca = await withCa(t, { ttlMs: 3600_000, tokenVerifier: () => ID });
-    const dir = bootstrapDir({ rootPem: ca.rootPem });
+    const dir = bootstrapDir(t, { rootPem: ca.rootPem });
     const mgr = await buildCertManager(
-      configFor(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host })),
-      testDeps(),
+      testConfig(vars(ca, dir, { CITADEL_ENV: 'gcp', GCE_METADATA_HOST: meta.host })),
+      testDeps({ random: Math.random }),
       { keyOwner: 'none' },
     );
     t.teardown(() => mgr.stop());
@@ -515,19 +523,19 @@ t.test('auto picks gcp when the metadata server answers, onprem when it does not
     ttlMs: 3600_000,
     tokenVerifier: () => 'spiffe://cluster.local/ns/default/sa/vm@project.iam.gserviceaccount.com',
   });
-  const gcpDir = bootstrapDir({ rootPem: ca.rootPem });
+  const gcpDir = bootstrapDir(t, { rootPem: ca.rootPem });
   const a = await buildCertManager(
-    configFor(vars(ca, gcpDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: meta.host })),
-    testDeps(),
+    testConfig(vars(ca, gcpDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: meta.host })),
+    testDeps({ random: Math.random }),
     { keyOwner: 'none' },
   );
   await a.start(new AbortController().signal);
   await a.stop();
   t.equal(ca.calls[ca.calls.length - 1]!.credentialType, 'gcp');
-  const onpremDir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+  const onpremDir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
   const b = await buildCertManager(
-    configFor(vars(ca, onpremDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: '127.0.0.1:1' })),
-    testDeps(),
+    testConfig(vars(ca, onpremDir, { CITADEL_ENV: 'auto', GCE_METADATA_HOST: '127.0.0.1:1' })),
+    testDeps({ random: Math.random }),
     { keyOwner: 'none' },
   );
   await b.start(new AbortController().signal);
@@ -537,8 +545,10 @@ t.test('auto picks gcp when the metadata server answers, onprem when it does not
 
 t.test('onprem without a bootstrap set: a clear configuration error', async (t) => {
   const ca = await withCa(t, { ttlMs: 3600_000 });
-  const dir = bootstrapDir({ rootPem: ca.rootPem });
-  const mgr = await buildCertManager(configFor(vars(ca, dir)), testDeps(), { keyOwner: 'none' });
+  const dir = bootstrapDir(t, { rootPem: ca.rootPem });
+  const mgr = await buildCertManager(testConfig(vars(ca, dir)), testDeps({ random: Math.random }), {
+    keyOwner: 'none',
+  });
   await t.rejects(mgr.start(new AbortController().signal), {
     code: 'AGENT_E_BOOTSTRAP_MISSING',
     message: /cert-chain\.pem.*key\.pem missing/,
@@ -548,12 +558,16 @@ t.test('onprem without a bootstrap set: a clear configuration error', async (t) 
     notBefore: Date.now() - 1000,
     notAfter: Date.now() + 3600_000,
   });
-  const noSan = bootstrapDir({
+  const noSan = bootstrapDir(t, {
     certChainPem: leaf.certPem,
     keyPem: leaf.key.pem,
     rootPem: ca.rootPem,
   });
-  const m2 = await buildCertManager(configFor(vars(ca, noSan)), testDeps(), { keyOwner: 'none' });
+  const m2 = await buildCertManager(
+    testConfig(vars(ca, noSan)),
+    testDeps({ random: Math.random }),
+    { keyOwner: 'none' },
+  );
   await t.rejects(m2.start(new AbortController().signal), { code: 'AGENT_E_IDENTITY_SAN' });
 });
 
@@ -565,10 +579,10 @@ t.test('as root, key.pem is 0600 and owned by ENVOY_USER; the other files 0644',
   const { statSync } = await import('node:fs');
   const nobody = /^nobody:[^:]*:(\d+):(\d+):/m.exec(readFileSync('/etc/passwd', 'utf8'))!;
   const ca = await withCa(t, { ttlMs: 3600_000 });
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+  const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
   const mgr = await buildCertManager(
-    configFor(vars(ca, dir, { ENVOY_USER: 'nobody' })),
-    testDeps(),
+    testConfig(vars(ca, dir, { ENVOY_USER: 'nobody' })),
+    testDeps({ random: Math.random }),
   );
   await mgr.start(new AbortController().signal);
   await mgr.stop();

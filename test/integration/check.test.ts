@@ -1,7 +1,7 @@
 // `istio-node-agent check` as a user runs it: the CLI from source, a real CA on loopback.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { writeFileSync, rmSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { bootstrapDir } from '../helpers/certs';
@@ -44,11 +44,8 @@ t.test('check reports each part and fails on what is wrong', async (t) => {
   const ca = await startDevCa({ ttlMs: 3600_000 });
   t.teardown(() => ca.stop());
   const boot = await ca.issueBootstrap(ID, 3600_000);
-  const certs = bootstrapDir(boot);
-  t.teardown(() => {
-    rmSync(path.dirname(certs), { recursive: true, force: true });
-  });
-  const work = tmpDir(t, 'check');
+  const certs = bootstrapDir(t, boot);
+  const work = tmpDir(t, 'check', { mode: 0o700 });
   const cluster = path.join(work, 'cluster.env');
   const base = `CITADEL_ADDRESS=${ca.address}\nCITADEL_ENV=onprem\nCERTS_DIR=${certs}\nISTIO_CAPTURE=false\nSIDECAR_MODE=none\nISTIO_AGENT_STATE_DIR=${work}/state\n`;
   writeFileSync(cluster, base);

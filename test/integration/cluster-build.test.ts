@@ -1,12 +1,12 @@
 // The build: the daemon's file does not carry the Kubernetes client; the `cluster` commands run
 // from the two files alone (no node_modules), and say what is missing without the second.
 import t from 'tap';
+import { tmpDir } from '../helpers/tmp';
 import { execFile, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { apiServer, putMeshExpansion } from '../helpers/cluster';
-import { tempDir } from '../helpers/netns';
 
 const ROOT = path.resolve(__dirname, '../..');
 const execFileP = promisify(execFile);
@@ -14,7 +14,7 @@ const execFileP = promisify(execFile);
 void t.test(
   'scripts/build.mjs: two files; cluster from them alone; the daemon file without the client',
   async (t) => {
-    const out = tempDir(t, 'cluster-build-');
+    const out = tmpDir(t, 'cluster-build-', { mode: 0o700 });
     const b = spawnSync(process.execPath, ['scripts/build.mjs', out], {
       cwd: ROOT,
       encoding: 'utf8',
@@ -54,7 +54,7 @@ void t.test(
     // Copied elsewhere, with no node_modules: `cluster env` against the API server double.
     const { server, kubeconfig } = await apiServer(t);
     putMeshExpansion(server);
-    const run = tempDir(t, 'cluster-run-');
+    const run = tmpDir(t, 'cluster-run-', { mode: 0o700 });
     copyFileSync(main, path.join(run, 'istio-node-agent.cjs'));
     t.notOk(existsSync(path.join(run, 'node_modules')));
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', KUBECONFIG: kubeconfig, HOME: run };

@@ -1,6 +1,7 @@
 // `cluster bundle` against the kube-apiserver double (certificates from the dev CA), its tar
 // archive read by the system's tar, and the bundle's install.sh run as root into a temporary root.
 import t, { type Test } from 'tap';
+import { tmpDir } from '../helpers/tmp';
 import { execFileSync, spawnSync } from 'node:child_process';
 import {
   chmodSync,
@@ -17,7 +18,6 @@ import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { parseEnvFile } from '../../src/config/env-file';
 import { ILB_IPS, apiServer, cluster, istioSecret, putMeshExpansion } from '../helpers/cluster';
-import { tempDir } from '../helpers/netns';
 import { isRoot } from '../helpers/root';
 
 const ID = 'spiffe://cluster.local/ns/shop/sa/reviews';
@@ -119,7 +119,7 @@ void t.test(
         (mode & 0o700 ? 'r' : '-') + (mode & 0o200 ? 'w' : '-') + (mode & 0o100 ? 'x' : '-');
       t.match(line, new RegExp(`^-${perms}.* 0/0 `), `${f}: ${mode.toString(8)}, owner 0/0`);
     }
-    const x = tempDir(t, 'bundle-untar-');
+    const x = tmpDir(t, 'bundle-untar-', { mode: 0o700 });
     execFileSync('tar', ['-xpf', file, '-C', x]);
     t.equal(statSync(path.join(x, 'vm-1', 'key.pem')).mode & 0o777, 0o600);
     if (isRoot)
@@ -134,7 +134,7 @@ void t.test(
     const { dir, args } = await bundleSetup(t);
     const out = path.join(dir, 'vm-1');
     t.equal((await cluster(['bundle', 'vm-1', '-o', out, ...args])).code, 0);
-    const root = tempDir(t, 'install-root-');
+    const root = tmpDir(t, 'install-root-', { mode: 0o700 });
     // What a 1.0-style install left: istio-proxy-owned, group-writable directories.
     mkdirSync(path.join(root, 'var/lib/istio/envoy'), { recursive: true, mode: 0o775 });
     chownSync(path.join(root, 'var/lib/istio/envoy'), 65534, 65534);
@@ -213,7 +213,7 @@ void t.test(
     t.match(r.stdout, /changed: \/var\/lib\/istio\/envoy\/cluster\.env\n$/);
 
     // Not root: refused before anything (from a copy nobody can read; the bundle is 0700).
-    const open = tempDir(t, 'install-sh-');
+    const open = tmpDir(t, 'install-sh-', { mode: 0o700 });
     chmodSync(open, 0o755);
     writeFileSync(path.join(open, 'install.sh'), readFileSync(path.join(out, 'install.sh')), {
       mode: 0o755,

@@ -1,6 +1,7 @@
 // The Kubernetes client against the kube-apiserver test double over real TLS: kubeconfig rules,
 // the three ways to authenticate, and what a user reads when the cluster is away or says no.
 import t from 'tap';
+import { tmpDir } from '../helpers/tmp';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import * as path from 'node:path';
@@ -9,7 +10,6 @@ import { kubeCall } from '../../src/cluster/errors';
 import { KubeApiServer } from '../doubles/kube-apiserver';
 import { rejectsWithCode } from '../helpers/agent-error';
 import { apiServer, cluster, istioSecret } from '../helpers/cluster';
-import { tempDir } from '../helpers/netns';
 
 const SET = { certChainPem: 'c', keyPem: 'k', rootPem: 'r' };
 
@@ -179,7 +179,7 @@ void t.test(
     t.equal(api.target.context, 'ctx-b', '--context picks a merged one');
     t.equal(api.target.namespace, 'default');
 
-    const home = tempDir(t, 'cluster-home-');
+    const home = tmpDir(t, 'cluster-home-', { mode: 0o700 });
     mkdirSync(path.join(home, '.kube'));
     writeFileSync(path.join(home, '.kube', 'config'), (await import('node:fs')).readFileSync(b));
     api = await connectKube({ env: { HOME: home } });

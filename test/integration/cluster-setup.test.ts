@@ -18,7 +18,8 @@ import {
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { apiServer, cluster, istioSecret, putMeshExpansion } from '../helpers/cluster';
-import { createNetns, tempDir } from '../helpers/netns';
+import { createNetns } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import { requireRoot } from '../helpers/root';
 
 const SSHD = '/usr/sbin/sshd';
@@ -30,7 +31,7 @@ if (requireRoot(t, 'the sshd setup test')) {
     'setup over real ssh/scp: copy (retried), place as root, clean up, restart, wait; again: nothing changes',
     { skip: existsSync(SSHD) ? false : `${SSHD} is missing (apt-get install openssh-server)` },
     async (t) => {
-      const dir = tempDir(t, 'cluster-setup-');
+      const dir = tmpDir(t, 'cluster-setup-', { mode: 0o700 });
       chmodSync(dir, 0o755);
       const ns = createNetns('ssh');
       t.teardown(() => {

@@ -3,8 +3,7 @@
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import {
   createCaClient,
@@ -16,18 +15,11 @@ import {
 import { main } from '../../src/cli/index';
 import type { AgentError } from '../../src/lib/errors';
 import { makeCsr } from '../helpers/csr';
+import { tmpDir } from '../helpers/tmp';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const HOUR = 3_600_000;
 const ROOT_DIR = path.resolve(__dirname, '../..');
-
-function tempDir(t: Test): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'ca-test-'));
-  t.teardown(() => {
-    rmSync(d, { recursive: true, force: true });
-  });
-  return d;
-}
 
 async function devCa(t: Test, opts: Partial<DevCaOptions> = {}): Promise<DevCa> {
   const ca = await startDevCa({ ttlMs: HOUR, ...opts });
@@ -60,7 +52,7 @@ async function issue(ca: DevCa, api: CaApi, ttlMs = HOUR, identity = ID) {
 
 for (const api of ['HandleCSR', 'CreateCertificate'] as const) {
   void t.test(`${api}: the issued certificate, as openssl sees it`, async (t) => {
-    const dir = tempDir(t);
+    const dir = tmpDir(t, 'ca-test-', { mode: 0o700 });
     const ca = await devCa(t);
     const { chain, csr } = await issue(ca, api);
     const leafFile = path.join(dir, 'leaf.pem');
@@ -114,7 +106,7 @@ void t.test(
 );
 
 void t.test('with an intermediate, the chain verifies through it (openssl)', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpDir(t, 'ca-test-', { mode: 0o700 });
   const ca = await devCa(t, { intermediate: true });
   const { chain } = await issue(ca, 'CreateCertificate');
   t.equal(chain.length, 3);
@@ -143,7 +135,7 @@ for (const alg of ['RSA', 'ECDSA'] as const) {
   void t.test(
     `issueBootstrap (${alg}): a set as Citadel's istio.<sa> secret holds it`,
     async (t) => {
-      const dir = tempDir(t);
+      const dir = tmpDir(t, 'ca-test-', { mode: 0o700 });
       const ca = await devCa(t);
       const set = await ca.issueBootstrap(ID, 24 * HOUR, alg);
       const f = (n: string) => path.join(dir, n);
@@ -297,7 +289,7 @@ function startCli(t: Test, args: string[]) {
 void t.test(
   'dev-ca command: root kept in the state dir, bootstrap written once, SIGTERM exits 0',
   async (t) => {
-    const dir = tempDir(t);
+    const dir = tmpDir(t, 'ca-test-', { mode: 0o700 });
     const state = path.join(dir, 'state');
     const certs = path.join(dir, 'certs');
     const args = [
@@ -369,7 +361,7 @@ void t.test(
 );
 
 void t.test('dev-ca command: usage errors exit 2 and change nothing', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpDir(t, 'ca-test-', { mode: 0o700 });
   for (const args of [
     [],
     ['--state-dir', dir, '--listen', 'nonsense'],

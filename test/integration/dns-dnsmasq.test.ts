@@ -3,15 +3,16 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { EventEmitter } from 'node:events';
-import type { AgentEventMap, ComponentDeps } from '../../src/component';
+import type { ComponentDeps } from '../../src/component';
 import { cleanDns, createDnsComponentFor, dnsSettings, type DnsHost } from '../../src/dns/index';
 import { checkDropIn, type DnsmasqControl } from '../../src/dns/dnsmasq';
 import { RESOLV_CONF_BLOCK } from '../../src/dns/resolver';
-import { systemClock } from '../../src/lib/clock';
 import { exec } from '../../src/lib/exec';
 import { silentLogger } from '../../src/observe/logger';
-import { configOf, put, read, tempRoot } from '../helpers/dns-root';
+import { put, read } from '../helpers/dns-root';
+import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
+import { tmpDir } from '../helpers/tmp';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/root';
 
@@ -122,30 +123,19 @@ async function ask(
   return JSON.parse(stdout) as string[] | string;
 }
 
-function deps(): ComponentDeps {
-  return {
-    log: silentLogger(),
-    clock: systemClock,
-    random: Math.random,
-    exec,
-    events: new EventEmitter<AgentEventMap>(),
-    fatal: () => undefined,
-    changed: () => undefined,
-  };
-}
+const deps = (): ComponentDeps => testDeps({ random: Math.random });
 
 if (requireRoot(t, 'the dnsmasq integration test')) {
   void t.test(
     'real dnsmasq with the rendered drop-in, kube-dns stand-in, change then apply',
     { skip: DNSMASQ ? false : 'dnsmasq is not installed (package dnsmasq-base)' },
     async (t) => {
-      const { root, remove } = tempRoot('dns-int-');
+      const root = tmpDir(t, 'dns-int-', { mode: 0o700 });
       const ns = createNetns('dns');
       const procs: NamespacedDnsmasq[] = [];
       t.teardown(async () => {
         for (const p of procs) await p.stop();
         ns.remove();
-        remove();
       });
       await ns.run('ip', ['addr', 'add', `${KUBE_DNS}/32`, 'dev', 'lo']);
       const run = path.join(root, 'run-test');
@@ -201,7 +191,7 @@ if (requireRoot(t, 'the dnsmasq integration test')) {
         ISTIO_MIXER_IP: '10.0.0.9',
         ISTIO_DNS_RESOLVER: 'resolv.conf',
       };
-      const c = await createDnsComponentFor(configOf(vars), deps(), host);
+      const c = await createDnsComponentFor(testConfig(vars), deps(), host);
       if (!c) throw new Error('DNS component is off');
       await c.start(new AbortController().signal);
       t.equal(local.restarts, 1, 'start wrote the drop-in and restarted dnsmasq once');
@@ -234,11 +224,11 @@ if (requireRoot(t, 'the dnsmasq integration test')) {
       );
 
       // Same configuration again: nothing restarts.
-      await c.reload(configOf(vars));
+      await c.reload(testConfig(vars));
       t.equal(local.restarts, 1, 'reload without a change does not restart dnsmasq');
 
       // A new pilot address, then apply: the next answer has it.
-      await c.reload(configOf({ ...vars, ISTIO_PILOT_IP: '10.0.0.70' }));
+      await c.reload(testConfig({ ...vars, ISTIO_PILOT_IP: '10.0.0.70' }));
       t.equal(local.restarts, 2, 'the change restarted dnsmasq');
       t.same(
         await ask(ns, 'istio-pilot.istio-system', 'A'),
@@ -258,7 +248,7 @@ if (requireRoot(t, 'the dnsmasq integration test')) {
         ['10.0.0.70'],
         'after stop the host still resolves the mesh',
       );
-      const cleaned = await cleanDns(dnsSettings(configOf(vars)), host, silentLogger());
+      const cleaned = await cleanDns(dnsSettings(testConfig(vars)), host, silentLogger());
       t.equal(local.tryRestarts, 1, 'clean restarted the running dnsmasq');
       t.same(cleaned.undone.map((u) => `${u.path} ${u.outcome}`).sort(), [
         '/etc/dnsmasq.d/kubedns removed',
@@ -281,13 +271,12 @@ if (requireRoot(t, 'the dnsmasq integration test')) {
     '127.0.0.1 put first in resolv.conf does not loop: dnsmasq skips itself and forwards to the rest',
     { skip: DNSMASQ ? false : 'dnsmasq is not installed (package dnsmasq-base)' },
     async (t) => {
-      const { root, remove } = tempRoot('dns-int-');
+      const root = tmpDir(t, 'dns-int-', { mode: 0o700 });
       const ns = createNetns('dns');
       const procs: NamespacedDnsmasq[] = [];
       t.teardown(async () => {
         for (const p of procs) await p.stop();
         ns.remove();
-        remove();
       });
       await ns.run('ip', ['addr', 'add', `${KUBE_DNS}/32`, 'dev', 'lo']);
       const run = path.join(root, 'run-test');
@@ -327,7 +316,7 @@ if (requireRoot(t, 'the dnsmasq integration test')) {
         now: () => Date.now(),
       };
       const c = await createDnsComponentFor(
-        configOf({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'resolv.conf' }),
+        testConfig({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'resolv.conf' }),
         deps(),
         host,
       );

@@ -2,11 +2,11 @@
 // serialised; before the lock they duplicated the jump rules (12 of 20 tries in the issue).
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/root';
+import { tmpDir } from '../helpers/tmp';
 
 const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
 const TRIES = 20;
@@ -32,12 +32,11 @@ function agentIn(ns: Netns, env: Record<string, string>, args: string[]): Promis
 
 if (requireRoot(t, 'the concurrent iptables apply test')) {
   t.test(`two iptables apply at once never duplicate rules (${TRIES} tries)`, async (t) => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'lock-nf-'));
+    const dir = tmpDir(t, 'lock-nf-', { mode: 0o700 });
     chmodSync(dir, 0o755);
     const ns = createNetns('lock');
     t.teardown(() => {
       ns.remove();
-      rmSync(dir, { recursive: true, force: true });
     });
     const clusterEnv = path.join(dir, 'cluster.env');
     writeFileSync(

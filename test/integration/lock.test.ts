@@ -3,11 +3,10 @@
 // The concurrent `iptables apply` half is lock-iptables.test.ts.
 import t, { type Test } from 'tap';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { bootstrapDir, certsOnlyEnv } from '../helpers/certs';
+import { tmpDir } from '../helpers/tmp';
 
 const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -70,10 +69,7 @@ async function stop(child: ChildProcess): Promise<number | null> {
 }
 
 t.test('a second dev on the same state directory refuses to start', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'lock-dev-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'lock-dev-', { mode: 0o700 });
   const env = { PATH: process.env.PATH, HOME: '/tmp' };
   const first = await startDaemon(t, ['dev', '--json', '--state-dir', dir], env, 'agent is ready');
   const second = await runOnce(['dev', '--json', '--state-dir', dir], env);
@@ -89,12 +85,8 @@ t.test('a second dev on the same state directory refuses to start', async (t) =>
 t.test('a second run on the same state directory refuses to start', async (t) => {
   const ca = await startDevCa({ ttlMs: 3600_000 });
   t.teardown(() => ca.stop());
-  const certs = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-  const state = mkdtempSync(path.join(tmpdir(), 'lock-run-'));
-  t.teardown(() => {
-    rmSync(path.dirname(certs), { recursive: true, force: true });
-    rmSync(state, { recursive: true, force: true });
-  });
+  const certs = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
+  const state = tmpDir(t, 'lock-run-', { mode: 0o700 });
   const env = certsOnlyEnv(ca.address, certs, state);
   const first = await startDaemon(t, ['run'], env, 'agent is ready');
   const second = await runOnce(['run'], env);

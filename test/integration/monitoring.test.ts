@@ -22,7 +22,6 @@ import {
   isRoot,
   killRecorded,
   openTapProcessInfo,
-  rmrf,
   waitFor,
 } from '../helpers/sidecar';
 import { tmpDir } from '../helpers/tmp';
@@ -53,10 +52,9 @@ void t.test(
     const envoyState = tmpDir(t, 'mon-envoy', { mode: 0o1777 });
     const rec = tmpDir(t, 'mon-rec', { mode: 0o1777 });
     const cfgDir = tmpDir(t, 'mon-cfg');
-    const bin = binBase(['envoy']);
+    const bin = binBase(t, ['envoy']);
     t.teardown(() => {
       killRecorded(rec);
-      rmrf(bin);
     });
 
     // The CA makes the bootstrap set, then goes away: the agent starts without it.

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { requireRoot } from '../helpers/root';
-import { configFrom } from '../helpers/capture-config';
-import { createNetns, type Netns, tempDir } from '../helpers/netns';
+import { testConfig } from '../helpers/config';
+import { createNetns, type Netns } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import { createCaptureNet, HOST_IP } from '../helpers/capture-net';
 import { connect, startServer, type Server } from '../helpers/tcp-probe';
 import type { Exec } from '../../src/lib/exec';
@@ -88,7 +89,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
       `${be}: host rules survive apply and clean; apply is idempotent; clean restores iptables-save`,
       async (t) => {
         const ns = createNetns('nf');
-        const stateDir = tempDir(t, 'nf-state-');
+        const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
         t.teardown(() => {
           ns.remove();
         });
@@ -111,7 +112,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
           ISTIO_AGENT_STATE_DIR: stateDir,
         };
         const apply = async (v: Record<string, string>) => {
-          const { live, plan } = await prepare(io, configFrom(v).capture);
+          const { live, plan } = await prepare(io, testConfig(v).capture);
           t.equal(live.backend, be, `programs the ${be} backend`);
           return applyPlan(io, plan, live);
         };
@@ -203,13 +204,13 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
 
     t.test(`${be}: apply + clean on a host without any rules`, async (t) => {
       const ns = createNetns('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       t.teardown(() => {
         ns.remove();
       });
       const io = { exec: ns.exec, stateDir };
       const before = save(ns, be);
-      const cfg = configFrom({
+      const cfg = testConfig({
         ISTIO_IPTABLES_BACKEND: be,
         ISTIO_SERVICE_CIDR: '10.96.0.0/16,fd00:96::/64',
         ISTIO_INBOUND_PORTS: '*',
@@ -252,7 +253,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
     'ISTIO_REJECT_INBOUND_IPV6: rejects new inbound IPv6, keeps host rules, loopback and ICMPv6',
     async (t) => {
       const net = createCaptureNet('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       const servers: Server[] = [];
       t.teardown(() => {
         for (const s of servers) s.stop();
@@ -276,7 +277,7 @@ if (requireRoot(t, 'iptables apply/clean tests')) {
         /^app /,
         'before: IPv6 inbound works',
       );
-      const cfg = configFrom({
+      const cfg = testConfig({
         ISTIO_REJECT_INBOUND_IPV6: 'true',
         ENVOY_USER: 'nobody',
         ISTIO_AGENT_STATE_DIR: stateDir,

@@ -1,11 +1,11 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { requireRoot } from '../helpers/root';
 import { createNetns, type Netns } from '../helpers/netns';
 import { normaliseSave } from '../../src/netfilter/live';
+import { tmpDir } from '../helpers/tmp';
 
 // `istio-node-agent iptables …` run from source (node --import tsx src/main.ts) inside a network
 // namespace, reading a cluster.env like the daemon does.
@@ -52,12 +52,11 @@ function save(ns: Netns): string {
 }
 
 if (requireRoot(t, 'iptables CLI tests')) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'nf-cli-'));
+  const dir = tmpDir(t, 'nf-cli-', { mode: 0o700 });
   chmodSync(dir, 0o755); // readable by the non-root run
   const ns = createNetns('nf');
   t.teardown(() => {
     ns.remove();
-    rmSync(dir, { recursive: true, force: true });
   });
   const clusterEnv = path.join(dir, 'cluster.env');
   const stateDir = path.join(dir, 'state');

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { EventEmitter } from 'node:events';
 import { requireRoot } from '../helpers/root';
-import { configFrom } from '../helpers/capture-config';
-import { createNetns, type Netns, tempDir } from '../helpers/netns';
+import { testConfig } from '../helpers/config';
+import { createNetns, type Netns } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { FakeClock } from '../../src/lib/clock';
 import type { Exec } from '../../src/lib/exec';
@@ -77,7 +78,7 @@ if (requireRoot(t, 'capture component tests')) {
     'the component applies on start, repairs drift on its check, reloads, and cleans on stop',
     async (t) => {
       const ns = createNetns('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       t.teardown(() => {
         ns.remove();
       });
@@ -93,11 +94,11 @@ if (requireRoot(t, 'capture component tests')) {
       const before = save(ns);
 
       t.equal(
-        await createCaptureComponent(configFrom({ ...vars, ISTIO_CAPTURE: 'false' }), h.deps),
+        await createCaptureComponent(testConfig({ ...vars, ISTIO_CAPTURE: 'false' }), h.deps),
         undefined,
         'ISTIO_CAPTURE=false: no component',
       );
-      const c = await createCaptureComponent(configFrom(vars), h.deps);
+      const c = await createCaptureComponent(testConfig(vars), h.deps);
       if (!c) throw new Error('no component');
       t.match(c.status(), { ready: false, summary: 'capture off' }, 'before start: off');
       await c.start(new AbortController().signal);
@@ -151,10 +152,10 @@ if (requireRoot(t, 'capture component tests')) {
       t.match(c.status(), { ready: true, details: { repairs: 1 } });
 
       h.restores.length = 0;
-      await c.reload!(configFrom(vars));
+      await c.reload!(testConfig(vars));
       t.same(h.restores, [], 'reload with the same config: nothing applied');
       const reloaded = h.nextChange();
-      await c.reload!(configFrom({ ...vars, ISTIO_SERVICE_CIDR: '10.96.0.0/16,10.100.0.0/16' }));
+      await c.reload!(testConfig({ ...vars, ISTIO_SERVICE_CIDR: '10.96.0.0/16,10.100.0.0/16' }));
       await reloaded;
       t.match(
         h.restores,
@@ -176,7 +177,7 @@ if (requireRoot(t, 'capture component tests')) {
     'ISTIO_CAPTURE_KEEP_ON_STOP keeps the rules (fail closed); a reload to ISTIO_CAPTURE=false removes them',
     async (t) => {
       const ns = createNetns('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       t.teardown(() => {
         ns.remove();
       });
@@ -188,7 +189,7 @@ if (requireRoot(t, 'capture component tests')) {
       };
       const before = save(ns);
       const keep = await createCaptureComponent(
-        configFrom({ ...vars, ISTIO_CAPTURE_KEEP_ON_STOP: 'true' }),
+        testConfig({ ...vars, ISTIO_CAPTURE_KEEP_ON_STOP: 'true' }),
         h.deps,
       );
       await keep!.start(new AbortController().signal);
@@ -200,10 +201,10 @@ if (requireRoot(t, 'capture component tests')) {
         'and it says so',
       );
 
-      const c = await createCaptureComponent(configFrom(vars), h.deps);
+      const c = await createCaptureComponent(testConfig(vars), h.deps);
       await c!.start(new AbortController().signal);
       t.equal(save(ns), applied, 'a new start adopts the kept rules');
-      await c!.reload!(configFrom({ ...vars, ISTIO_CAPTURE: 'false' }));
+      await c!.reload!(testConfig({ ...vars, ISTIO_CAPTURE: 'false' }));
       t.equal(save(ns), before, 'reload to ISTIO_CAPTURE=false removed them');
       t.match(c!.status(), { ready: true, summary: 'capture off' });
       await c!.stop();

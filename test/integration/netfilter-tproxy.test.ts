@@ -1,7 +1,7 @@
 import t from 'tap';
-import { tempDir } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import { requireRoot } from '../helpers/root';
-import { configFrom } from '../helpers/capture-config';
+import { testConfig } from '../helpers/config';
 import { createCaptureNet, HOST_IP, saveAll } from '../helpers/capture-net';
 import { connect, startServer, type Server } from '../helpers/tcp-probe';
 import { applyPlan, cleanCapture, diffLive, prepare, readLive } from '../../src/netfilter/index';
@@ -17,7 +17,7 @@ if (requireRoot(t, 'TPROXY capture tests')) {
     'TPROXY: inbound connections reach the proxy with their original destination',
     async (t) => {
       const net = createCaptureNet('nf');
-      const stateDir = tempDir(t, 'nf-state-');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
       const servers: Server[] = [];
       t.teardown(() => {
         for (const s of servers) s.stop();
@@ -39,7 +39,7 @@ if (requireRoot(t, 'TPROXY capture tests')) {
         net.host.runSync('ip', ['-6', 'rule']) +
         saveAll(net.host);
       const before = ipState();
-      const cfg = configFrom({
+      const cfg = testConfig({
         ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY',
         ISTIO_INBOUND_PORTS: '8080',
         ENABLE_INBOUND_IPV6: 'true',

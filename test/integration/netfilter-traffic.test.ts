@@ -1,7 +1,7 @@
 import t from 'tap';
-import { tempDir } from '../helpers/netns';
+import { tmpDir } from '../helpers/tmp';
 import { requireRoot } from '../helpers/root';
-import { configFrom } from '../helpers/capture-config';
+import { testConfig } from '../helpers/config';
 import {
   createCaptureNet,
   EXCLUDED_IP,
@@ -30,7 +30,7 @@ if (requireRoot(t, 'capture traffic tests')) {
       return;
     }
     const net = createCaptureNet('nf');
-    const stateDir = tempDir(t, 'nf-state-');
+    const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
     const servers: Server[] = [];
     const restores: string[] = [];
     // Wraps the namespace's Exec to count restore transactions.
@@ -63,7 +63,7 @@ if (requireRoot(t, 'capture traffic tests')) {
       ISTIO_AGENT_STATE_DIR: stateDir,
     };
     const apply = async (vars: Record<string, string>) => {
-      const { live, plan } = await prepare(io, configFrom(vars).capture);
+      const { live, plan } = await prepare(io, testConfig(vars).capture);
       return applyPlan(io, plan, live);
     };
 

@@ -4,11 +4,10 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
-import { rmSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { bootstrapDir, certsOnlyEnv } from '../helpers/certs';
+import { tmpDir } from '../helpers/tmp';
 
 const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
 const PRELOAD = path.join(__dirname, '../doubles/leftover-handle.cjs');
@@ -29,12 +28,8 @@ t.test('run exits after SIGTERM although a hung request is still open', async (t
   const port = (hang.address() as { port: number }).port;
   const ca = await startDevCa({ ttlMs: 3600_000 });
   t.teardown(() => ca.stop());
-  const dir = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
-  const state = mkdtempSync(path.join(tmpdir(), 'run-exit-'));
-  t.teardown(() => {
-    rmSync(path.dirname(dir), { recursive: true, force: true });
-    rmSync(state, { recursive: true, force: true });
-  });
+  const dir = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
+  const state = tmpDir(t, 'run-exit-', { mode: 0o700 });
   const child = spawn(process.execPath, ['--require', PRELOAD, BUNDLE, 'run'], {
     env: { ...certsOnlyEnv(ca.address, dir, state), LEFTOVER_HANDLE_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,8 +5,7 @@
 // manages this machine's /etc; start-undo.test.ts covers DNS on a temporary root.)
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { normaliseSave } from '../../src/netfilter/live';
@@ -15,6 +14,7 @@ import { snapshot } from '../helpers/dns-root';
 import { createNetns } from '../helpers/netns';
 import { netnsPath } from '../helpers/netns-path';
 import { requireRoot } from '../helpers/root';
+import { tmpDir } from '../helpers/tmp';
 
 const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -22,14 +22,13 @@ const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 if (requireRoot(t, 'the run preflight test')) {
   t.test('run: SIDECAR_MODE=envoy without envoy exits 78 with the host untouched', async (t) => {
     const ca = await startDevCa({ ttlMs: 3600_000 });
-    const work = mkdtempSync(path.join(tmpdir(), 'run-preflight-'));
+    const work = tmpDir(t, 'run-preflight-', { mode: 0o700 });
     const ns = createNetns('pre');
     t.teardown(async () => {
       ns.remove();
-      rmSync(work, { recursive: true, force: true });
       await ca.stop();
     });
-    const certs = bootstrapDir(await ca.issueBootstrap(ID, 3600_000));
+    const certs = bootstrapDir(t, await ca.issueBootstrap(ID, 3600_000));
     const emptyBin = path.join(work, 'no-envoy');
     mkdirSync(emptyBin);
     const state = path.join(work, 'state');

@@ -6,6 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createSidecar } from '../../src/sidecar/index';
+import { testConfig } from '../helpers/config';
+import { testDeps, type LogRecord } from '../helpers/deps';
 import { requireRoot } from '../helpers/root';
 import {
   alive,
@@ -13,14 +15,11 @@ import {
   CHILD_USER,
   freePort,
   killRecorded,
-  makeConfig,
-  makeDeps,
   openTapProcessInfo,
   records,
-  rmrf,
-  tempDir,
   waitFor,
 } from '../helpers/sidecar';
+import { tmpDir, type Teardown } from '../helpers/tmp';
 
 const ROOT = path.resolve(__dirname, '../..');
 const HARNESS = path.join(ROOT, 'test/helpers/sidecar-agent-main.ts');
@@ -33,14 +32,23 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
   const uid = Number(uidS);
   const gid = Number(gidS);
 
-  async function setup(mode: 'envoy' | 'pilot-agent', extra: Record<string, string> = {}) {
+  /** Directories and variables for one sidecar; when `t` ends, any double still alive is killed. */
+  async function setup(
+    t: Teardown,
+    mode: 'envoy' | 'pilot-agent',
+    extra: Record<string, string> = {},
+  ) {
     const port = await freePort();
     const dirs = {
-      bin: binBase(mode === 'envoy' ? ['envoy'] : ['envoy', 'pilot-agent']),
-      cfg: tempDir('cfg'),
-      rec: tempDir('rec', true),
-      state: tempDir('state', true),
+      bin: binBase(t, mode === 'envoy' ? ['envoy'] : ['envoy', 'pilot-agent']),
+      cfg: tmpDir(t, 'sidecar-cfg-'),
+      rec: tmpDir(t, 'sidecar-rec-', { mode: 0o1777 }),
+      state: tmpDir(t, 'sidecar-state-', { mode: 0o1777 }),
     };
+    // Teardowns run last-in first-out: the doubles die before their directories go.
+    t.teardown(() => {
+      killRecorded(dirs.rec);
+    });
     const vars: Record<string, string> = {
       SIDECAR_MODE: mode,
       ISTIO_BIN_BASE: dirs.bin,
@@ -62,24 +70,14 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
       FAKE_PILOT_AGENT_RECORD_DIR: dirs.rec,
       FAKE_PILOT_AGENT_CONFIG_DIR: dirs.state,
     };
-    return {
-      vars,
-      fakes,
-      dirs,
-      port,
-      cleanup: () => {
-        killRecorded(dirs.rec);
-        rmrf(...Object.values(dirs));
-      },
-    };
+    return { vars, fakes, dirs, port };
   }
 
   void t.test(
     'TPROXY: the child keeps CAP_NET_ADMIN as an ambient capability, still not root',
     async (t) => {
-      const s = await setup('envoy', { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' });
-      t.teardown(s.cleanup);
-      const sc = createSidecar(makeConfig(s.vars), makeDeps(), {
+      const s = await setup(t, 'envoy', { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' });
+      const sc = createSidecar(testConfig(s.vars), testDeps({ throwOnFatal: true }), {
         processEnv: { PATH: process.env.PATH, ...s.fakes },
       });
       await sc.start(new AbortController().signal);
@@ -99,10 +97,9 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
   void t.test(
     'a bootstrap directory EXEC_USER cannot read is a clear error, not a crash loop',
     async (t) => {
-      const s = await setup('envoy');
-      t.teardown(s.cleanup);
+      const s = await setup(t, 'envoy');
       chmodSync(s.dirs.cfg, 0o700);
-      const sc = createSidecar(makeConfig(s.vars), makeDeps(), {
+      const sc = createSidecar(testConfig(s.vars), testDeps({ throwOnFatal: true }), {
         processEnv: { PATH: process.env.PATH, ...s.fakes },
       });
       await t.rejects(sc.start(new AbortController().signal), {
@@ -118,9 +115,8 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
   void t.test(
     'pilot-agent mode: pilot-agent and its envoy as EXEC_USER, in their own PID namespace',
     async (t) => {
-      const s = await setup('pilot-agent');
-      t.teardown(s.cleanup);
-      const sc = createSidecar(makeConfig(s.vars), makeDeps(), {
+      const s = await setup(t, 'pilot-agent');
+      const sc = createSidecar(testConfig(s.vars), testDeps({ throwOnFatal: true }), {
         processEnv: { PATH: process.env.PATH, ...s.fakes },
       });
       await sc.start(new AbortController().signal);
@@ -146,10 +142,13 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
   interface Harness {
     readonly child: ChildProcess;
     readonly exited: Promise<number | null>;
-    stderr(): string;
+    /** The agent's log records (one JSON line each on its stderr) whose message matches. */
+    logged(msg: RegExp): LogRecord[];
   }
 
+  /** The agent in its own process (test/helpers/sidecar-agent-main.ts), killed when `t` ends. */
   async function startHarness(
+    t: Teardown,
     vars: Record<string, string>,
     fakes: Record<string, string>,
     prefix: string[] = [],
@@ -173,6 +172,11 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
         resolve(code);
       }),
     );
+    t.teardown(async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    });
     await new Promise<void>((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => {
@@ -190,16 +194,26 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
         reject(new Error(`harness exited ${code}:\n${err}`));
       });
     });
-    return { child, exited, stderr: () => err };
+    const logged = (msg: RegExp): LogRecord[] =>
+      err
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as LogRecord)
+        .filter((r) => msg.test(r.msg));
+    return { child, exited, logged };
   }
 
   void t.test(
     'the child runs with EXEC_USER uid and gid, no supplementary groups, no capabilities',
     async (t) => {
-      const s = await setup('envoy', { ISTIO_PROXY_PARENT_SHUTDOWN_SECONDS: '1' });
-      t.teardown(s.cleanup);
+      const s = await setup(t, 'envoy', { ISTIO_PROXY_PARENT_SHUTDOWN_SECONDS: '1' });
       // The agent itself has supplementary groups (adm, dialout), which a child would inherit.
-      const h = await startHarness(s.vars, s.fakes, ['/usr/bin/setpriv', '--groups', '4,20', '--']);
+      const h = await startHarness(t, s.vars, s.fakes, [
+        '/usr/bin/setpriv',
+        '--groups',
+        '4,20',
+        '--',
+      ]);
       const agentGroups = /^Groups:[ \t]*(.*)$/m
         .exec(readFileSync(`/proc/${h.child.pid}/status`, 'utf8'))?.[1]
         ?.trim();
@@ -221,9 +235,8 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
   );
 
   void t.test('SIGKILL of the agent during a hot restart leaves no envoy epoch', async (t) => {
-    const s = await setup('envoy');
-    t.teardown(s.cleanup);
-    const h = await startHarness(s.vars, s.fakes);
+    const s = await setup(t, 'envoy');
+    const h = await startHarness(t, s.vars, s.fakes);
     h.child.kill('SIGUSR2'); // rotation: epoch 1 starts, epoch 0 drains for 60 s
     await waitFor(
       'two epochs running',
@@ -243,9 +256,8 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
   void t.test(
     'SIGKILL of the agent leaves neither pilot-agent nor the envoy it started',
     async (t) => {
-      const s = await setup('pilot-agent');
-      t.teardown(s.cleanup);
-      const h = await startHarness(s.vars, s.fakes);
+      const s = await setup(t, 'pilot-agent');
+      const h = await startHarness(t, s.vars, s.fakes);
       await waitFor('pilot-agent and envoy recorded', () => records(s.dirs.rec).length === 2);
       const recs = records(s.dirs.rec);
       t.ok(
@@ -264,15 +276,14 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
   void t.test(
     'an agent not running as root: the child runs as the agent user and still dies with it',
     async (t) => {
-      const s = await setup('envoy');
-      t.teardown(s.cleanup);
+      const s = await setup(t, 'envoy');
       // The agent as `nobody` (dev and test use): no user switch, setpriv --pdeathsig only.
       const vars = {
         ...s.vars,
         EXEC_USER: 'istio-proxy',
         ISTIO_PROXY_CONFIG_DIR: path.join(s.dirs.state, 'proxy'),
       };
-      const h = await startHarness(vars, s.fakes, [
+      const h = await startHarness(t, vars, s.fakes, [
         '/usr/bin/setpriv',
         '--reuid',
         CHILD_USER,
@@ -292,9 +303,11 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
         [uid, uid],
         'envoy runs as the agent user',
       );
-      t.match(
-        h.stderr(),
-        /not running as root: the sidecar runs as nobody, not EXEC_USER=istio-proxy/,
+      t.ok(
+        h
+          .logged(/not running as root: the sidecar runs as nobody, not EXEC_USER=istio-proxy/)
+          .some((r) => r.level === 'warn'),
+        'a warning says who the sidecar runs as',
       );
       h.child.kill('SIGKILL');
       await h.exited;
@@ -305,9 +318,8 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
 
   void t.test('SIGTERM of the agent: drained, stopped, exit 0, nothing left', async (t) => {
     for (const mode of ['envoy', 'pilot-agent'] as const) {
-      const s = await setup(mode, { ISTIO_PROXY_PARENT_SHUTDOWN_SECONDS: '1' });
-      t.teardown(s.cleanup);
-      const h = await startHarness(s.vars, s.fakes);
+      const s = await setup(t, mode, { ISTIO_PROXY_PARENT_SHUTDOWN_SECONDS: '1' });
+      const h = await startHarness(t, s.vars, s.fakes);
       await waitFor('recorded', () => records(s.dirs.rec).length === (mode === 'envoy' ? 1 : 2));
       const recs = records(s.dirs.rec);
       h.child.kill('SIGTERM');
@@ -317,9 +329,8 @@ if (requireRoot(t, 'sidecar user switch and kill tests')) {
         [],
         `${mode}: nothing left when the agent has exited`,
       );
-      t.match(
-        h.stderr(),
-        /health check failed by admin request/,
+      t.ok(
+        h.logged(/health check failed by admin request/).length > 0,
         `${mode}: drained before stopping`,
       );
     }

@@ -13,6 +13,8 @@ import {
   type SidecarRuntime,
 } from '../../src/sidecar/index';
 import { HEALTHY_RESET_MS } from '../../src/sidecar/policy';
+import { testConfig } from '../helpers/config';
+import { testDeps, type TestDeps } from '../helpers/deps';
 import {
   alive,
   binBase,
@@ -20,15 +22,11 @@ import {
   freePort,
   killRecorded,
   isRoot,
-  makeConfig,
-  makeDeps,
   openTapProcessInfo,
   records,
-  rmrf,
-  tempDir,
   waitFor,
-  type TestDeps,
 } from '../helpers/sidecar';
+import { tmpDir, type Teardown } from '../helpers/tmp';
 
 openTapProcessInfo();
 const runAs = isRoot ? CHILD_USER : os.userInfo().username;
@@ -48,19 +46,26 @@ interface Setup {
   readonly port: number;
 }
 
+/** Directories and variables for one sidecar; when `t` ends, any double still alive is killed. */
 async function setup(
+  t: Teardown,
   mode: 'envoy' | 'pilot-agent',
   extra: Record<string, string> = {},
 ): Promise<Setup> {
   const port = await freePort();
+  const open = { mode: 0o1777 };
   const dirs = {
-    bin: binBase(mode === 'envoy' ? ['envoy'] : ['envoy', 'pilot-agent']),
-    cfg: tempDir('cfg'),
-    rec: tempDir('rec', true),
-    state: tempDir('state', true),
-    certs: tempDir('certs'),
-    crash: tempDir('crash', true),
+    bin: binBase(t, mode === 'envoy' ? ['envoy'] : ['envoy', 'pilot-agent']),
+    cfg: tmpDir(t, 'sidecar-cfg-'),
+    rec: tmpDir(t, 'sidecar-rec-', open),
+    state: tmpDir(t, 'sidecar-state-', open),
+    certs: tmpDir(t, 'sidecar-certs-'),
+    crash: tmpDir(t, 'sidecar-crash-', open),
   };
+  // Teardowns run last-in first-out: the doubles die before their directories go.
+  t.teardown(() => {
+    killRecorded(dirs.rec);
+  });
   const vars: Record<string, string> = {
     SIDECAR_MODE: mode,
     ISTIO_BIN_BASE: dirs.bin,
@@ -95,11 +100,6 @@ async function setup(
   return { vars, runtime: { processEnv }, dirs, port };
 }
 
-function cleanup(s: Setup): void {
-  killRecorded(s.dirs.rec);
-  rmrf(...Object.values(s.dirs));
-}
-
 const byProgram = (dir: string, p: 'envoy' | 'pilot-agent') =>
   records(dir).filter((r) => r.program === p);
 
@@ -123,13 +123,10 @@ function sidecarLines(deps: TestDeps, re: RegExp) {
 void t.test(
   'envoy mode: start, argv, bootstrap on disk, stale rev files, drain then stop',
   async (t) => {
-    const s = await setup('envoy');
-    t.teardown(() => {
-      cleanup(s);
-    });
+    const s = await setup(t, 'envoy');
     writeFileSync(path.join(s.dirs.cfg, 'envoy-rev7.json'), '{}');
-    const deps = makeDeps();
-    const sc = createSidecar(makeConfig(s.vars), deps, s.runtime);
+    const deps = testDeps({ throwOnFatal: true });
+    const sc = createSidecar(testConfig(s.vars), deps, s.runtime);
     await sc.start(new AbortController().signal);
     t.teardown(() => sc.stop());
 
@@ -212,12 +209,9 @@ void t.test(
 );
 
 void t.test('envoy mode: certs-rotated starts epoch N+1 and the old epoch exits', async (t) => {
-  const s = await setup('envoy');
-  t.teardown(() => {
-    cleanup(s);
-  });
-  const deps = makeDeps();
-  const sc = createSidecar(makeConfig(s.vars), deps, s.runtime);
+  const s = await setup(t, 'envoy');
+  const deps = testDeps({ throwOnFatal: true });
+  const sc = createSidecar(testConfig(s.vars), deps, s.runtime);
   await sc.start(new AbortController().signal);
   t.teardown(() => sc.stop());
   const [e0] = byProgram(s.dirs.rec, 'envoy');
@@ -277,13 +271,10 @@ void t.test('envoy mode: certs-rotated starts epoch N+1 and the old epoch exits'
 void t.test(
   'envoy mode: crashes restart on the backoff schedule (FakeClock), crash loop reported',
   async (t) => {
-    const s = await setup('envoy');
-    t.teardown(() => {
-      cleanup(s);
-    });
+    const s = await setup(t, 'envoy');
     const clock = new FakeClock();
-    const deps = makeDeps(clock, () => 0.5);
-    const sc = createSidecar(makeConfig(s.vars), deps, s.runtime);
+    const deps = testDeps({ clock, throwOnFatal: true });
+    const sc = createSidecar(testConfig(s.vars), deps, s.runtime);
     const advance = (ms: number) => clock.advance(ms);
     const started = sc.start(new AbortController().signal);
     await waitFor('LIVE', () => sc.status().ready, { advance });
@@ -349,12 +340,9 @@ void t.test(
 void t.test(
   'pilot-agent mode: argv and env as 1.0.1, readiness via its envoy, crash restarts',
   async (t) => {
-    const s = await setup('pilot-agent', { SIDECAR_MODE: 'auto' });
-    t.teardown(() => {
-      cleanup(s);
-    });
-    const deps = makeDeps();
-    const sc = createSidecar(makeConfig(s.vars), deps, s.runtime);
+    const s = await setup(t, 'pilot-agent', { SIDECAR_MODE: 'auto' });
+    const deps = testDeps({ throwOnFatal: true });
+    const sc = createSidecar(testConfig(s.vars), deps, s.runtime);
     await sc.start(new AbortController().signal);
     t.teardown(() => sc.stop());
 
@@ -431,18 +419,15 @@ void t.test(
 void t.test(
   'reload: a changed envoy setting hot-restarts into a new epoch; an unchanged one does nothing',
   async (t) => {
-    const s = await setup('envoy');
-    t.teardown(() => {
-      cleanup(s);
-    });
-    const deps = makeDeps();
-    const sc = createSidecar(makeConfig(s.vars), deps, s.runtime);
+    const s = await setup(t, 'envoy');
+    const deps = testDeps({ throwOnFatal: true });
+    const sc = createSidecar(testConfig(s.vars), deps, s.runtime);
     await sc.start(new AbortController().signal);
     t.teardown(() => sc.stop());
-    await sc.reload(makeConfig(s.vars));
+    await sc.reload(testConfig(s.vars));
     await new Promise((r) => setTimeout(r, 300));
     t.equal(byProgram(s.dirs.rec, 'envoy').length, 1, 'same configuration: nothing restarted');
-    await sc.reload(makeConfig({ ...s.vars, ISTIO_SERVICE: 'reviews' }));
+    await sc.reload(testConfig({ ...s.vars, ISTIO_SERVICE: 'reviews' }));
     await waitFor(
       'epoch 1 LIVE',
       () => currentEpoch(sc)?.epoch === 1 && currentEpoch(sc)?.ready === true,
@@ -456,12 +441,9 @@ void t.test(
 );
 
 void t.test('child output is rate-limited with a suppression record', async (t) => {
-  const s = await setup('envoy', { ISTIO_PROXY_LOG_LINES_PER_MINUTE: '10' });
-  t.teardown(() => {
-    cleanup(s);
-  });
-  const deps = makeDeps();
-  const sc = createSidecar(makeConfig(s.vars), deps, {
+  const s = await setup(t, 'envoy', { ISTIO_PROXY_LOG_LINES_PER_MINUTE: '10' });
+  const deps = testDeps({ throwOnFatal: true });
+  const sc = createSidecar(testConfig(s.vars), deps, {
     processEnv: { ...s.runtime.processEnv, FAKE_ENVOY_LOG_LINES: '200' },
   });
   await sc.start(new AbortController().signal);
@@ -478,14 +460,11 @@ void t.test('child output is rate-limited with a suppression record', async (t) 
 void t.test(
   'missing binaries give AGENT_E_SIDECAR_BINARY; SIDECAR_MODE=none gives no component',
   async (t) => {
-    const empty = binBase([]);
-    t.teardown(() => {
-      rmrf(empty);
-    });
+    const empty = binBase(t, []);
     for (const mode of ['auto', 'envoy', 'pilot-agent']) {
       const sc = createSidecar(
-        makeConfig({ SIDECAR_MODE: mode, ISTIO_BIN_BASE: empty, ISTIO_SVC_IP: '10.0.0.5' }),
-        makeDeps(),
+        testConfig({ SIDECAR_MODE: mode, ISTIO_BIN_BASE: empty, ISTIO_SVC_IP: '10.0.0.5' }),
+        testDeps({ throwOnFatal: true }),
       );
       await t.rejects(
         sc.start(new AbortController().signal),
@@ -493,11 +472,14 @@ void t.test(
         `SIDECAR_MODE=${mode}`,
       );
     }
-    const none = await createSidecarComponent(makeConfig({ SIDECAR_MODE: 'none' }), makeDeps());
+    const none = await createSidecarComponent(
+      testConfig({ SIDECAR_MODE: 'none' }),
+      testDeps({ throwOnFatal: true }),
+    );
     t.equal(none, undefined);
     const e = await createSidecar(
-      makeConfig({ SIDECAR_MODE: 'auto', ISTIO_BIN_BASE: empty }),
-      makeDeps(),
+      testConfig({ SIDECAR_MODE: 'auto', ISTIO_BIN_BASE: empty }),
+      testDeps({ throwOnFatal: true }),
     )
       .start(new AbortController().signal)
       .catch((x: unknown) => x);
@@ -509,11 +491,8 @@ void t.test(
   'a missing EXEC_USER gives AGENT_E_USER_UNKNOWN',
   { skip: !isRoot && 'needs root (no user switch otherwise)' },
   async (t) => {
-    const s = await setup('envoy', { EXEC_USER: 'no-such-user-sidecar-test' });
-    t.teardown(() => {
-      cleanup(s);
-    });
-    const sc = createSidecar(makeConfig(s.vars), makeDeps(), s.runtime);
+    const s = await setup(t, 'envoy', { EXEC_USER: 'no-such-user-sidecar-test' });
+    const sc = createSidecar(testConfig(s.vars), testDeps({ throwOnFatal: true }), s.runtime);
     await t.rejects(sc.start(new AbortController().signal), {
       code: 'AGENT_E_USER_UNKNOWN',
       message: /no-such-user-sidecar-test/,

@@ -5,14 +5,14 @@
 // after the first certificate, in a loop: every run must exit 0 and leave no rule.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { certsOnlyEnv } from '../helpers/certs';
 import { createNetns } from '../helpers/netns';
 import { netnsPath } from '../helpers/netns-path';
 import { requireRoot } from '../helpers/root';
+import { tmpDir } from '../helpers/tmp';
 
 const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -27,11 +27,10 @@ if (requireRoot(t, 'the SIGTERM-during-start test')) {
   t.setTimeout(Math.max(300_000, Math.ceil(TRIES / WORKERS) * 20_000));
   t.test(`SIGTERM at random moments of start-up: ${TRIES} tries`, async (t) => {
     const ca = await startDevCa({ ttlMs: 3600_000 });
-    const work = mkdtempSync(path.join(tmpdir(), 'sigterm-start-'));
+    const work = tmpDir(t, 'sigterm-start-', { mode: 0o700 });
     const namespaces: ReturnType<typeof createNetns>[] = [];
     t.teardown(async () => {
       for (const ns of namespaces) ns.remove();
-      rmSync(work, { recursive: true, force: true });
       await ca.stop();
     });
     let hangs = 0;

@@ -3,8 +3,7 @@
 // embedded CA on loopback, capture in a network namespace, DNS on a temporary root (with a
 // recording dnsmasq control), the sidecar as `run` builds it.
 import t from 'tap';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { Agent } from '../../src/agent';
 import { startDevCa } from '../../src/ca/index';
@@ -18,10 +17,13 @@ import { normaliseSave } from '../../src/netfilter/live';
 import { silentLogger } from '../../src/observe/logger';
 import { createSidecarComponent } from '../../src/sidecar/index';
 import { createNotifier } from '../../src/systemd/notify';
-import { bootstrapDir, configFor, testDeps } from '../helpers/certs';
+import { bootstrapDir } from '../helpers/certs';
 import { RecordingDnsmasq, put, snapshot, testHost } from '../helpers/dns-root';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/root';
+import { tmpDir } from '../helpers/tmp';
+import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const RESOLV = 'nameserver 10.0.0.2\n';
@@ -34,11 +36,10 @@ if (requireRoot(t, 'the start-undo tests')) {
   t.test('setup', async (t) => {
     const ca = await startDevCa({ ttlMs: 3600_000 });
     const boot = await ca.issueBootstrap(ID, 3600_000);
-    const work = mkdtempSync(path.join(tmpdir(), 'start-undo-'));
+    const work = tmpDir(t, 'start-undo-', { mode: 0o700 });
     const ns = createNetns('undo');
     t.teardown(async () => {
       ns.remove();
-      rmSync(work, { recursive: true, force: true });
       await ca.stop();
     });
     ns.runSync('iptables', ['-t', 'nat', '-A', 'OUTPUT', '-d', '192.0.2.1', '-j', 'RETURN']);
@@ -47,13 +48,13 @@ if (requireRoot(t, 'the start-undo tests')) {
     async function host(name: string, vars: Record<string, string>, extra: Component[] = []) {
       const base = path.join(work, name);
       mkdirSync(base);
-      const certsDir = bootstrapDir(boot);
+      const certsDir = bootstrapDir(t, boot);
       const root = path.join(base, 'root');
       put(root, '/etc/resolv.conf', RESOLV);
       const stateDir = path.join(base, 'state');
       const emptyBin = path.join(base, 'bin');
       mkdirSync(emptyBin);
-      const config = configFor({
+      const config = testConfig({
         CITADEL_ADDRESS: ca.address,
         CERTS_DIR: certsDir,
         WORKLOAD_KEY_ALGORITHM: 'ECDSA',
@@ -68,7 +69,7 @@ if (requireRoot(t, 'the start-undo tests')) {
         ISTIO_BIN_BASE: emptyBin,
         ...vars,
       });
-      const deps = { ...testDeps(), exec: ns.exec };
+      const deps = { ...testDeps({ random: Math.random }), exec: ns.exec };
       const dnsmasq = new RecordingDnsmasq();
       const built = [
         await createCertComponent(config, deps),

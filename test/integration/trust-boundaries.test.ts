@@ -9,17 +9,16 @@ import {
   chownSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startDevCa, type DevCa } from '../../src/ca/index';
 import { requireRoot } from '../helpers/root';
+import { tmpDir } from '../helpers/tmp';
 
 const MAIN = path.join(__dirname, '../../src/main.ts');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -47,11 +46,8 @@ if (requireRoot(t, 'the trust-boundary tests (chown to another user)')) {
   t.teardown(() => ca.stop());
 
   function host(t: Test): Host {
-    const work = mkdtempSync(path.join(tmpdir(), 'trust-'));
+    const work = tmpDir(t, 'trust-', { mode: 0o700 });
     chmodSync(work, 0o755);
-    t.teardown(() => {
-      rmSync(work, { recursive: true, force: true });
-    });
     const h: Host = {
       work,
       conf: path.join(work, 'envoy'),

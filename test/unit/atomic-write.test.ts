@@ -4,24 +4,19 @@ import t, { type Test } from 'tap';
 import {
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
-  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { atomicSymlink, atomicWrite, writeNewFile } from '../../src/lib/atomic-write';
+import { tmpDir } from '../helpers/tmp';
 
 function tmp(t: Test): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'atomic-write-'));
-  t.teardown(() => {
-    rmSync(d, { recursive: true, force: true });
-  });
+  const d = tmpDir(t, 'atomic-write-', { mode: 0o700 });
   return d;
 }
 

@@ -2,10 +2,10 @@
 // in src/ca/protos/ (loaded by protobuf.js through @grpc/proto-loader, test-only) in both
 // directions, and to the field numbers Istio documents, byte by byte.
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
+import { tmpDir } from './../helpers/tmp';
 import {
   decodeCsrRequest,
   decodeCsrResponse,
@@ -347,10 +347,7 @@ void t.test('malformed input is refused with WireError', (t) => {
 // google.rpc.Status with a google.rpc.RetryInfo in its details: what gRPC servers send as the
 // binary trailer grpc-status-details-bin to ask for a wait before the next try (AIP-194).
 void t.test('RetryInfo in google.rpc.Status details, both directions against protobuf.js', (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'retryinfo-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'retryinfo-', { mode: 0o700 });
   writeFileSync(
     path.join(dir, 'details.proto'),
     `syntax = "proto3";

@@ -11,8 +11,9 @@ import { checkPresent, credentialInput, describeSet } from '../../src/certs/insp
 import { timeoutError, withDeadline } from '../../src/certs/round';
 import { logSettingsChange } from '../../src/certs/reload';
 import { settingsChange, RETRY_POLICY } from '../../src/certs/policy';
-import { configFor } from '../helpers/certs';
+
 import { makeLeaf, makeRoot } from '../helpers/pki';
+import { testConfig } from '../helpers/config';
 
 const H = 3_600_000;
 const NOW = Date.UTC(2026, 0, 1);
@@ -256,7 +257,7 @@ t.test('the round deadline: settles at the deadline or at stop, whatever fn does
     7,
   );
 
-  const ca = configFor({ CITADEL_ADDRESS: 'ca.test:8060' }).ca;
+  const ca = testConfig({ CITADEL_ADDRESS: 'ca.test:8060' }).ca;
   t.match(timeoutError('ca', 50_000, ca, '/c', 'onprem'), {
     code: 'AGENT_E_CERT_TIMEOUT',
     message:
@@ -275,10 +276,10 @@ t.test('the round deadline: settles at the deadline or at stop, whatever fn does
 
 t.test('the reload log: what applies when, what needs a restart', async (t) => {
   const { log, records } = capture();
-  const prev = configFor({}).ca;
+  const prev = testConfig({}).ca;
   const change = settingsChange(
     prev,
-    configFor({ CA_API: 'CreateCertificate', CERTS_DIR: '/x' }).ca,
+    testConfig({ CA_API: 'CreateCertificate', CERTS_DIR: '/x' }).ca,
   );
   logSettingsChange(log, change, prev, NOW + 90_000, NOW);
   logSettingsChange(log, settingsChange(prev, prev), prev, undefined, NOW);

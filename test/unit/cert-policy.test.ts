@@ -21,7 +21,7 @@ import {
   type Schedule,
 } from '../../src/certs/policy';
 import { backoffDelay, Backoff } from '../../src/lib/backoff';
-import { configFor } from '../helpers/certs';
+import { testConfig } from '../helpers/config';
 
 const H = 3_600_000;
 
@@ -321,7 +321,7 @@ t.test(
 );
 
 t.test('reload: what applies at the next CSR, what needs a restart', async (t) => {
-  const raw = (vars: Record<string, string>) => configFor(vars).ca;
+  const raw = (vars: Record<string, string>) => testConfig(vars).ca;
   const prev = raw({ WORKLOAD_IDENTITY: 'spiffe://cluster.local/ns/a/sa/b' });
   t.same(settingsChange(prev, prev), { applied: [], restartNeeded: [], next: prev });
   const c = settingsChange(

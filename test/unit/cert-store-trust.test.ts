@@ -6,7 +6,6 @@ import {
   chmodSync,
   chownSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -14,21 +13,18 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { CertStore } from '../../src/certs/store';
 import { AgentError } from '../../src/lib/errors';
 import { makeLeaf, makeRoot } from '../helpers/pki';
 import { isRoot } from '../helpers/root';
+import { tmpDir } from '../helpers/tmp';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 const SECRET = '-----BEGIN PRIVATE KEY-----\nroot only secret\n-----END PRIVATE KEY-----\n';
 
 function tmp(t: Test): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'store-trust-'));
-  t.teardown(() => {
-    rmSync(d, { recursive: true, force: true });
-  });
+  const d = tmpDir(t, 'store-trust-', { mode: 0o700 });
   return d;
 }
 

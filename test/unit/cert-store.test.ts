@@ -2,7 +2,6 @@ import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import {
-  mkdtempSync,
   writeFileSync,
   readFileSync,
   lstatSync,
@@ -11,10 +10,10 @@ import {
   statSync,
   rmSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { CertStore } from '../../src/certs/store';
 import { makeLeaf, makeRoot } from '../helpers/pki';
+import { tmpDir } from '../helpers/tmp';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
 
@@ -41,7 +40,7 @@ function assertConsistent(t: Test, dir: string, roots: string[]): void {
 t.test('takes over plain files, keeps them, publishes generations by symlink flip', async (t) => {
   const root = await makeRoot();
   const boot = await makeSet(root);
-  const dir = mkdtempSync(path.join(tmpdir(), 'certs-'));
+  const dir = tmpDir(t, 'certs-', { mode: 0o700 });
   writeFileSync(path.join(dir, 'key.pem'), boot.keyPem, { mode: 0o600 });
   writeFileSync(path.join(dir, 'cert-chain.pem'), boot.chainPem);
   writeFileSync(path.join(dir, 'root-cert.pem'), boot.rootPem);
@@ -90,7 +89,7 @@ t.test('takes over plain files, keeps them, publishes generations by symlink fli
 
 t.test('removes leftovers of an interrupted write', async (t) => {
   const root = await makeRoot();
-  const dir = mkdtempSync(path.join(tmpdir(), 'certs-'));
+  const dir = tmpDir(t, 'certs-', { mode: 0o700 });
   const store = new CertStore(dir);
   await store.prepare();
   await store.write(await makeSet(root), { issuer: 'agent' });
@@ -108,7 +107,7 @@ t.test('removes leftovers of an interrupted write', async (t) => {
 t.test('crash consistency: kill -9 at random moments while writing sets', async (t) => {
   const root = await makeRoot();
   const sets = [await makeSet(root), await makeSet(root), await makeSet(root)];
-  const work = mkdtempSync(path.join(tmpdir(), 'crash-'));
+  const work = tmpDir(t, 'crash-', { mode: 0o700 });
   const setsFile = path.join(work, 'sets.json');
   writeFileSync(setsFile, JSON.stringify(sets));
   const dir = path.join(work, 'certs');

@@ -1,12 +1,12 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig } from '../../src/config/load';
 import { parseCidr } from '../../src/config/net';
 import { parseDuration } from '../../src/config/raw';
 import { AgentError } from '../../src/lib/errors';
+import { tmpDir } from '../helpers/tmp';
 
 /** Both files (empty unless given) in a fresh directory. */
 function files(cluster = '', sidecar = ''): NodeJS.ProcessEnv {
@@ -18,7 +18,7 @@ function files(cluster = '', sidecar = ''): NodeJS.ProcessEnv {
 
 /** The two paths in a fresh directory, nothing written yet. */
 function paths(): { env: NodeJS.ProcessEnv; dir: string } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+  const dir = tmpDir(t, 'cfg-', { mode: 0o700 });
   return {
     dir,
     env: {

@@ -25,15 +25,9 @@ import { AgentError } from '../../src/lib/errors';
 import { exec } from '../../src/lib/exec';
 import { createLogger, silentLogger } from '../../src/observe/logger';
 import { createNotifier } from '../../src/systemd/notify';
-import {
-  RecordingDnsmasq,
-  configOf,
-  put,
-  read,
-  snapshot,
-  tempRoot,
-  testHost,
-} from '../helpers/dns-root';
+import { RecordingDnsmasq, put, read, snapshot, testHost } from '../helpers/dns-root';
+import { testConfig } from '../helpers/config';
+import { tmpDir } from '../helpers/tmp';
 
 const log = silentLogger();
 const STATE = 'var/lib/istio/agent';
@@ -41,15 +35,15 @@ const KUBEDNS = '/etc/dnsmasq.d/kubedns';
 const HAND_PLACED = 'server=/svc.cluster.local/10.55.0.10\naddress=/istio-pilot/10.55.0.7\n';
 
 function newRoot(t: Test): string {
-  const { root, remove } = tempRoot();
-  t.teardown(remove);
+  // A temporary directory standing in for "/": the component reads and writes only below it.
+  const root = tmpDir(t, 'dns-root-', { mode: 0o700 });
   mkdirSync(path.join(root, 'etc/dnsmasq.d'), { recursive: true });
   mkdirSync(path.join(root, STATE), { recursive: true });
   return root;
 }
 
 function settings(vars: Record<string, string>): DnsSettings {
-  return dnsSettings(configOf({ ISTIO_DNS_RESOLVER: 'none', ...vars }));
+  return dnsSettings(testConfig({ ISTIO_DNS_RESOLVER: 'none', ...vars }));
 }
 
 async function apply(root: string, s: DnsSettings, control: RecordingDnsmasq | undefined) {
@@ -130,13 +124,13 @@ void t.test(
     const lines: string[] = [];
     const deps = depsWith(createLogger({ level: 'info', write: (l) => lines.push(l) }));
     const c = await createDnsComponentFor(
-      configOf({}),
+      testConfig({}),
       deps,
       testHost(root, new RecordingDnsmasq()),
     );
     t.equal(c, undefined, 'no component when DNS is off');
     // What the daemon builds instead: a notice that reads the drop-in directory at preflight.
-    const notice = await createDnsFor(configOf({}), deps, testHost(root, new RecordingDnsmasq()));
+    const notice = await createDnsFor(testConfig({}), deps, testHost(root, new RecordingDnsmasq()));
     t.same(lines, [], 'building reads nothing and logs nothing');
     await notice.preflight!(new AbortController().signal);
     await notice.start(new AbortController().signal);
@@ -157,7 +151,7 @@ void t.test(
 
     // dns clean does not remove it either.
     const r = await cleanDns(
-      dnsSettings(configOf({})),
+      dnsSettings(testConfig({})),
       testHost(root, new RecordingDnsmasq()),
       log,
     );
@@ -175,12 +169,12 @@ void t.test(
     const lines: string[] = [];
     const deps = depsWith(createLogger({ level: 'info', write: (l) => lines.push(l) }));
     const c = await createDnsComponentFor(
-      configOf({}),
+      testConfig({}),
       deps,
       testHost(root, new RecordingDnsmasq()),
     );
     t.equal(c, undefined);
-    const notice = await createDnsFor(configOf({}), deps, testHost(root, new RecordingDnsmasq()));
+    const notice = await createDnsFor(testConfig({}), deps, testHost(root, new RecordingDnsmasq()));
     t.same(lines, [], 'building reads nothing and logs nothing');
     await notice.preflight!(new AbortController().signal);
     await notice.start(new AbortController().signal);
@@ -197,7 +191,7 @@ void t.test(
     put(root, '/etc/resolv.conf', 'nameserver 10.0.0.2\n');
     const before = snapshot(root);
     const s = dnsSettings(
-      configOf({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'resolv.conf' }),
+      testConfig({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'resolv.conf' }),
     );
     await t.rejects(apply(root, s, undefined), {
       code: 'AGENT_E_DNSMASQ_MISSING',
@@ -298,7 +292,7 @@ void t.test(
     await t.rejects(
       apply(
         root,
-        dnsSettings(configOf({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'resolv.conf' })),
+        dnsSettings(testConfig({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'resolv.conf' })),
         new RecordingDnsmasq(),
       ),
       { code: 'AGENT_E_RESOLVER', message: /\/etc\/resolv\.conf/ },
@@ -347,7 +341,7 @@ void t.test(
       ISTIO_MIXER_IP: '10.0.0.9',
     };
     const deps = depsWith();
-    const c = await createDnsComponentFor(configOf(vars), deps, host);
+    const c = await createDnsComponentFor(testConfig(vars), deps, host);
     t.ok(c);
     t.equal(c!.name, 'dns');
     t.equal(c!.status().ready, false, 'not ready before start');
@@ -359,15 +353,15 @@ void t.test(
     t.ok(deps.changes.n >= 1, 'status change reported');
     t.match(read(root, '/etc/resolv.conf'), /^# Added by istio-node-agent/);
 
-    await c!.reload(configOf(vars));
+    await c!.reload(testConfig(vars));
     t.equal(control.restarts, 1, 'reload with the same configuration: no restart');
-    await c!.reload(configOf({ ...vars, ISTIO_PILOT_IP: '10.0.0.70' }));
+    await c!.reload(testConfig({ ...vars, ISTIO_PILOT_IP: '10.0.0.70' }));
     t.equal(control.restarts, 2, 'reload with a new address: one restart');
     t.match(read(root, KUBEDNS), /address=\/istio-pilot\/10\.0\.0\.70/);
-    await c!.reload(configOf({ ISTIO_MIXER_IP: '10.0.0.9' }));
+    await c!.reload(testConfig({ ISTIO_MIXER_IP: '10.0.0.9' }));
     t.equal(c!.status().summary, 'dns on (4 names)');
 
-    await c!.reload(configOf({}));
+    await c!.reload(testConfig({}));
     t.ok(
       existsSync(path.join(root, KUBEDNS)),
       'DNS variables removed on reload: the drop-in stays (dns clean removes it)',
@@ -391,7 +385,7 @@ void t.test(
     control.failRestarts = 2; // the failed restart and the restart after putting the old file back
     const clock = new FakeClock();
     const c = await createDnsComponentFor(
-      configOf({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'none' }),
+      testConfig({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'none' }),
       depsWith(silentLogger(), clock),
       testHost(root, control),
     );
@@ -416,7 +410,7 @@ void t.test(
     always.failRestarts = 1000;
     const clock2 = new FakeClock();
     const c2 = await createDnsComponentFor(
-      configOf({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'none' }),
+      testConfig({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'none' }),
       depsWith(silentLogger(), clock2),
       testHost(root2, always),
     );
@@ -433,7 +427,7 @@ void t.test(
 
     const root3 = newRoot(t);
     const c3 = await createDnsComponentFor(
-      configOf({ ISTIO_PILOT_IP: '10.0.0.7' }),
+      testConfig({ ISTIO_PILOT_IP: '10.0.0.7' }),
       depsWith(),
       testHost(root3, undefined),
     );
@@ -452,13 +446,13 @@ void t.test('the dns factory is registered and is off without DNS variables', as
   // Off: no DNS component, only the notice that looks (read-only, at preflight) for a kubedns in
   // the drop-in directory, and is not part of STATUS.
   const off = await factory(
-    configOf({ ISTIO_DNSMASQ_DIR: '/nonexistent-dns-test-dir' }),
+    testConfig({ ISTIO_DNSMASQ_DIR: '/nonexistent-dns-test-dir' }),
     depsWith(),
   );
   t.notOk(off instanceof DnsComponent, 'no DNS component when DNS is off');
   t.ok(off instanceof DnsOffNotice);
   t.equal(off?.inStatus, false, 'off: not part of STATUS');
-  const on = await factory(configOf({ ISTIO_PILOT_IP: '10.0.0.7' }), depsWith());
+  const on = await factory(testConfig({ ISTIO_PILOT_IP: '10.0.0.7' }), depsWith());
   t.equal(on?.name, 'dns', 'on with an address set (not started here: it would change this host)');
   t.ok(on instanceof DnsComponent);
 });
@@ -474,7 +468,7 @@ void t.test('DNS off: STATUS and the status file are as without a DNS component'
       sent.push([...fields]);
       return Promise.resolve();
     });
-    const notice = await createDnsFor(configOf({}), deps, testHost(root, new RecordingDnsmasq()));
+    const notice = await createDnsFor(testConfig({}), deps, testHost(root, new RecordingDnsmasq()));
     // Where the registry puts DNS: after certificates and capture, before the sidecar.
     const others = ['certs', 'capture', 'sidecar'].map((name): Component => {
       let on = false;
@@ -486,7 +480,7 @@ void t.test('DNS off: STATUS and the status file are as without a DNS component'
       };
     });
     const components = withNotice ? [...others.slice(0, 2), notice, others[2]!] : others;
-    const agent = new Agent(configOf({}), components, {
+    const agent = new Agent(testConfig({}), components, {
       log: silentLogger(),
       clock: new FakeClock(),
       notifier,

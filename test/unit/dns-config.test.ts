@@ -1,13 +1,13 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { RawEnv } from '../../src/config/raw';
 import { parseDns, parseDnsServer } from '../../src/config/sections/dns';
 import { buildConfig } from '../../src/config/load';
 import { AgentError } from '../../src/lib/errors';
 import { snapshot } from '../helpers/dns-root';
+import { tmpDir } from '../helpers/tmp';
 
 function rawOf(vars: Record<string, string>, file = '/etc/x/cluster.env'): RawEnv {
   const raw = new RawEnv();
@@ -157,10 +157,7 @@ function cli(
 }
 
 void t.test('dns plan exits 78 naming file, line and variable for each invalid value', (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'dns-cli-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'dns-cli-', { mode: 0o700 });
   const cases: [string, string][] = [
     ['ISTIO_PILOT_IP', '10.0.0.256'],
     ['ISTIO_CITADEL_IP', 'fd00::zz'],
@@ -186,10 +183,7 @@ void t.test('dns plan exits 78 naming file, line and variable for each invalid v
 void t.test(
   'dns plan on a temp root prints the file and the resolver change and changes nothing',
   (t) => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'dns-cli-root-'));
-    t.teardown(() => {
-      rmSync(root, { recursive: true, force: true });
-    });
+    const root = tmpDir(t, 'dns-cli-root-', { mode: 0o700 });
     mkdirSync(path.join(root, 'etc'), { recursive: true });
     writeFileSync(path.join(root, 'etc/resolv.conf'), 'nameserver 10.0.0.2\n');
     const env = path.join(root, 'cluster.env');
@@ -225,10 +219,7 @@ void t.test(
 );
 
 void t.test('dns apply without a dnsmasq service: exit 78, nothing created under the root', (t) => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'dns-cli-root-'));
-  t.teardown(() => {
-    rmSync(root, { recursive: true, force: true });
-  });
+  const root = tmpDir(t, 'dns-cli-root-', { mode: 0o700 });
   mkdirSync(path.join(root, 'etc'), { recursive: true });
   writeFileSync(path.join(root, 'etc/resolv.conf'), 'nameserver 10.0.0.2\n');
   const env = path.join(root, 'cluster.env');

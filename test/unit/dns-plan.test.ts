@@ -14,7 +14,7 @@ import {
 } from '../../src/dns/resolver';
 import { dnsSettings, dropInPath, kubednsInput } from '../../src/dns/settings';
 import type { ChangeRecord } from '../../src/dns/state';
-import { configOf } from '../helpers/dns-root';
+import { testConfig } from '../helpers/config';
 
 const ABSENT: FileState = { kind: 'absent' };
 const file = (content: string, mode = 0o644): FileState => ({
@@ -50,7 +50,7 @@ function change(path: string, role: ChangeRecord['role']): ChangeRecord {
 }
 
 const s = (vars: Record<string, string>) =>
-  dnsSettings(configOf({ ISTIO_DNS_RESOLVER: 'none', ...vars }));
+  dnsSettings(testConfig({ ISTIO_DNS_RESOLVER: 'none', ...vars }));
 
 void t.test('settings: the drop-in path and what it is rendered from', (t) => {
   const on = s({

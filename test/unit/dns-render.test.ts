@@ -1,7 +1,6 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import {
   MANAGED_MARK,
@@ -11,6 +10,7 @@ import {
   renderKubedns,
   type KubednsInput,
 } from '../../src/dns/render';
+import { tmpDir } from '../helpers/tmp';
 
 const base: KubednsInput = {
   dnsServer: undefined,
@@ -189,10 +189,7 @@ void t.test(
   'dnsmasq --test accepts every rendered form (IPv4, IPv6, ports, resolv-file)',
   { skip: dnsmasq ? false : 'dnsmasq is not installed' },
   (t) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'dns-render-'));
-    t.teardown(() => {
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const dir = tmpDir(t, 'dns-render-', { mode: 0o700 });
     const inputs: KubednsInput[] = [
       {
         ...base,

@@ -18,16 +18,9 @@ import {
   type ResolverFacts,
 } from '../../src/dns/resolver';
 import { silentLogger } from '../../src/observe/logger';
-import {
-  RecordingDnsmasq,
-  configOf,
-  link,
-  put,
-  read,
-  snapshot,
-  tempRoot,
-  testHost,
-} from '../helpers/dns-root';
+import { RecordingDnsmasq, link, put, read, snapshot, testHost } from '../helpers/dns-root';
+import { testConfig } from '../helpers/config';
+import { tmpDir } from '../helpers/tmp';
 
 const log = silentLogger();
 const isRoot = process.getuid?.() === 0;
@@ -40,7 +33,7 @@ const VARS = {
 };
 
 function settings(extra: Record<string, string> = {}): DnsSettings {
-  return dnsSettings(configOf({ ...VARS, ...extra }));
+  return dnsSettings(testConfig({ ...VARS, ...extra }));
 }
 
 async function apply(
@@ -63,8 +56,8 @@ async function apply(
 
 /** A root with the drop-in directory and the agent's state directory (as the packages leave them) plus `setup`. */
 function fixture(t: Test, setup: (root: string) => void): string {
-  const { root, remove } = tempRoot();
-  t.teardown(remove);
+  // A temporary directory standing in for "/": the component reads and writes only below it.
+  const root = tmpDir(t, 'dns-root-', { mode: 0o700 });
   put(root, '/etc/dnsmasq.d/README', 'files in this directory are read by dnsmasq\n');
   mkdirSync(path.join(root, STATE), { recursive: true });
   setup(root);

@@ -2,8 +2,7 @@
 // what each caller makes of a missing user. The capture's own cases (1337 fallback, the origin of
 // a configured ENVOY_USER) are in netfilter-live.test.ts; the sidecar's in sidecar-plan.test.ts.
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import {
   FALLBACK_PROXY_ID,
@@ -17,6 +16,7 @@ import {
 } from '../../src/host/users';
 import { AgentError } from '../../src/lib/errors';
 import type { Exec, ExecOptions, ExecResult } from '../../src/lib/exec';
+import { tmpDir } from '../helpers/tmp';
 
 const PASSWD =
   'root:x:0:0:root:/root:/bin/bash\n' +
@@ -40,10 +40,7 @@ function scripted(answers: Record<string, Partial<ExecResult>>): {
 }
 
 function passwdFile(t: Test, text: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'host-users-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'host-users-', { mode: 0o700 });
   const file = path.join(dir, 'passwd');
   writeFileSync(file, text);
   return file;

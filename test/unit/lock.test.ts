@@ -1,6 +1,7 @@
 // The state directory's lock (src/lib/lock.ts): never through a symlink, never in a directory
 // someone else can write, freed by the kernel when the holder dies.
 import t from 'tap';
+import { tmpDir } from '../helpers/tmp';
 import { spawn } from 'node:child_process';
 import {
   chmodSync,
@@ -12,10 +13,9 @@ import {
 } from 'node:fs';
 import * as path from 'node:path';
 import { acquireLock, AGENT_LOCK, HOST_LOCK } from '../../src/lib/lock';
-import { tempDir } from '../helpers/netns';
 
 t.test('a second holder is refused, or waits, and gets it once the first lets go', async (t) => {
-  const dir = path.join(tempDir(t, 'lock-'), 'state');
+  const dir = path.join(tmpDir(t, 'lock-', { mode: 0o700 }), 'state');
   const first = await acquireLock(dir, AGENT_LOCK, { holder: 'test one' });
   t.equal(readFileSync(first.file, 'utf8'), `${process.pid} test one\n`, 'pid and holder recorded');
   await t.rejects(acquireLock(dir, AGENT_LOCK, { holder: 'test two' }), {
@@ -33,7 +33,7 @@ t.test('a second holder is refused, or waits, and gets it once the first lets go
 });
 
 t.test('a holder killed with SIGKILL leaves no stale lock', async (t) => {
-  const dir = path.join(tempDir(t, 'lock-'), 'state');
+  const dir = path.join(tmpDir(t, 'lock-', { mode: 0o700 }), 'state');
   mkdirSync(dir, { mode: 0o755 });
   const file = path.join(dir, HOST_LOCK);
   writeFileSync(file, '');
@@ -64,7 +64,7 @@ t.test('a holder killed with SIGKILL leaves no stale lock', async (t) => {
 });
 
 t.test('a symlink at the lock path is refused and its target untouched', async (t) => {
-  const base = tempDir(t, 'lock-');
+  const base = tmpDir(t, 'lock-', { mode: 0o700 });
   const dir = path.join(base, 'state');
   mkdirSync(dir, { mode: 0o755 });
   const victim = path.join(base, 'victim');
@@ -80,7 +80,7 @@ t.test('a symlink at the lock path is refused and its target untouched', async (
 t.test(
   'a state directory others can write is refused; a trusted symlink is followed',
   async (t) => {
-    const base = tempDir(t, 'lock-');
+    const base = tmpDir(t, 'lock-', { mode: 0o700 });
     const open = path.join(base, 'open');
     mkdirSync(open);
     chmodSync(open, 0o777);

@@ -2,7 +2,7 @@
 // present.ts): which transactions run, which nft tables an apply creates, what is recorded
 // before anything changes, and which routing entries differ. No program runs here.
 import t from 'tap';
-import { configFrom } from '../helpers/capture-config';
+import { testConfig } from '../helpers/config';
 import { intentRecord, newTables, pendingTransactions } from '../../src/netfilter/apply';
 import type { LiveState } from '../../src/netfilter/backend';
 import { routingDiff } from '../../src/netfilter/diff';
@@ -22,7 +22,7 @@ const TPROXY = {
 };
 
 function plan(vars: Record<string, string>, fams: IpFamily[] = [4]): CapturePlan {
-  return planCapture(configFrom(vars).capture, IDS, fams);
+  return planCapture(testConfig(vars).capture, IDS, fams);
 }
 
 /** A host whose tables hold nothing of ours: the built-in chains of the tables named. */

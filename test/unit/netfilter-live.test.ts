@@ -1,8 +1,7 @@
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { configFrom } from '../helpers/capture-config';
+import { testConfig } from '../helpers/config';
 import { AgentError } from '../../src/lib/errors';
 import type { Exec, ExecResult } from '../../src/lib/exec';
 import { detectBackend } from '../../src/netfilter/backend';
@@ -19,6 +18,7 @@ import { planCapture, renderFamily, type FamilyPlan } from '../../src/netfilter/
 import { entryCommand, presentEntries } from '../../src/netfilter/routing';
 import { EMPTY_RECORD, readRecord, recordPath, writeRecord } from '../../src/netfilter/state';
 import { resolveProxyIds } from '../../src/host/users';
+import { tmpDir } from '../helpers/tmp';
 
 // The pure side of apply/clean/diff: parsing iptables-save, the --noflush transaction that moves
 // live rules to the plan, and the decisions around it (backend, user, routing, state record).
@@ -26,7 +26,7 @@ import { resolveProxyIds } from '../../src/host/users';
 
 const IDS = { uid: 999, gid: 998 };
 const fam4 = (vars: Record<string, string>): FamilyPlan =>
-  planCapture(configFrom(vars).capture, IDS, [4]).families[0]!;
+  planCapture(testConfig(vars).capture, IDS, [4]).families[0]!;
 
 /** iptables-save text for a plan, plus host lines, as the tool prints it (built-ins, counters). */
 function saveOf(
@@ -376,10 +376,7 @@ t.test('backend detection', async (t) => {
 });
 
 t.test('proxy user lookup', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'nf-unit-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'nf-unit-', { mode: 0o700 });
   const passwd = path.join(dir, 'passwd');
   writeFileSync(
     passwd,
@@ -387,13 +384,13 @@ t.test('proxy user lookup', async (t) => {
   );
   const none = scripted({});
   t.same(
-    await resolveProxyIds(configFrom({}).capture, none.exec, passwd),
+    await resolveProxyIds(testConfig({}).capture, none.exec, passwd),
     { ids: { uid: 998, gid: 997 } },
     'from the passwd file: its real gid',
   );
   t.same(none.ran, [], 'no program needed');
   t.same(
-    (await resolveProxyIds(configFrom({ ENVOY_USER: '998' }).capture, none.exec, passwd)).ids,
+    (await resolveProxyIds(testConfig({ ENVOY_USER: '998' }).capture, none.exec, passwd)).ids,
     { uid: 998, gid: 997 },
     'a numeric uid',
   );
@@ -402,7 +399,7 @@ t.test('proxy user lookup', async (t) => {
     'getent passwd svc-proxy': { stdout: 'svc-proxy:*:5001:5002:proxy:/:/bin/false\n' },
   });
   t.same(
-    (await resolveProxyIds(configFrom({ ENVOY_USER: 'svc-proxy' }).capture, ldap.exec, passwd)).ids,
+    (await resolveProxyIds(testConfig({ ENVOY_USER: 'svc-proxy' }).capture, ldap.exec, passwd)).ids,
     { uid: 5001, gid: 5002 },
     'NSS users through getent',
   );
@@ -413,12 +410,12 @@ t.test('proxy user lookup', async (t) => {
   });
   const empty = path.join(dir, 'empty');
   writeFileSync(empty, '');
-  const fallback = await resolveProxyIds(configFrom({}).capture, missing.exec, empty);
+  const fallback = await resolveProxyIds(testConfig({}).capture, missing.exec, empty);
   t.same(fallback.ids, { uid: 1337, gid: 1337 }, 'default user missing: 1337 as in 1.0');
   t.match(fallback.warning, /istio-proxy" does not exist; excluding uid and gid 1337/);
 
   const err = await resolveProxyIds(
-    configFrom({ ISTIO_SERVICE_CIDR: '*', ENVOY_USER: 'nope' }).capture,
+    testConfig({ ISTIO_SERVICE_CIDR: '*', ENVOY_USER: 'nope' }).capture,
     missing.exec,
     empty,
   ).catch((e: unknown) => e);
@@ -431,7 +428,7 @@ t.test('proxy user lookup', async (t) => {
   t.equal((err as AgentError).exitCode, 78);
 
   const broken = scripted({ 'getent passwd nope': { code: 1, stderr: 'boom' } });
-  await t.rejects(resolveProxyIds(configFrom({ ENVOY_USER: 'nope' }).capture, broken.exec, empty), {
+  await t.rejects(resolveProxyIds(testConfig({ ENVOY_USER: 'nope' }).capture, broken.exec, empty), {
     code: 'AGENT_E_EXEC',
   });
 });
@@ -471,10 +468,7 @@ t.test('TPROXY routing: presence from ip -j output', async (t) => {
 });
 
 t.test('state record: written atomically, removed when nothing is left to undo', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'nf-unit-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'nf-unit-', { mode: 0o700 });
   const stateDir = path.join(dir, 'state');
   t.same(await readRecord(stateDir), EMPTY_RECORD, 'no file: empty record');
   const rec = {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { configFrom } from '../helpers/capture-config';
+import { testConfig } from '../helpers/config';
 import { AgentError } from '../../src/lib/errors';
 import { canonicalCidr, destMatch } from '../../src/netfilter/cidr';
 import { parseCidr, type Cidr } from '../../src/config/net';
@@ -19,7 +19,7 @@ const IDS = { uid: 999, gid: 998 }; // a proxy user whose gid differs from its u
 const BOTH: IpFamily[] = [4, 6];
 
 const plan = (vars: Record<string, string>, families: IpFamily[] = BOTH): CapturePlan =>
-  planCapture(configFrom(vars).capture, IDS, families);
+  planCapture(testConfig(vars).capture, IDS, families);
 
 function chains(
   p: CapturePlan,
@@ -305,7 +305,7 @@ for (const c of cases) {
 }
 
 t.test('ENVOY_USER root: uid and gid 0 appear once', async (t) => {
-  const p = planCapture(configFrom({}).capture, { uid: 0, gid: 0 }, [4]);
+  const p = planCapture(testConfig({}).capture, { uid: 0, gid: 0 }, [4]);
   t.same(chains(p, 4, 'nat').ISTIO_OUTPUT, [
     '! -d 127.0.0.1/32 -o lo -j ISTIO_REDIRECT',
     '-m owner --uid-owner 0 -j RETURN',
@@ -374,7 +374,7 @@ t.test('samePlan: equal configs plan equal; any rule change does not', async (t)
     samePlan(
       a,
       planCapture(
-        configFrom({ ISTIO_SERVICE_CIDR: '10.0.0.0/8' }).capture,
+        testConfig({ ISTIO_SERVICE_CIDR: '10.0.0.0/8' }).capture,
         { uid: 1, gid: 998 },
         BOTH,
       ),
@@ -443,7 +443,7 @@ t.test('bad input: configuration errors name file, line and variable (exit 78)',
   ];
   for (const [vars, variable, msg] of bad) {
     try {
-      configFrom({ ISTIO_SYSTEM_NAMESPACE: 'istio-system', ...vars });
+      testConfig({ ISTIO_SYSTEM_NAMESPACE: 'istio-system', ...vars });
       t.fail(`${JSON.stringify(vars)} was accepted`);
     } catch (e) {
       t.ok(e instanceof AgentError, 'an AgentError');
@@ -462,8 +462,8 @@ t.test('bad input: configuration errors name file, line and variable (exit 78)',
 });
 
 t.test('ENVOY_USER: where it was set is kept (for the unknown-user error)', async (t) => {
-  t.equal(configFrom({}).capture.envoyUserOrigin, undefined, 'default istio-proxy: no origin');
-  t.same(configFrom({ ISTIO_SERVICE_CIDR: '*', ENVOY_USER: 'proxy' }).capture.envoyUserOrigin, {
+  t.equal(testConfig({}).capture.envoyUserOrigin, undefined, 'default istio-proxy: no origin');
+  t.same(testConfig({ ISTIO_SERVICE_CIDR: '*', ENVOY_USER: 'proxy' }).capture.envoyUserOrigin, {
     file: 'test.env',
     line: 2,
     variable: 'ENVOY_USER',

@@ -1,6 +1,5 @@
 import t from 'tap';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import pino from 'pino';
 import {
@@ -9,6 +8,7 @@ import {
   statusLine,
   watchdogInterval,
 } from '../../src/systemd/notify';
+import { tmpDir } from '../helpers/tmp';
 
 function recordingLogger(): { log: pino.Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -112,10 +112,7 @@ void t.test('statusLine keeps STATUS= on one printable line of bounded length', 
 });
 
 void t.test('spawnTransport runs the program with one argument per field', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ship-notify-'));
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = tmpDir(t, 'ship-notify-', { mode: 0o700 });
   const out = path.join(dir, 'args');
   const fake = path.join(dir, 'systemd-notify');
   writeFileSync(fake, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a" >> '${out}'; done\n`);

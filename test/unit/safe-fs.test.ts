@@ -6,26 +6,22 @@ import {
   chownSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { atomicWrite } from '../../src/lib/atomic-write';
 import { AgentError } from '../../src/lib/errors';
 import { ensureDir, readFileSafe, resolveTrusted } from '../../src/lib/safe-fs';
 import { isRoot } from '../helpers/root';
+import { tmpDir } from '../helpers/tmp';
 
 /** Someone else: `nobody` on Debian. */
 const OTHER = 65534;
 
 function tmp(t: Test): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'safe-fs-'));
-  t.teardown(() => {
-    rmSync(d, { recursive: true, force: true });
-  });
+  const d = tmpDir(t, 'safe-fs-', { mode: 0o700 });
   return d;
 }
 

@@ -10,7 +10,8 @@ import {
 } from '../../src/sidecar/index';
 import { MetricStore } from '../../src/observe/index';
 import { fakeAdmin, fakeLauncher } from '../helpers/sidecar-fakes';
-import { makeConfig, makeDeps } from '../helpers/sidecar';
+import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
 
 const VARS = {
   SIDECAR_MODE: 'pilot-agent',
@@ -66,26 +67,26 @@ function standIns() {
 void t.test('building the component does no I/O', async (t) => {
   const clock = new FakeClock();
   const deps = {
-    ...makeDeps(clock),
+    ...testDeps({ clock, throwOnFatal: true }),
     exec: () => Promise.reject(new Error('no exec while building')),
   };
-  const c = await createSidecarComponent(makeConfig(VARS), deps);
+  const c = await createSidecarComponent(testConfig(VARS), deps);
   t.ok(c);
   t.same(c!.status(), { ready: false, summary: 'sidecar not started' });
   t.equal(clock.pending, 0, 'no timer armed');
   const s = standIns();
-  createSidecar(makeConfig(VARS), makeDeps(clock), s.rt);
+  createSidecar(testConfig(VARS), testDeps({ clock, throwOnFatal: true }), s.rt);
   t.same(s.calls, [], 'the runtime is not asked anything');
-  t.equal(await createSidecarComponent(makeConfig({ SIDECAR_MODE: 'none' }), deps), undefined);
+  t.equal(await createSidecarComponent(testConfig({ SIDECAR_MODE: 'none' }), deps), undefined);
 });
 
 void t.test(
   'preflight resolves the plan once; start uses it, runs, and stop ends it',
   async (t) => {
     const clock = new FakeClock();
-    const deps = makeDeps(clock);
+    const deps = testDeps({ clock, throwOnFatal: true });
     const s = standIns();
-    const sc = createSidecar(makeConfig(VARS), deps, s.rt);
+    const sc = createSidecar(testConfig(VARS), deps, s.rt);
     await sc.preflight();
     const resolved = [...s.calls];
     t.same(resolved, [
@@ -123,9 +124,9 @@ void t.test(
   async (t) => {
     const clock = new FakeClock();
     const metrics = new MetricStore();
-    const deps = { ...makeDeps(clock), metrics };
+    const deps = { ...testDeps({ clock, throwOnFatal: true }), metrics };
     const s = standIns();
-    const sc = createSidecar(makeConfig(VARS), deps, s.rt);
+    const sc = createSidecar(testConfig(VARS), deps, s.rt);
     const started = sc.start(new AbortController().signal);
     await clock.advance(0);
     await started;
@@ -137,7 +138,7 @@ void t.test(
     s.launcher.children[0]!.exit({ code: 1, signal: null });
     await clock.advance(0);
     t.ok(sc.status().details?.nextStartAt, 'the crash restart is pending, with its time');
-    await sc.reload(makeConfig({ ...VARS, ISTIO_AGENT_FLAGS: '--concurrency 2' }));
+    await sc.reload(testConfig({ ...VARS, ISTIO_AGENT_FLAGS: '--concurrency 2' }));
     t.equal(s.launcher.children.length, 2, 'the reload started the sidecar at once');
     t.equal(sc.status().details?.nextStartAt, undefined, 'no restart pending any more');
     await clock.advance(60_000);

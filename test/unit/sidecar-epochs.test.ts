@@ -11,13 +11,13 @@ import {
   PILOT_AGENT_PLAN,
   type FakeLauncher,
 } from '../helpers/sidecar-fakes';
-import { makeDeps } from '../helpers/sidecar';
+import { testDeps } from '../helpers/deps';
 
 const plan = PILOT_AGENT_PLAN;
 
 function setup(launcher: FakeLauncher = fakeLauncher()) {
   const clock = new FakeClock();
-  const deps = makeDeps(clock);
+  const deps = testDeps({ clock, throwOnFatal: true });
   const halt = new AbortController();
   const exits: [Running, ExitInfo][] = [];
   const epochs = new Epochs({

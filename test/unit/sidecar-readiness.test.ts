@@ -5,7 +5,7 @@ import type { Running } from '../../src/sidecar/epochs';
 import type { ProxyMode } from '../../src/sidecar/plan';
 import { Readiness } from '../../src/sidecar/readiness';
 import { fakeAdmin } from '../helpers/sidecar-fakes';
-import { makeDeps } from '../helpers/sidecar';
+import { testDeps } from '../helpers/deps';
 
 function running(epoch: number): Running {
   return {
@@ -30,11 +30,10 @@ function running(epoch: number): Running {
 
 function setup(mode: ProxyMode = 'envoy') {
   const clock = new FakeClock();
-  const deps = makeDeps(clock);
+  const deps = testDeps({ clock, throwOnFatal: true });
   const halt = new AbortController();
   const admin = fakeAdmin();
   const changes: boolean[] = [];
-  let changed = 0;
   const state = { current: running(0) as Running | undefined };
   const rd = new Readiness({
     log: deps.log,
@@ -47,9 +46,9 @@ function setup(mode: ProxyMode = 'envoy') {
     mode: () => mode,
     ready: () => state.current?.ready ?? false,
     onChange: (live) => changes.push(live),
-    changed: () => changed++,
+    changed: deps.changed,
   });
-  return { clock, deps, halt, admin, changes, state, rd, changed: () => changed };
+  return { clock, deps, halt, admin, changes, state, rd, changed: () => deps.changes.count };
 }
 
 void t.test('polls fast until LIVE, then slowly; a waiter wakes on LIVE', async (t) => {

@@ -28,7 +28,8 @@ import {
   wrapOptions,
   type ChildUser,
 } from '../../src/sidecar/plan';
-import { makeConfig, makeDeps } from '../helpers/sidecar';
+import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
 
 const proxy: ChildUser = { name: 'istio-proxy', uid: 1337, gid: 1337, home: '/', shell: '/bin/sh' };
 const root: ChildUser = { name: 'root', uid: 0, gid: 0, home: '/root', shell: '/bin/sh' };
@@ -86,14 +87,14 @@ void t.test(
 );
 
 void t.test('checkCaptureUser: only when capture is on and ENVOY_USER is not EXEC_USER', (t) => {
-  const c = makeConfig({ ENVOY_USER: 'envoy', EXEC_USER: 'istio-proxy' });
+  const c = testConfig({ ENVOY_USER: 'envoy', EXEC_USER: 'istio-proxy' });
   t.match(checkCaptureUser(c.capture, 'istio-proxy'), {
     level: 'warn',
     fields: { envoyUser: 'envoy', execUser: 'istio-proxy' },
     msg: /own traffic would be captured and loop/,
   });
   t.equal(checkCaptureUser(c.capture, 'envoy'), undefined);
-  const off = makeConfig({ ENVOY_USER: 'envoy', ISTIO_CAPTURE: 'false' });
+  const off = testConfig({ ENVOY_USER: 'envoy', ISTIO_CAPTURE: 'false' });
   t.equal(checkCaptureUser(off.capture, 'istio-proxy'), undefined);
   t.end();
 });
@@ -105,9 +106,9 @@ void t.test('checkEnvoyVersion and checkPilotAgentCerts', (t) => {
     fields: { binary: '/b/envoy', version: undefined },
     msg: "cannot tell /b/envoy's version; assuming a current envoy",
   });
-  t.equal(checkPilotAgentCerts(makeConfig({ CERTS_DIR: '/etc/certs/' })), undefined);
-  t.equal(checkPilotAgentCerts(makeConfig({ CERTS_DIR: '/x', ISTIO_CP_AUTH: 'NONE' })), undefined);
-  t.match(checkPilotAgentCerts(makeConfig({ CERTS_DIR: '/x' })), {
+  t.equal(checkPilotAgentCerts(testConfig({ CERTS_DIR: '/etc/certs/' })), undefined);
+  t.equal(checkPilotAgentCerts(testConfig({ CERTS_DIR: '/x', ISTIO_CP_AUTH: 'NONE' })), undefined);
+  t.match(checkPilotAgentCerts(testConfig({ CERTS_DIR: '/x' })), {
     level: 'warn',
     fields: { certsDir: '/x' },
     msg: 'pilot-agent reads its certificates from /etc/certs, but CERTS_DIR=/x',
@@ -156,11 +157,11 @@ void t.test(
       pidNamespace: true,
     });
     t.same(wrapOptions({ ...base, isRoot: true, tproxy: false, mode: 'envoy' }).ambientCaps, []);
-    t.ok(usesTproxy(makeConfig({ ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' }).capture));
-    t.notOk(usesTproxy(makeConfig({}).capture));
+    t.ok(usesTproxy(testConfig({ ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' }).capture));
+    t.notOk(usesTproxy(testConfig({}).capture));
     t.notOk(
       usesTproxy(
-        makeConfig({ ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_CAPTURE: 'false' }).capture,
+        testConfig({ ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_CAPTURE: 'false' }).capture,
       ),
     );
     t.end();
@@ -170,7 +171,7 @@ void t.test(
 void t.test(
   'envoy bootstrap input: Pilot host and port, SAN namespace, TLS only under mTLS',
   (t) => {
-    const c = makeConfig({ CERTS_DIR: '/c', ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' });
+    const c = testConfig({ CERTS_DIR: '/c', ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' });
     const b = envoyBootstrap(c, 'node-1');
     t.same(b, {
       nodeId: 'node-1',
@@ -186,7 +187,7 @@ void t.test(
         subjectAltNames: ['spiffe://cluster.local/ns/istio-system/sa/istio-pilot-service-account'],
       },
     });
-    const plain = envoyBootstrap(makeConfig({ ISTIO_CP_AUTH: 'NONE' }), 'n');
+    const plain = envoyBootstrap(testConfig({ ISTIO_CP_AUTH: 'NONE' }), 'n');
     t.equal(plain.tls, undefined);
     t.equal(plain.pilotPort, 15010);
     t.end();
@@ -272,9 +273,9 @@ const ENVOY_VARS = {
 void t.test(
   'resolvePlan, envoy as root: the facts asked in order, the plan, launchSpec',
   async (t) => {
-    const deps = makeDeps(new FakeClock());
+    const deps = testDeps({ clock: new FakeClock(), throwOnFatal: true });
     const f = fakeRuntime({ version: ' envoy  version: abc/1.8.0/Clean/RELEASE \n' });
-    const plan = await resolvePlan(makeConfig(ENVOY_VARS), f.rt, deps.log);
+    const plan = await resolvePlan(testConfig(ENVOY_VARS), f.rt, deps.log);
     t.same(f.calls, [
       'isExecutable /opt/istio/pilot-agent',
       'isExecutable /opt/istio/envoy',
@@ -317,14 +318,14 @@ void t.test(
 void t.test(
   'resolvePlan, pilot-agent as root under systemd: unshare looked up, notes logged',
   async (t) => {
-    const deps = makeDeps(new FakeClock());
+    const deps = testDeps({ clock: new FakeClock(), throwOnFatal: true });
     const f = fakeRuntime({
       present: ['envoy', 'pilot-agent'],
       tools: ['setpriv'],
       processEnv: { INVOCATION_ID: 'x' },
     });
     const plan = await resolvePlan(
-      makeConfig({
+      testConfig({
         ...ENVOY_VARS,
         SIDECAR_MODE: 'auto',
         ISTIO_SVC_IP: '',
@@ -362,8 +363,8 @@ void t.test(
 );
 
 void t.test('resolvePlan: refusals come in the order the facts are gathered', async (t) => {
-  const log = makeDeps().log;
-  const cfg = makeConfig(ENVOY_VARS);
+  const log = testDeps({ throwOnFatal: true }).log;
+  const cfg = testConfig(ENVOY_VARS);
   await t.rejects(resolvePlan(cfg, fakeRuntime({ present: [] }).rt, log), {
     code: 'AGENT_E_SIDECAR_BINARY',
   });
@@ -377,7 +378,7 @@ void t.test('resolvePlan: refusals come in the order the facts are gathered', as
     code: 'AGENT_E_MISSING_TOOL',
   });
   const noIp = fakeRuntime({ facts: { primaryIp: undefined, hostname: 'h' } });
-  await t.rejects(resolvePlan(makeConfig({ ...ENVOY_VARS, ISTIO_SVC_IP: '' }), noIp.rt, log), {
+  await t.rejects(resolvePlan(testConfig({ ...ENVOY_VARS, ISTIO_SVC_IP: '' }), noIp.rt, log), {
     code: 'AGENT_E_CONFIG_VALUE',
     message: /set ISTIO_SVC_IP/,
   });
@@ -386,14 +387,14 @@ void t.test('resolvePlan: refusals come in the order the facts are gathered', as
 void t.test(
   'resolvePlan, not root: our own user, a note before a later refusal is kept',
   async (t) => {
-    const deps = makeDeps();
+    const deps = testDeps({ throwOnFatal: true });
     const f = fakeRuntime({
       isRoot: false,
       user: { ...proxy, name: 'dev', uid: 1000 },
       tools: [],
       facts: { primaryIp: undefined, hostname: 'h' },
     });
-    await t.rejects(resolvePlan(makeConfig({ ...ENVOY_VARS, ISTIO_SVC_IP: '' }), f.rt, deps.log), {
+    await t.rejects(resolvePlan(testConfig({ ...ENVOY_VARS, ISTIO_SVC_IP: '' }), f.rt, deps.log), {
       code: 'AGENT_E_CONFIG_VALUE',
     });
     t.same(f.calls.slice(3), ['currentUser', 'findTool setpriv', 'hostFacts']);

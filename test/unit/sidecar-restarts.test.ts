@@ -4,13 +4,12 @@ import { FakeClock } from '../../src/lib/clock';
 import { AgentError } from '../../src/lib/errors';
 import { CRASH_LOOP_AFTER, RESTART_POLICY } from '../../src/sidecar/policy';
 import { Restarts } from '../../src/sidecar/restarts';
-import { makeDeps } from '../helpers/sidecar';
+import { testDeps } from '../helpers/deps';
 
 function setup() {
   const clock = new FakeClock();
-  const deps = makeDeps(clock, () => 0.5);
+  const deps = testDeps({ clock, throwOnFatal: true });
   let due = 0;
-  let changed = 0;
   const r = new Restarts({
     log: deps.log,
     clock,
@@ -21,11 +20,9 @@ function setup() {
     due: () => {
       due++;
     },
-    changed: () => {
-      changed++;
-    },
+    changed: deps.changed,
   });
-  return { clock, deps, r, due: () => due, changed: () => changed };
+  return { clock, deps, r, due: () => due, changed: () => deps.changes.count };
 }
 
 const exit1 = { code: 1, signal: null };
