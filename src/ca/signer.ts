@@ -145,6 +145,21 @@ function caValidity(clockNow: number, years: number): { notBefore: Date; notAfte
   };
 }
 
+/** A CA certificate with its EC key, as the signer uses it. */
+function ecAuthority(
+  cert: x509.X509Certificate,
+  keys: webcrypto.CryptoKeyPair,
+  pem: string,
+): Authority {
+  return {
+    certPem: normalizePem(cert.toString('pem')),
+    cert,
+    keyPem: pem,
+    key: keys.privateKey,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+  };
+}
+
 export async function createRoot(clockNow: number): Promise<Authority> {
   const { keys, pem } = await newEcKey();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -162,13 +177,7 @@ export async function createRoot(clockNow: number): Promise<Authority> {
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return {
-    certPem: normalizePem(cert.toString('pem')),
-    cert,
-    keyPem: pem,
-    key: keys.privateKey,
-    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.EcdsaParams,
-  };
+  return ecAuthority(cert, keys, pem);
 }
 
 async function authorityKeyId(issuer: Authority): Promise<x509.Extension> {
@@ -197,13 +206,7 @@ export async function createIntermediate(root: Authority, clockNow: number): Pro
       await authorityKeyId(root),
     ],
   });
-  return {
-    certPem: normalizePem(cert.toString('pem')),
-    cert,
-    keyPem: pem,
-    key: keys.privateKey,
-    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.EcdsaParams,
-  };
+  return ecAuthority(cert, keys, pem);
 }
 
 export interface LeafSpec {
