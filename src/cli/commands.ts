@@ -28,7 +28,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   cluster: {
     summary: 'on a workstation: cluster.env, DNS, certificates, VM bundles and setup, register',
-    load: () => import('./cluster'),
+    load: () => import('./cluster/index'),
   },
   version: { summary: 'print the version', load: () => import('./version') },
 };
