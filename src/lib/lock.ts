@@ -198,11 +198,32 @@ async function recordedHolder(fd: number): Promise<string | undefined> {
 
 /** Who holds a lock, as far as can be seen without touching it. */
 export interface LockHolder {
-  /** The kernel has a lock on the file (/proc/locks), i.e. a live process holds it. */
+  /** A live process holds it: the kernel lists the lock (/proc/locks), or (where it hides it) the pid written into the file is a live istio-node-agent. */
   readonly held: boolean;
   /** The pid and command the last holder wrote into the file. */
   readonly pid: number | undefined;
   readonly holder: string | undefined;
+}
+
+/**
+ * Whether `pid` is a live istio-node-agent process: the fallback when /proc/locks does not show
+ * the lock. It shows a flock under the pid that took it, and flock(1) took ours and exited; in
+ * the initial PID namespace the kernel still prints that pid, in any other (a container, where
+ * `status` runs beside the daemon) it hides the line. The pid the daemon wrote, alive and
+ * running this program, is then what tells.
+ */
+async function isAgentProcess(pid: number | undefined): Promise<boolean> {
+  if (pid === undefined) return false;
+  const cmdline = await fsp.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return isAgentCommandLine(cmdline);
+}
+
+/** A /proc/PID/cmdline (NUL-separated) of istio-node-agent (the binary, or node running its bundle or source). Pure. */
+export function isAgentCommandLine(cmdline: string): boolean {
+  return cmdline
+    .split('\0')
+    .slice(0, 4)
+    .some((arg) => /(^|\/)istio-node-agent(\.cjs)?$|(^|\/)src\/main\.ts$/.test(arg));
 }
 
 /**
@@ -251,19 +272,12 @@ export async function lockHolder(dir: string, name: string): Promise<LockHolder 
     : '';
   const m = /^(\d+) ([^\n]*)/.exec(text);
   const pid = m ? Number(m[1]) : undefined;
-  let held: boolean;
+  let inTable: boolean | undefined;
   try {
-    held =
-      st.isFile() &&
-      lockedFiles(await fsp.readFile('/proc/locks', 'utf8')).has(fileId(st.dev, st.ino));
+    inTable = lockedFiles(await fsp.readFile('/proc/locks', 'utf8')).has(fileId(st.dev, st.ino));
   } catch {
-    // No /proc/locks: whether the recorded pid still exists is the best there is.
-    held =
-      pid !== undefined &&
-      (await fsp.stat(`/proc/${pid}`).then(
-        () => true,
-        () => false,
-      ));
+    inTable = undefined; // no /proc/locks
   }
+  const held = st.isFile() && (inTable === true || (await isAgentProcess(pid)));
   return { held, pid, holder: m?.[2] };
 }

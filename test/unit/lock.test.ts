@@ -12,7 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import * as path from 'node:path';
-import { acquireLock, AGENT_LOCK, HOST_LOCK } from '../../src/lib/lock';
+import { acquireLock, AGENT_LOCK, HOST_LOCK, isAgentCommandLine } from '../../src/lib/lock';
 
 t.test('a second holder is refused, or waits, and gets it once the first lets go', async (t) => {
   const dir = path.join(tmpDir(t, 'lock-', { mode: 0o700 }), 'state');
@@ -96,3 +96,19 @@ t.test(
     await lock.release();
   },
 );
+
+t.test('a pid is taken for the daemon only when it runs istio-node-agent', async (t) => {
+  const cmd = (...argv: string[]): string => argv.join('\0') + '\0';
+  for (const [argv, want] of [
+    [['/usr/bin/istio-node-agent', 'run'], true],
+    [['istio-node-agent', 'dev'], true],
+    [['node', '/home/me/agent/dist/istio-node-agent.cjs', 'dev'], true],
+    [['node', '--import', 'tsx', '/src/agent/src/main.ts', 'run'], true],
+    [['/usr/sbin/sshd', '-D'], false],
+    [['bash', '-c', 'echo istio-node-agent'], false],
+    [['/usr/bin/istio-node-agent-old', 'run'], false],
+    [[], false],
+  ] as const) {
+    t.equal(isAgentCommandLine(cmd(...argv)), want, argv.join(' ') || '(empty)');
+  }
+});
