@@ -68,8 +68,12 @@ export type { CaptureRecord } from './state';
  */
 export class CaptureComponent implements Component {
   readonly name = 'capture';
-  /** Needs no other component: starts alongside the certificates (src/start-waves.ts). */
-  readonly startsAfter: readonly string[] = [];
+  /**
+   * After the certificates: the first CSR must reach the CA as the host is, not through capture
+   * (a CA on this host's loopback, or inside ISTIO_SERVICE_CIDR or `*`, would be redirected to
+   * an envoy that cannot start without that certificate). Alongside DNS (src/start-waves.ts).
+   */
+  readonly startsAfter: readonly string[] = ['certs'];
   private readonly log: Logger;
   private readonly metrics: Metrics;
   private cfg: CaptureConfig;

@@ -239,6 +239,8 @@ if (requireRoot(t, 'the cluster → VM end-to-end test')) {
         ].join('\n'),
         { mode: 0o755 },
       );
+      // The package's sidecar.env (a conffile; `cluster env` writes only cluster.env): empty here.
+      writeFileSync(path.join(conf, 'sidecar.env'), '', { mode: 0o644 });
       const state = path.join(work, 'state');
       const env = {
         PATH: process.env.PATH ?? '/usr/bin:/bin',

@@ -234,7 +234,7 @@ void t.test(
       [['env', '--cp-auth', 'SOMETIMES'], /--cp-auth must be MUTUAL_TLS or NONE/],
       [['setup', 'vm-1'], /--host \[USER@\]HOST is required/],
       [['bundle', 'vm 1', '-o', 'x'], /VM_NAME "vm 1"/],
-      [['env', '--bogus'], /Unknown option '--bogus'/],
+      [['env', '--bogus'], /unknown option --bogus/],
     ];
     for (const [args, re] of cases) {
       const r = await cluster(args);
