@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { systemClock, type Clock } from '../../src/lib/clock';
 import { exec as realExec, type Exec } from '../../src/lib/exec';
-import { createLogger, type LogLevel } from '../../src/observe/index';
+import { createLogger, type Logger, type LogLevel } from '../../src/observe/index';
 
 /** One log record as pino wrote it, parsed. */
 export interface LogRecord {
@@ -40,13 +40,12 @@ export interface TestDepsOptions {
   readonly echo?: boolean;
 }
 
-export function testDeps(o: TestDepsOptions = {}): TestDeps {
+/** The real logger alone, writing parsed records into `records` (echoed as in `testDeps`). */
+export function testLogger(o: { level?: LogLevel; echo?: boolean } = {}): {
+  log: Logger;
+  records: LogRecord[];
+} {
   const records: LogRecord[] = [];
-  const fatals: Error[] = [];
-  const changes = { count: 0 };
-  const rotations: AgentEventMap['certs-rotated'][0][] = [];
-  const events = new EventEmitter<AgentEventMap>();
-  events.on('certs-rotated', (i) => rotations.push(i));
   const log = createLogger({
     level: o.level ?? 'debug',
     journal: false,
@@ -55,6 +54,16 @@ export function testDeps(o: TestDepsOptions = {}): TestDeps {
       if (o.echo || process.env.TEST_LOG) process.stderr.write(s);
     },
   });
+  return { log, records };
+}
+
+export function testDeps(o: TestDepsOptions = {}): TestDeps {
+  const { log, records } = testLogger(o);
+  const fatals: Error[] = [];
+  const changes = { count: 0 };
+  const rotations: AgentEventMap['certs-rotated'][0][] = [];
+  const events = new EventEmitter<AgentEventMap>();
+  events.on('certs-rotated', (i) => rotations.push(i));
   return {
     log,
     clock: o.clock ?? systemClock,
