@@ -38,6 +38,8 @@ export interface TestDepsOptions {
   readonly throwOnFatal?: boolean;
   /** Also write every record to stderr (as TEST_LOG=1 does), e.g. in a child process. */
   readonly echo?: boolean;
+  /** Called at each `changed()`, after it is counted (e.g. to wake a test waiting for one). */
+  readonly onChange?: () => void;
 }
 
 /** The real logger alone, writing parsed records into `records` (echoed as in `testDeps`). */
@@ -76,6 +78,7 @@ export function testDeps(o: TestDepsOptions = {}): TestDeps {
     },
     changed: () => {
       changes.count++;
+      o.onChange?.();
     },
     records,
     fatals,
