@@ -1,21 +1,18 @@
 import t from 'tap';
 import { Agent } from '../../src/agent';
 import type { Component, ComponentStatus } from '../../src/component';
-import { RawEnv } from '../../src/config/raw';
-import { buildConfig } from '../../src/config/load';
 import type { AgentConfig } from '../../src/config/types';
 import { FakeClock } from '../../src/lib/clock';
 import type { Logger } from '../../src/observe/logger';
 import type { Notifier } from '../../src/systemd/notify';
+import { testConfig } from '../helpers/config';
 import { testLogger } from '../helpers/deps';
 
 // What the orchestrator tells systemd, and when: READY=1 only once every component has started,
 // STATUS= a one-line summary, WATCHDOG=1 at half the interval, STOPPING=1, RELOADING=1 … READY=1.
 
 function config(vars: Record<string, string> = {}): AgentConfig {
-  const raw = new RawEnv();
-  for (const [k, v] of Object.entries(vars)) raw.set(k, v, 'cluster.env', 1);
-  return buildConfig(raw, { cluster: 'cluster.env', sidecar: 'sidecar.env' });
+  return testConfig(vars, { cluster: 'cluster.env', sidecar: 'sidecar.env' });
 }
 
 function recorder(watchdogMs?: number): Notifier & { sent: string[] } {
