@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { systemClock, type Clock } from '../../src/lib/clock';
 import { exec as realExec, type Exec } from '../../src/lib/exec';
-import { createLogger, type LogLevel } from '../../src/observe/index';
+import { createLogger, type Logger, type LogLevel } from '../../src/observe/index';
 
 /** One log record as pino wrote it, parsed. */
 export interface LogRecord {
@@ -38,15 +38,16 @@ export interface TestDepsOptions {
   readonly throwOnFatal?: boolean;
   /** Also write every record to stderr (as TEST_LOG=1 does), e.g. in a child process. */
   readonly echo?: boolean;
+  /** Called at each `changed()`, after it is counted (e.g. to wake a test waiting for one). */
+  readonly onChange?: () => void;
 }
 
-export function testDeps(o: TestDepsOptions = {}): TestDeps {
+/** The real logger alone, writing parsed records into `records` (echoed as in `testDeps`). */
+export function testLogger(o: { level?: LogLevel; echo?: boolean } = {}): {
+  log: Logger;
+  records: LogRecord[];
+} {
   const records: LogRecord[] = [];
-  const fatals: Error[] = [];
-  const changes = { count: 0 };
-  const rotations: AgentEventMap['certs-rotated'][0][] = [];
-  const events = new EventEmitter<AgentEventMap>();
-  events.on('certs-rotated', (i) => rotations.push(i));
   const log = createLogger({
     level: o.level ?? 'debug',
     journal: false,
@@ -55,6 +56,16 @@ export function testDeps(o: TestDepsOptions = {}): TestDeps {
       if (o.echo || process.env.TEST_LOG) process.stderr.write(s);
     },
   });
+  return { log, records };
+}
+
+export function testDeps(o: TestDepsOptions = {}): TestDeps {
+  const { log, records } = testLogger(o);
+  const fatals: Error[] = [];
+  const changes = { count: 0 };
+  const rotations: AgentEventMap['certs-rotated'][0][] = [];
+  const events = new EventEmitter<AgentEventMap>();
+  events.on('certs-rotated', (i) => rotations.push(i));
   return {
     log,
     clock: o.clock ?? systemClock,
@@ -67,6 +78,7 @@ export function testDeps(o: TestDepsOptions = {}): TestDeps {
     },
     changed: () => {
       changes.count++;
+      o.onChange?.();
     },
     records,
     fatals,

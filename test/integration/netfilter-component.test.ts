@@ -1,13 +1,11 @@
 import t from 'tap';
-import { EventEmitter } from 'node:events';
 import { requireRoot } from '../helpers/root';
 import { testConfig } from '../helpers/config';
+import { testDeps, type TestDeps } from '../helpers/deps';
 import { createNetns, type Netns } from '../helpers/netns';
 import { tmpDir } from '../helpers/tmp';
-import type { AgentEventMap, ComponentDeps } from '../../src/component';
 import { FakeClock } from '../../src/lib/clock';
 import type { Exec } from '../../src/lib/exec';
-import { createLogger } from '../../src/observe/logger';
 import { normaliseSave } from '../../src/netfilter/live';
 import { createCaptureComponent } from '../../src/netfilter/index';
 
@@ -19,9 +17,8 @@ function save(ns: Netns): string {
 }
 
 interface Harness {
-  readonly deps: ComponentDeps;
+  readonly deps: TestDeps;
   readonly clock: FakeClock;
-  readonly logs: Record<string, unknown>[];
   readonly restores: string[];
   /** Resolves at the next deps.changed() call. */
   nextChange(): Promise<void>;
@@ -29,36 +26,25 @@ interface Harness {
 
 function harness(ns: Netns): Harness {
   const clock = new FakeClock();
-  const logs: Record<string, unknown>[] = [];
   const restores: string[] = [];
   let waiter: (() => void) | undefined;
   const exec: Exec = (cmd, args, o) => {
     if (cmd.endsWith('-restore')) restores.push(cmd);
     return ns.exec(cmd, args, o);
   };
-  const deps: ComponentDeps = {
-    log: createLogger({
-      level: 'debug',
-      journal: false,
-      write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>),
-    }),
+  const deps = testDeps({
     clock,
-    random: () => 0.5,
     exec,
-    events: new EventEmitter<AgentEventMap>(),
-    fatal: (e) => {
-      throw e;
-    },
-    changed: () => {
+    throwOnFatal: true,
+    onChange: () => {
       const w = waiter;
       waiter = undefined;
       w?.();
     },
-  };
+  });
   return {
     deps,
     clock,
-    logs,
     restores,
     nextChange: () =>
       new Promise<void>((resolve, reject) => {
@@ -141,7 +127,7 @@ if (requireRoot(t, 'capture component tests')) {
         applied,
         'the check repaired the drift: the ruleset is the applied one again',
       );
-      const warn = h.logs.find((l) => l.level === 'warn' && String(l.msg).includes('drifted'));
+      const warn = h.deps.logged({ level: 'warn', msg: /drifted/ })[0];
       t.ok(warn, 'with a warning log');
       t.equal(warn?.component, 'capture', 'from the capture component');
       t.match(
@@ -196,10 +182,7 @@ if (requireRoot(t, 'capture component tests')) {
       const applied = save(ns);
       await keep!.stop();
       t.equal(save(ns), applied, 'rules kept after stop');
-      t.ok(
-        h.logs.some((l) => String(l.msg).includes('keeping the capture rules')),
-        'and it says so',
-      );
+      t.ok(h.deps.logged({ msg: /keeping the capture rules/ }).length > 0, 'and it says so');
 
       const c = await createCaptureComponent(testConfig(vars), h.deps);
       await c!.start(new AbortController().signal);

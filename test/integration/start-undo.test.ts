@@ -69,7 +69,7 @@ if (requireRoot(t, 'the start-undo tests')) {
         ISTIO_BIN_BASE: emptyBin,
         ...vars,
       });
-      const deps = { ...testDeps({ random: Math.random }), exec: ns.exec };
+      const deps = testDeps({ random: Math.random, exec: ns.exec });
       const dnsmasq = new RecordingDnsmasq();
       const built = [
         await createCertComponent(config, deps),

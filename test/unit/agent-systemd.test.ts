@@ -1,20 +1,18 @@
 import t from 'tap';
-import pino from 'pino';
 import { Agent } from '../../src/agent';
 import type { Component, ComponentStatus } from '../../src/component';
-import { RawEnv } from '../../src/config/raw';
-import { buildConfig } from '../../src/config/load';
 import type { AgentConfig } from '../../src/config/types';
 import { FakeClock } from '../../src/lib/clock';
+import type { Logger } from '../../src/observe/logger';
 import type { Notifier } from '../../src/systemd/notify';
+import { testConfig } from '../helpers/config';
+import { testLogger } from '../helpers/deps';
 
 // What the orchestrator tells systemd, and when: READY=1 only once every component has started,
 // STATUS= a one-line summary, WATCHDOG=1 at half the interval, STOPPING=1, RELOADING=1 … READY=1.
 
 function config(vars: Record<string, string> = {}): AgentConfig {
-  const raw = new RawEnv();
-  for (const [k, v] of Object.entries(vars)) raw.set(k, v, 'cluster.env', 1);
-  return buildConfig(raw, { cluster: 'cluster.env', sidecar: 'sidecar.env' });
+  return testConfig(vars, { cluster: 'cluster.env', sidecar: 'sidecar.env' });
 }
 
 function recorder(watchdogMs?: number): Notifier & { sent: string[] } {
@@ -65,7 +63,7 @@ class Gate implements Component {
   }
 }
 
-const silent = (): pino.Logger => pino({ level: 'info' }, { write: () => undefined });
+const silent = (): Logger => testLogger({ level: 'info' }).log;
 
 void t.test(
   'READY=1 only after every component has started, with the summary as STATUS=',
@@ -169,8 +167,7 @@ void t.test(
   'reload: RELOADING=1 with MONOTONIC_USEC, components get the new config, READY=1; log level applies',
   async (t) => {
     const n = recorder();
-    const lines: string[] = [];
-    const log = pino({ level: 'info' }, { write: (s: string) => lines.push(s) });
+    const { log, records } = testLogger({ level: 'info' });
     const child = log.child({ component: 'certs' });
     const certs = new Gate('certs', 'cert ok');
     certs.release();
@@ -189,14 +186,14 @@ void t.test(
     t.equal(certs.reloaded, next);
     t.equal(agent.currentConfig, next);
     t.notOk(
-      lines.some((l) => l.includes('before reload')),
+      records.some((r) => r.msg.includes('before reload')),
       'debug was off before',
     );
     t.ok(
-      lines.some((l) => l.includes('after reload')),
+      records.some((r) => r.msg.includes('after reload')),
       'a component logger follows the new level',
     );
-    t.ok(lines.some((l) => l.includes('log level is now debug')));
+    t.ok(records.some((r) => r.msg.includes('log level is now debug')));
     await agent.stop();
   },
 );

@@ -2,16 +2,15 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { Agent } from '../../src/agent';
 import type { Component } from '../../src/component';
-import { buildConfig } from '../../src/config/load';
-import { RawEnv } from '../../src/config/raw';
 import { FakeClock } from '../../src/lib/clock';
 import { AgentError } from '../../src/lib/errors';
 import { silentLogger } from '../../src/observe/logger';
 import { statusFilePath } from '../../src/observe/status-file';
 import { createNotifier } from '../../src/systemd/notify';
 import { tmpDir } from '../helpers/tmp';
+import { testConfig } from '../helpers/config';
 
-const config = buildConfig(new RawEnv(), { cluster: 'c', sidecar: 's' });
+const config = testConfig({}, { cluster: 'c', sidecar: 's' });
 
 function recorder(env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '10000000' }) {
   const sent: string[][] = [];

@@ -4,7 +4,6 @@
 import t from 'tap';
 import { AgentError } from '../../src/lib/errors';
 import { FakeClock } from '../../src/lib/clock';
-import { createLogger } from '../../src/observe/index';
 import { certStatus } from '../../src/certs/status';
 import { Failures, fatalFailure, logFailure, retryDelayFor } from '../../src/certs/failures';
 import { checkPresent, credentialInput, describeSet } from '../../src/certs/inspect';
@@ -14,25 +13,11 @@ import { settingsChange, RETRY_POLICY } from '../../src/certs/policy';
 
 import { makeLeaf, makeRoot } from '../helpers/pki';
 import { testConfig } from '../helpers/config';
+import { testLogger } from '../helpers/deps';
 
 const H = 3_600_000;
 const NOW = Date.UTC(2026, 0, 1);
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
-
-interface Rec {
-  readonly level: string;
-  readonly msg: string;
-  readonly [k: string]: unknown;
-}
-function capture(): { log: ReturnType<typeof createLogger>; records: Rec[] } {
-  const records: Rec[] = [];
-  const log = createLogger({
-    level: 'debug',
-    journal: false,
-    write: (s) => records.push(JSON.parse(s) as Rec),
-  });
-  return { log, records };
-}
 
 const held = {
   notBefore: NOW - H,
@@ -117,7 +102,7 @@ t.test('fatalFailure: the CA refusing past expiry, or a configuration error', as
 });
 
 t.test('logFailure: a warning while valid past the retry, an error otherwise', async (t) => {
-  const { log, records } = capture();
+  const { log, records } = testLogger();
   const f = new Failures();
   const err = new AgentError('AGENT_E_CA_UNAVAILABLE', 'the CA is away', { retryAfterMs: 7000 });
   f.record(err, 'ca', NOW);
@@ -141,7 +126,7 @@ t.test('logFailure: a warning while valid past the retry, an error otherwise', a
 });
 
 t.test('logFailure: "will retry" once, with when (not "will retry. Will retry")', async (t) => {
-  const { log, records } = capture();
+  const { log, records } = testLogger();
   const f = new Failures();
   const err = new AgentError(
     'AGENT_E_CA_UNAVAILABLE',
@@ -275,7 +260,7 @@ t.test('the round deadline: settles at the deadline or at stop, whatever fn does
 });
 
 t.test('the reload log: what applies when, what needs a restart', async (t) => {
-  const { log, records } = capture();
+  const { log, records } = testLogger();
   const prev = testConfig({}).ca;
   const change = settingsChange(
     prev,

@@ -2,19 +2,16 @@
 // error naming file, line and variable, never a timer that overflows later (issue 9, lows:
 // CA_CALL_TIMEOUT=596h overflowed AbortSignal.timeout and every CA call failed at once).
 import t from 'tap';
-import { buildConfig } from '../../src/config/load';
 import { RawEnv } from '../../src/config/raw';
 import type { AgentConfig } from '../../src/config/types';
 import { AgentError } from '../../src/lib/errors';
+import { testConfig } from '../helpers/config';
 
 /** setTimeout / AbortSignal.timeout accept at most 2^31-1 ms. */
 const TIMER_MAX_MS = 2 ** 31 - 1;
 
 function build(vars: Record<string, string>): AgentConfig {
-  const raw = new RawEnv();
-  let line = 0;
-  for (const [k, v] of Object.entries(vars)) raw.set(k, v, '/etc/cluster.env', ++line);
-  return buildConfig(raw, { cluster: '/etc/cluster.env', sidecar: '/etc/sidecar.env' });
+  return testConfig(vars, { cluster: '/etc/cluster.env', sidecar: '/etc/sidecar.env' });
 }
 
 function failure(vars: Record<string, string>): AgentError | undefined {

@@ -1,9 +1,8 @@
 import t, { type Test } from 'tap';
-import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { Agent } from '../../src/agent';
-import type { AgentEventMap, Component, ComponentDeps } from '../../src/component';
+import type { Component } from '../../src/component';
 import {
   applyDns,
   cleanDns,
@@ -23,10 +22,11 @@ import { MANAGED_MARK } from '../../src/dns/render';
 import { FakeClock } from '../../src/lib/clock';
 import { AgentError } from '../../src/lib/errors';
 import { exec } from '../../src/lib/exec';
-import { createLogger, silentLogger } from '../../src/observe/logger';
+import { silentLogger } from '../../src/observe/logger';
 import { createNotifier } from '../../src/systemd/notify';
 import { RecordingDnsmasq, put, read, snapshot, testHost } from '../helpers/dns-root';
 import { testConfig } from '../helpers/config';
+import { testDeps } from '../helpers/deps';
 import { tmpDir } from '../helpers/tmp';
 
 const log = silentLogger();
@@ -121,8 +121,7 @@ void t.test(
     const root = newRoot(t);
     put(root, KUBEDNS, HAND_PLACED);
     const fp = fingerprint(root, KUBEDNS);
-    const lines: string[] = [];
-    const deps = depsWith(createLogger({ level: 'info', write: (l) => lines.push(l) }));
+    const deps = testDeps({ level: 'info', clock: new FakeClock() });
     const c = await createDnsComponentFor(
       testConfig({}),
       deps,
@@ -131,21 +130,14 @@ void t.test(
     t.equal(c, undefined, 'no component when DNS is off');
     // What the daemon builds instead: a notice that reads the drop-in directory at preflight.
     const notice = await createDnsFor(testConfig({}), deps, testHost(root, new RecordingDnsmasq()));
-    t.same(lines, [], 'building reads nothing and logs nothing');
+    t.same(deps.records, [], 'building reads nothing and logs nothing');
     await notice.preflight!(new AbortController().signal);
     await notice.start(new AbortController().signal);
     t.equal(read(root, KUBEDNS), HAND_PLACED);
     t.equal(fingerprint(root, KUBEDNS), fp);
-    const rec = lines.map(
-      (l) => JSON.parse(l) as { level: string; component: string; msg: string },
-    );
     t.ok(
-      rec.some(
-        (r) =>
-          r.component === 'dns' &&
-          r.level === 'info' &&
-          /placed by hand.*leaves it alone/.test(r.msg),
-      ),
+      deps.logged({ component: 'dns', level: 'info', msg: /placed by hand.*leaves it alone/ })
+        .length > 0,
       'an info record names the hand-placed file',
     );
 
@@ -166,8 +158,7 @@ void t.test(
   async (t) => {
     const root = newRoot(t);
     await apply(root, settings({ ISTIO_PILOT_IP: '10.0.0.7' }), new RecordingDnsmasq());
-    const lines: string[] = [];
-    const deps = depsWith(createLogger({ level: 'info', write: (l) => lines.push(l) }));
+    const deps = testDeps({ level: 'info', clock: new FakeClock() });
     const c = await createDnsComponentFor(
       testConfig({}),
       deps,
@@ -175,12 +166,12 @@ void t.test(
     );
     t.equal(c, undefined);
     const notice = await createDnsFor(testConfig({}), deps, testHost(root, new RecordingDnsmasq()));
-    t.same(lines, [], 'building reads nothing and logs nothing');
+    t.same(deps.records, [], 'building reads nothing and logs nothing');
     await notice.preflight!(new AbortController().signal);
     await notice.start(new AbortController().signal);
     await notice.stop();
     t.ok(existsSync(path.join(root, KUBEDNS)));
-    t.ok(lines.some((l) => /"level":"warn"/.test(l) && /dns clean/.test(l)));
+    t.ok(deps.logged({ level: 'warn', msg: /dns clean/ }).length > 0);
   },
 );
 
@@ -308,25 +299,6 @@ async function untilTimer(clock: FakeClock): Promise<void> {
   if (clock.pending === 0) throw new Error('no timer was armed');
 }
 
-function depsWith(
-  logger = silentLogger(),
-  clock = new FakeClock(),
-): ComponentDeps & { changes: { n: number } } {
-  const changes = { n: 0 };
-  return {
-    log: logger,
-    clock,
-    random: () => 0.5,
-    exec,
-    events: new EventEmitter<AgentEventMap>(),
-    fatal: () => undefined,
-    changed: () => {
-      changes.n++;
-    },
-    changes,
-  };
-}
-
 void t.test(
   'component: start applies before ready, reload only on change, stop leaves DNS in place',
   async (t) => {
@@ -340,7 +312,7 @@ void t.test(
       ISTIO_CITADEL_IP: '10.0.0.8',
       ISTIO_MIXER_IP: '10.0.0.9',
     };
-    const deps = depsWith();
+    const deps = testDeps({ clock: new FakeClock() });
     const c = await createDnsComponentFor(testConfig(vars), deps, host);
     t.ok(c);
     t.equal(c!.name, 'dns');
@@ -350,7 +322,7 @@ void t.test(
     t.equal(c!.status().summary, 'dns on (11 names)');
     t.equal(c!.status().details?.resolver, 'resolv.conf');
     t.equal(control.restarts, 1);
-    t.ok(deps.changes.n >= 1, 'status change reported');
+    t.ok(deps.changes.count >= 1, 'status change reported');
     t.match(read(root, '/etc/resolv.conf'), /^# Added by istio-node-agent/);
 
     await c!.reload(testConfig(vars));
@@ -386,7 +358,7 @@ void t.test(
     const clock = new FakeClock();
     const c = await createDnsComponentFor(
       testConfig({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'none' }),
-      depsWith(silentLogger(), clock),
+      testDeps({ clock }),
       testHost(root, control),
     );
     let done = false;
@@ -411,7 +383,7 @@ void t.test(
     const clock2 = new FakeClock();
     const c2 = await createDnsComponentFor(
       testConfig({ ISTIO_PILOT_IP: '10.0.0.7', ISTIO_DNS_RESOLVER: 'none' }),
-      depsWith(silentLogger(), clock2),
+      testDeps({ clock: clock2 }),
       testHost(root2, always),
     );
     const p = c2!.start(new AbortController().signal);
@@ -428,7 +400,7 @@ void t.test(
     const root3 = newRoot(t);
     const c3 = await createDnsComponentFor(
       testConfig({ ISTIO_PILOT_IP: '10.0.0.7' }),
-      depsWith(),
+      testDeps({ clock: new FakeClock() }),
       testHost(root3, undefined),
     );
     await t.rejects(
@@ -447,12 +419,15 @@ void t.test('the dns factory is registered and is off without DNS variables', as
   // the drop-in directory, and is not part of STATUS.
   const off = await factory(
     testConfig({ ISTIO_DNSMASQ_DIR: '/nonexistent-dns-test-dir' }),
-    depsWith(),
+    testDeps({ clock: new FakeClock() }),
   );
   t.notOk(off instanceof DnsComponent, 'no DNS component when DNS is off');
   t.ok(off instanceof DnsOffNotice);
   t.equal(off?.inStatus, false, 'off: not part of STATUS');
-  const on = await factory(testConfig({ ISTIO_PILOT_IP: '10.0.0.7' }), depsWith());
+  const on = await factory(
+    testConfig({ ISTIO_PILOT_IP: '10.0.0.7' }),
+    testDeps({ clock: new FakeClock() }),
+  );
   t.equal(on?.name, 'dns', 'on with an address set (not started here: it would change this host)');
   t.ok(on instanceof DnsComponent);
 });
@@ -461,8 +436,7 @@ void t.test('DNS off: STATUS and the status file are as without a DNS component'
   const root = newRoot(t);
   put(root, KUBEDNS, HAND_PLACED);
   const run = async (withNotice: boolean) => {
-    const lines: string[] = [];
-    const deps = depsWith(createLogger({ level: 'info', write: (l) => lines.push(l) }));
+    const deps = testDeps({ level: 'info', clock: new FakeClock() });
     const sent: string[][] = [];
     const notifier = createNotifier({ NOTIFY_SOCKET: '/run/x' }, silentLogger(), (fields) => {
       sent.push([...fields]);
@@ -489,7 +463,12 @@ void t.test('DNS off: STATUS and the status file are as without a DNS component'
     await agent.start();
     const status = agent.status();
     await agent.stop();
-    return { sent, summary: status.summary, components: status.components, lines };
+    return {
+      sent,
+      summary: status.summary,
+      components: status.components,
+      records: deps.records,
+    };
   };
   const without = await run(false);
   const withNotice = await run(true);
@@ -497,7 +476,7 @@ void t.test('DNS off: STATUS and the status file are as without a DNS component'
   t.equal(withNotice.summary, without.summary);
   t.same(withNotice.components, without.components, 'no dns entry in the status file');
   t.ok(
-    withNotice.lines.some((l) => /placed by hand/.test(l)),
+    withNotice.records.some((r) => /placed by hand/.test(r.msg)),
     'the notice logged the hand-placed drop-in',
   );
 });

@@ -2,22 +2,15 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { RawEnv } from '../../src/config/raw';
+import { testRaw } from '../helpers/config';
 import { parseDns, parseDnsServer } from '../../src/config/sections/dns';
 import { buildConfig } from '../../src/config/load';
 import { AgentError } from '../../src/lib/errors';
 import { snapshot } from '../helpers/dns-root';
 import { tmpDir } from '../helpers/tmp';
 
-function rawOf(vars: Record<string, string>, file = '/etc/x/cluster.env'): RawEnv {
-  const raw = new RawEnv();
-  let line = 1;
-  for (const [k, v] of Object.entries(vars)) raw.set(k, v, file, line++);
-  return raw;
-}
-
 void t.test('defaults: off, cluster.local, /etc/dnsmasq.d, auto', (t) => {
-  const d = parseDns(rawOf({}));
+  const d = parseDns(testRaw({}));
   t.same(d, {
     enabled: false,
     dnsServer: undefined,
@@ -33,19 +26,19 @@ void t.test('defaults: off, cluster.local, /etc/dnsmasq.d, auto', (t) => {
 
 void t.test('on when any of the four address variables is set', (t) => {
   for (const k of ['ISTIO_DNS_SERVER', 'ISTIO_PILOT_IP', 'ISTIO_CITADEL_IP', 'ISTIO_MIXER_IP']) {
-    t.equal(parseDns(rawOf({ [k]: '10.1.2.3' })).enabled, true, k);
+    t.equal(parseDns(testRaw({ [k]: '10.1.2.3' })).enabled, true, k);
   }
   t.equal(
-    parseDns(rawOf({ ISTIO_CLUSTER_DOMAIN: 'corp.example', ISTIO_DNS_RESOLVER: 'none' })).enabled,
+    parseDns(testRaw({ ISTIO_CLUSTER_DOMAIN: 'corp.example', ISTIO_DNS_RESOLVER: 'none' })).enabled,
     false,
     'other variables alone do not turn it on',
   );
-  t.equal(parseDns(rawOf({ ISTIO_PILOT_IP: '' })).enabled, false, 'an empty value is unset');
+  t.equal(parseDns(testRaw({ ISTIO_PILOT_IP: '' })).enabled, false, 'an empty value is unset');
   t.end();
 });
 
 void t.test('the system namespace is the core one', (t) => {
-  const c = buildConfig(rawOf({ ISTIO_SYSTEM_NAMESPACE: 'mesh', ISTIO_PILOT_IP: '10.0.0.1' }), {
+  const c = buildConfig(testRaw({ ISTIO_SYSTEM_NAMESPACE: 'mesh', ISTIO_PILOT_IP: '10.0.0.1' }), {
     cluster: 'c',
     sidecar: 's',
   });
@@ -56,7 +49,7 @@ void t.test('the system namespace is the core one', (t) => {
 
 void t.test('addresses: IPv4 and IPv6 accepted', (t) => {
   const d = parseDns(
-    rawOf({
+    testRaw({
       ISTIO_PILOT_IP: 'fd00::7',
       ISTIO_CITADEL_IP: '10.0.0.8',
       ISTIO_MIXER_IP: '2001:db8::9',
@@ -83,7 +76,10 @@ void t.test('invalid addresses fail with file, line and variable', (t) => {
   for (const key of ['ISTIO_PILOT_IP', 'ISTIO_CITADEL_IP', 'ISTIO_MIXER_IP', 'ISTIO_DNS_SERVER']) {
     for (const v of bad) {
       // A bad value is recorded (buildConfig throws them all together) and reads as unset.
-      const raw = rawOf({ ISTIO_CLUSTER_DOMAIN: 'cluster.local', [key]: v });
+      const raw = testRaw(
+        { ISTIO_CLUSTER_DOMAIN: 'cluster.local', [key]: v },
+        '/etc/x/cluster.env',
+      );
       t.equal(parseDns(raw).enabled, false, `${key}=${v}: not used`);
       t.equal(raw.problems.length, 1, `${key}=${v} refused`);
       const err = raw.problems[0]!;
@@ -119,7 +115,7 @@ void t.test('ISTIO_DNS_SERVER forms', (t) => {
 
 void t.test('cluster domain, drop-in directory and resolver are validated', (t) => {
   t.equal(
-    parseDns(rawOf({ ISTIO_CLUSTER_DOMAIN: 'cluster.local.' })).clusterDomain,
+    parseDns(testRaw({ ISTIO_CLUSTER_DOMAIN: 'cluster.local.' })).clusterDomain,
     'cluster.local',
     'a trailing dot is dropped',
   );
@@ -129,12 +125,12 @@ void t.test('cluster domain, drop-in directory and resolver are validated', (t) 
     ['ISTIO_DNSMASQ_DIR', 'etc/dnsmasq.d'],
     ['ISTIO_DNS_RESOLVER', 'networkmanager'],
   ] as const) {
-    const raw = rawOf({ [k]: v });
+    const raw = testRaw({ [k]: v });
     parseDns(raw);
     t.match(raw.problems, [{ code: 'AGENT_E_CONFIG_VALUE', origin: { variable: k } }], `${k}=${v}`);
   }
   for (const m of ['auto', 'dhclient', 'resolv.conf', 'resolved', 'resolvconf', 'none']) {
-    t.equal(parseDns(rawOf({ ISTIO_DNS_RESOLVER: m })).resolver, m);
+    t.equal(parseDns(testRaw({ ISTIO_DNS_RESOLVER: m })).resolver, m);
   }
   t.end();
 });

@@ -1,27 +1,18 @@
 import t from 'tap';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import pino from 'pino';
 import {
   createNotifier,
   spawnTransport,
   statusLine,
   watchdogInterval,
 } from '../../src/systemd/notify';
+import { testLogger } from '../helpers/deps';
 import { tmpDir } from '../helpers/tmp';
-
-function recordingLogger(): { log: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const log = pino(
-    { level: 'trace' },
-    { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) },
-  );
-  return { log, lines };
-}
 
 void t.test('sends nothing when NOTIFY_SOCKET is unset', async (t) => {
   const sent: string[][] = [];
-  const n = createNotifier({}, recordingLogger().log, (f) => {
+  const n = createNotifier({}, testLogger({ level: 'trace' }).log, (f) => {
     sent.push([...f]);
     return Promise.resolve();
   });
@@ -34,10 +25,14 @@ void t.test('sends nothing when NOTIFY_SOCKET is unset', async (t) => {
 
 void t.test('sends each message with the sd_notify fields systemd expects', async (t) => {
   const sent: string[][] = [];
-  const n = createNotifier({ NOTIFY_SOCKET: '/run/systemd/notify' }, recordingLogger().log, (f) => {
-    sent.push([...f]);
-    return Promise.resolve();
-  });
+  const n = createNotifier(
+    { NOTIFY_SOCKET: '/run/systemd/notify' },
+    testLogger({ level: 'trace' }).log,
+    (f) => {
+      sent.push([...f]);
+      return Promise.resolve();
+    },
+  );
   await n.status('starting');
   await n.ready('cert valid; capture on');
   await n.watchdog();
@@ -56,7 +51,7 @@ void t.test('sends each message with the sd_notify fields systemd expects', asyn
 
 void t.test('keeps call order even when an earlier send is slower', async (t) => {
   const sent: string[] = [];
-  const n = createNotifier({ NOTIFY_SOCKET: '@x' }, recordingLogger().log, (f) => {
+  const n = createNotifier({ NOTIFY_SOCKET: '@x' }, testLogger({ level: 'trace' }).log, (f) => {
     const delay = f[0] === 'RELOADING=1' ? 30 : 0;
     return new Promise((r) =>
       setTimeout(() => {
@@ -73,11 +68,11 @@ void t.test('keeps call order even when an earlier send is slower', async (t) =>
 void t.test(
   'a failing transport is a warning with AGENT_E_NOTIFY, never a rejection',
   async (t) => {
-    const { log, lines } = recordingLogger();
+    const { log, records } = testLogger({ level: 'trace' });
     const n = createNotifier({ NOTIFY_SOCKET: '@x' }, log, () => Promise.reject(new Error('boom')));
     await n.ready('x');
     await n.watchdog();
-    const warns = lines.filter((l) => l.level === 40);
+    const warns = records.filter((r) => r.level === 'warn');
     t.equal(warns.length, 2);
     t.equal(warns[0]!.code, 'AGENT_E_NOTIFY');
     t.match(warns[0]!.err, /boom/);

@@ -1,6 +1,5 @@
 import t from 'tap';
 import { FakeClock } from '../../src/lib/clock';
-import { createLogger } from '../../src/observe/logger';
 import { parseReadyBody, parseServerInfo } from '../../src/sidecar/admin';
 import {
   childLineLevel,
@@ -25,6 +24,7 @@ import {
   RESTART_POLICY,
   rotationNote,
 } from '../../src/sidecar/policy';
+import { testLogger } from '../helpers/deps';
 
 const mid = () => 0.5; // no jitter
 const low = () => 0; // -20 %
@@ -165,22 +165,16 @@ void t.test(
   'forwarder: records tagged as the sidecar, levels kept, one suppression record per window',
   async (t) => {
     const clock = new FakeClock();
-    const lines: Record<string, unknown>[] = [];
-    const log = createLogger({
-      level: 'debug',
-      journal: false,
-      write: (s) => lines.push(JSON.parse(s)),
-    }).child({
-      component: 'sidecar',
-    });
+    const { log: root, records } = testLogger();
+    const log = root.child({ component: 'sidecar' });
     const f = new OutputForwarder(log, clock, 2);
     const child = log.child({ stream: 'stderr', proxy: 'envoy', epoch: 0 });
     f.line(child, '[2018-07-31 12:00:00.000][1][warning][main] one');
     f.line(child, 'two');
     f.line(child, 'three');
     f.line(child, 'four');
-    t.equal(lines.length, 2);
-    t.match(lines[0], {
+    t.equal(records.length, 2);
+    t.match(records[0], {
       component: 'sidecar',
       stream: 'stderr',
       proxy: 'envoy',
@@ -188,23 +182,23 @@ void t.test(
       level: 'warn',
       msg: /one$/,
     });
-    t.match(lines[1], { level: 'info', msg: 'two' });
+    t.match(records[1], { level: 'info', msg: 'two' });
     await clock.advance(60_000);
     t.equal(
-      lines.length,
+      records.length,
       3,
       'the window closing reports what was suppressed without waiting for more output',
     );
-    t.match(lines[2], {
+    t.match(records[2], {
       component: 'sidecar',
       level: 'warn',
       suppressed: 2,
       msg: /2 lines of sidecar output suppressed/,
     });
     f.line(child, 'five');
-    t.match(lines[3], { msg: 'five' });
+    t.match(records[3], { msg: 'five' });
     f.close();
-    t.equal(lines.length, 4);
+    t.equal(records.length, 4);
   },
 );
 
