@@ -1,7 +1,7 @@
 // The dev CA in its own process (the bundle's `dev-ca` command; `npm run build` first), so a
 // benchmark's CA work does not share an event loop or a CPU account with what is measured, and
 // fresh CERTS_DIRs holding the bootstrap set it wrote.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -98,4 +98,18 @@ export function freshCertsDir(ca: CaProcess): { dir: string; state: string; remo
       rmSync(base, { recursive: true, force: true });
     },
   };
+}
+
+/** The resident set of a process, in KiB (VmRSS). */
+export function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? NaN);
+}
+
+/** SIGTERM, and wait for the exit (at once if it has already exited). */
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
 }

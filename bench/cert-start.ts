@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import { certsOnlyEnv } from '../test/helpers/certs';
-import { BUNDLE, freshCertsDir, startCaProcess, type CaProcess } from './ca-process';
+import { BUNDLE, freshCertsDir, rssKb, startCaProcess, stop, type CaProcess } from './ca-process';
 import { median, spread, table } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -75,18 +75,6 @@ function approvals(child: ChildProcess, t0: number, on: (a: Approval) => void): 
     if (!line.includes('CSR is approved successfully')) return;
     on({ wallMs: performance.now() - t0, timing });
   });
-}
-
-function rssKb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? NaN);
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 async function firstSet(v: Variant, ca: CaProcess, alg: string): Promise<Approval> {

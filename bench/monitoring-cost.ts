@@ -7,13 +7,12 @@
 // same round); a bare idle `node` is measured in the same rounds for scale. Asserts nothing.
 //
 //   npm run build && npx tsx bench/monitoring-cost.ts [rounds=9]
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import * as readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { certsOnlyEnv } from '../test/helpers/certs';
-import { BUNDLE, freshCertsDir, startCaProcess } from './ca-process';
+import { BUNDLE, freshCertsDir, rssKb, startCaProcess, stop } from './ca-process';
 import { median, spread, table } from './report';
 
 const rounds = Number(process.argv[2] ?? 9);
@@ -24,18 +23,6 @@ interface Sample {
   firstCertMs: number;
   idleRssKb: number;
   scrapedRssKb?: number;
-}
-
-function rssKb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? NaN);
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 function get(url: string): Promise<string> {
