@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { startDevCa } from '../../src/ca/index';
 import { bootstrapDir, certsOnlyEnv } from '../helpers/certs';
 import { tmpDir } from '../helpers/tmp';
+import { exitWithin } from '../helpers/exit-within';
 
 const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
 const PRELOAD = path.join(__dirname, '../doubles/leftover-handle.cjs');
@@ -50,17 +51,7 @@ t.test('run exits after SIGTERM although a hung request is still open', async (t
   t.match(out, 'agent is ready', 'the agent started');
   t.ok(sockets.length > 0 || (await waitFor(() => sockets.length > 0)), 'the hung request is open');
   child.kill('SIGTERM');
-  let timer: NodeJS.Timeout | undefined;
-  const code = await Promise.race([
-    exited,
-    new Promise<'hung'>(
-      (r) =>
-        (timer = setTimeout(() => {
-          r('hung');
-        }, EXIT_BOUND_MS)),
-    ),
-  ]);
-  clearTimeout(timer);
+  const code = await exitWithin(exited, EXIT_BOUND_MS);
   t.equal(code, 0, 'exit 0 after SIGTERM, not kept alive by the open request');
   t.match(out, '"msg":"stopping"', 'it logged the stop');
 });

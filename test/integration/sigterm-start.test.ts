@@ -13,6 +13,7 @@ import { createNetns } from '../helpers/netns';
 import { netnsPath } from '../helpers/netns-path';
 import { requireRoot } from '../helpers/root';
 import { tmpDir } from '../helpers/tmp';
+import { exitWithin } from '../helpers/exit-within';
 
 const BUNDLE = path.join(__dirname, '../../dist/istio-node-agent.cjs');
 const ID = 'spiffe://cluster.local/ns/default/sa/vm';
@@ -81,17 +82,7 @@ if (requireRoot(t, 'the SIGTERM-during-start test')) {
         await new Promise((r) => setTimeout(r, Math.floor(Math.random() * SPREAD_MS)));
         if (!out.includes('capture on') && !out.includes('agent is ready')) duringCapture++;
         child.kill('SIGTERM');
-        let timer: NodeJS.Timeout | undefined;
-        const code = await Promise.race([
-          exited,
-          new Promise<'hung'>(
-            (r) =>
-              (timer = setTimeout(() => {
-                r('hung');
-              }, EXIT_BOUND_MS)),
-          ),
-        ]);
-        clearTimeout(timer);
+        const code = await exitWithin(exited, EXIT_BOUND_MS);
         if (code === 'hung') {
           hangs++;
           child.kill('SIGKILL');
