@@ -166,14 +166,17 @@ t.test('check-then-read race: key.pem flipping to a symlink never leaks the targ
         '-c',
         'while :; do ln -sfn ../secret certs/.k && mv -T certs/.k certs/key.pem; cp key certs/.f && mv -T certs/.f certs/key.pem; done',
       ],
-      { cwd: work, stdio: 'ignore' },
+      // Its own process group: the kill below must take the ln/cp/mv it is running too, or one
+      // of them can still write into certs/ while the directory is being removed.
+      { cwd: work, stdio: 'ignore', detached: true },
     );
     await new Promise((r) => setTimeout(r, 20));
     await new CertStore(dir).prepare().catch(() => {
       refused++;
     });
-    flipper.kill('SIGKILL');
-    await new Promise((r) => flipper.once('exit', r));
+    const exited = new Promise((r) => flipper.once('exit', r));
+    process.kill(-flipper.pid!, 'SIGKILL');
+    await exited;
     const files = allFiles(dir).filter((p) => !p.endsWith('/.f'));
     if (files.some((p) => readFileSync(p, 'utf8').includes('root only'))) leaks++;
   }
