@@ -82,7 +82,7 @@ export class Agent {
   }
 
   /**
-   * Runs every component's preflight, then starts them in order, in waves of components that do
+   * Runs every component's preflight (side by side), then starts them in order, in waves of components that do
    * not depend on each other (start-waves.ts). Rejects with the first preflight error before
    * anything changed on the host, or, when a start fails, after undoing (rollback) what every
    * component started so far did, the failing one included.
@@ -92,22 +92,23 @@ export class Agent {
     const signal = this.abort.signal;
     this.startWatchdog();
     await notifier.status('starting');
+    // The preflights change nothing and do not depend on each other: they run side by side (the
+    // programs and files they wait on overlap), and are reported in the components' order.
+    const outcomes = await Promise.allSettled(
+      this.components.map((c) => (c.preflight ? c.preflight(signal) : Promise.resolve())),
+    );
+    if (signal.aborted) return;
     const failures: AgentError[] = [];
-    for (const c of this.components) {
-      if (signal.aborted) return;
-      if (!c.preflight) continue;
-      try {
-        await c.preflight(signal);
-      } catch (e) {
-        if (signal.aborted) return;
-        const err = toAgentError(e);
-        log.error(
-          { component: 'agent', code: err.code, failed: c.name, err: err.message },
-          `${c.name}: ${err.toLine()}`,
-        );
-        failures.push(err);
-      }
-    }
+    this.components.forEach((c, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.status === 'fulfilled') return;
+      const err = toAgentError(outcome.reason);
+      log.error(
+        { component: 'agent', code: err.code, failed: c.name, err: err.message },
+        `${c.name}: ${err.toLine()}`,
+      );
+      failures.push(err);
+    });
     if (failures.length > 0) {
       // Nothing was changed: every check runs before the first start.
       this.watchdogTimer?.cancel();

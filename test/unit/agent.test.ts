@@ -9,6 +9,7 @@ import { statusFilePath } from '../../src/observe/status-file';
 import { createNotifier } from '../../src/systemd/notify';
 import { tmpDir } from '../helpers/tmp';
 import { testConfig } from '../helpers/config';
+import { testLogger } from '../helpers/deps';
 
 const config = testConfig({}, { cluster: 'c', sidecar: 's' });
 
@@ -198,6 +199,53 @@ t.test(
     t.equal(agent.status().state, 'failed');
   },
 );
+
+t.test("preflights run side by side; failures are reported in the components' order", async (t) => {
+  // Each of the two preflights finishes only once the other has begun: one after the other,
+  // they would never finish.
+  let release: { a?: () => void; b?: () => void } = {};
+  const began = { a: false, b: false };
+  const waiting = (me: 'a' | 'b', other: 'a' | 'b', fail?: string): Component => ({
+    ...fake(me, []),
+    preflight: () =>
+      new Promise<void>((resolve, reject) => {
+        began[me] = true;
+        const done = (): void => {
+          if (fail) reject(new AgentError('AGENT_E_CONFIG_VALUE', fail));
+          else resolve();
+        };
+        release = { ...release, [me]: done };
+        if (began[other]) {
+          release[other]!();
+          done();
+        }
+      }),
+  });
+  const { log, records } = testLogger();
+  const agent = new Agent(
+    config,
+    [waiting('a', 'b', 'a is wrong'), waiting('b', 'a', 'b is wrong')],
+    { log, clock: new FakeClock(), notifier: recorder().notifier, statusFile: undefined },
+  );
+  const timeout = new Promise<'hung'>((r) => {
+    setTimeout(() => {
+      r('hung');
+    }, 5000).unref();
+  });
+  const outcome = await Promise.race([
+    agent.start().then(
+      () => 'started',
+      (e: unknown) => (e as AgentError).message,
+    ),
+    timeout,
+  ]);
+  t.equal(outcome, 'a is wrong', "both ran, and the first component's failure is the one thrown");
+  t.match(
+    records.filter((r) => r.level === 'error').map((r) => r.failed),
+    ['a', 'b'],
+    "each failure logged, in the components' order",
+  );
+});
 
 t.test('a failed start rolls back, not stops, the components that can', async (t) => {
   const events: string[] = [];
