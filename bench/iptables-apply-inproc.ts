@@ -1,13 +1,22 @@
 // Helper of bench/iptables-apply.ts, run inside a fresh network namespace: times the daemon's
-// in-process work (no Node start-up): the first apply, a drift check that finds the rules in
-// sync, and a clean; then, beside them in the same namespace, one `iptables-restore --noflush`
-// of the same rules (the kernel's share of an apply) and its clean, in a rotating order over
-// `ROUNDS` rounds. Counts the programs each step starts. Prints one JSON line: medians in
-// milliseconds, the programs of the apply, and `ratio`, the median over rounds of apply / restore.
+// in-process work (no Node start-up): the first apply as the capture component's start does it
+// (read and plan as start reads: ip6tables only when a rule of ours can be there; then the
+// transaction), a drift check that finds the rules in sync, and a clean; the whole component
+// start (the same work under the state directory's host lock, which costs a flock(1)); and,
+// beside them in the same namespace, one `iptables-restore --noflush` of the same rules (the
+// kernel's share of an apply) and its clean, in a rotating order over `ROUNDS` rounds. Counts the
+// programs each step starts. Prints one JSON line: medians in milliseconds, the programs of the
+// apply, `ratio`, the median over rounds of apply / restore, and `startRatio`, of component
+// start / restore.
+import { EventEmitter } from 'node:events';
+import type { AgentEventMap } from '../src/component';
 import { loadConfig } from '../src/config/index';
+import { systemClock } from '../src/lib/clock';
 import { exec as realExec, type Exec } from '../src/lib/exec';
+import { silentLogger } from '../src/observe/index';
 import {
   applyPlan,
+  CaptureComponent,
   cleanCapture,
   diffLive,
   prepare,
@@ -30,14 +39,28 @@ const exec: Exec = (cmd, args, opts) => {
 async function main(): Promise<void> {
   const { config } = await loadConfig(process.env);
   const io = { exec, stateDir: config.core.stateDir };
-  const rows: { apply: number; check: number; clean: number; restore: number }[] = [];
+  const deps = {
+    log: silentLogger(),
+    clock: systemClock,
+    random: Math.random,
+    exec,
+    events: new EventEmitter<AgentEventMap>(),
+    fatal: (e: unknown) => {
+      throw e;
+    },
+    changed: () => undefined,
+  };
+  const rows: { apply: number; check: number; clean: number; start: number; restore: number }[] =
+    [];
   let applyPrograms: string[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    const row = { apply: 0, check: 0, clean: 0, restore: 0 };
+    const row = { apply: 0, check: 0, clean: 0, start: 0, restore: 0 };
     const ours = async (): Promise<void> => {
       programs = [];
       let t = process.hrtime.bigint();
-      const { live, plan } = await prepare(io, config.capture);
+      const { live, plan } = await prepare(io, config.capture, config.capture.backend, {
+        skipUnusedIpv6: true,
+      });
       const r = await applyPlan(io, plan, live);
       row.apply = ms(t);
       applyPrograms = [...programs];
@@ -50,6 +73,13 @@ async function main(): Promise<void> {
       await cleanCapture(io, await readLiveWith(io, live.backend, 'in use'));
       row.clean = ms(t);
     };
+    const component = async (): Promise<void> => {
+      const c = new CaptureComponent(config, deps);
+      const t = process.hrtime.bigint();
+      await c.start();
+      row.start = ms(t);
+      await c.stop(); // after what start left running (the IPv6 read), then cleans
+    };
     const restore = async (): Promise<void> => {
       const { live, plan } = await prepare(io, config.capture);
       const fp = plan.families.find((f) => f.family === 4)!;
@@ -61,13 +91,8 @@ async function main(): Promise<void> {
       if (r.code !== 0) throw new Error(`iptables-restore: ${r.stderr}`);
       await cleanCapture(io, await readLiveWith(io, live.backend, 'in use'));
     };
-    if (i % 2 === 0) {
-      await ours();
-      await restore();
-    } else {
-      await restore();
-      await ours();
-    }
+    const steps = [ours, component, restore];
+    for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]!();
     rows.push(row);
   }
   const m = (k: keyof (typeof rows)[0]): number => median(rows.map((r) => r[k]));
@@ -76,8 +101,10 @@ async function main(): Promise<void> {
       apply: m('apply'),
       check: m('check'),
       clean: m('clean'),
+      start: m('start'),
       restore: m('restore'),
       ratio: median(rows.map((r) => r.apply / r.restore)),
+      startRatio: median(rows.map((r) => r.start / r.restore)),
       programs: applyPrograms,
     }) + '\n',
   );

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { AgentError } from '../lib/errors';
 import type { Exec } from '../lib/exec';
 import { hasOurs, oursIn, parseSave, type SavedTable } from './live';
@@ -14,6 +15,29 @@ export function saveCommand(b: BackendName, f: IpFamily): string {
 
 export function restoreCommand(b: BackendName, f: IpFamily): string {
   return `${PREFIX[f]}-${b}-restore`;
+}
+
+/** The real path of `cmd` as a PATH lookup finds it, or undefined when it is not there. */
+export async function commandPath(
+  cmd: string,
+  searchPath = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+): Promise<string | undefined> {
+  for (const dir of searchPath.split(':')) {
+    if (!dir) continue;
+    const real = await fs.realpath(path.join(dir, cmd)).catch(() => undefined);
+    if (real !== undefined) return real;
+  }
+  return undefined;
+}
+
+/**
+ * Whether the save and restore programs of a family are one executable (Debian's
+ * xtables-nft-multi and xtables-legacy-multi are, by their links): then a save that ran proves
+ * the restore program runs too, without starting it.
+ */
+export async function sameProgram(a: string, b: string, searchPath?: string): Promise<boolean> {
+  const [pa, pb] = await Promise.all([commandPath(a, searchPath), commandPath(b, searchPath)]);
+  return pa !== undefined && pa === pb;
 }
 
 /** Seconds iptables-restore waits for the xtables lock (legacy) before giving up. */

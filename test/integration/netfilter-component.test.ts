@@ -193,4 +193,58 @@ if (requireRoot(t, 'capture component tests')) {
       await c!.stop();
     },
   );
+
+  t.test(
+    'start reads only iptables when no IPv6 rule of ours can be there; right after, IPv6 leftovers without a record are removed',
+    async (t) => {
+      const ns = createNetns('nf');
+      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
+      t.teardown(() => {
+        ns.remove();
+      });
+      const h = harness(ns);
+      const vars = {
+        ISTIO_SERVICE_CIDR: '10.96.0.0/16',
+        ENVOY_USER: 'nobody',
+        ISTIO_AGENT_STATE_DIR: stateDir,
+      };
+      // An earlier configuration's IPv6 capture, its state record lost (a fresh state directory).
+      ns.runSync('ip6tables', ['-t', 'nat', '-N', 'ISTIO_OUTPUT']);
+      ns.runSync('ip6tables', ['-t', 'nat', '-A', 'ISTIO_OUTPUT', '-j', 'RETURN']);
+      ns.runSync('ip6tables', ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'ISTIO_OUTPUT']);
+      t.match(ns.runSync('ip6tables-save', []), /ISTIO_OUTPUT/, 'leftover IPv6 rules');
+
+      const c = await createCaptureComponent(testConfig(vars), h.deps);
+      const removed = h.nextChange();
+      await c!.start(new AbortController().signal);
+      t.match(
+        h.deps.logged({ msg: /^capture on/ })[0],
+        { families: [4] },
+        'start planned and applied IPv4 only: ip6tables was not read on the way to READY',
+      );
+      t.match(c!.status(), { ready: true });
+      await removed;
+      t.notMatch(ns.runSync('ip6tables-save', []), /ISTIO/, 'the IPv6 leftovers are gone');
+      t.match(
+        ns.runSync('iptables-save', []),
+        /-A ISTIO_OUTPUT -d 10\.96\.0\.0\/16/,
+        'IPv4 capture on',
+      );
+      t.match(
+        h.deps.logged({ level: 'warn', msg: /left in ip6tables/ })[0],
+        { component: 'capture', families: [4, 6] },
+        'with a warning',
+      );
+      t.match(c!.status(), { ready: true, details: { families: [4, 6] } }, 'IPv6 now checked too');
+
+      // The drift check covers IPv6 from then on: new leftovers are found and removed.
+      ns.runSync('ip6tables', ['-t', 'nat', '-N', 'ISTIO_OUTPUT']);
+      const repaired = h.nextChange();
+      await h.clock.advance(60_000);
+      await repaired;
+      t.notMatch(ns.runSync('ip6tables-save', []), /ISTIO/, 'the drift check removed them');
+      await c!.stop();
+      t.notMatch(ns.runSync('iptables-save', []), /ISTIO/, 'stop cleaned IPv4');
+    },
+  );
 }
