@@ -297,7 +297,8 @@ async function writePattern(dir: string, rounds: number): Promise<{ seq: number;
 /**
  * The first `tls.createSecureContext({ ca })` in a fresh node, and a second one in the same process:
  * node builds its root store (parsing its bundled root certificates) on the first, even though
- * `ca` replaces them. With NODE_EXTRA_CA_CERTS set node does that during its own start instead.
+ * `ca` replaces them. With NODE_EXTRA_CA_CERTS set node does that during its own start instead;
+ * with --use-openssl-ca (the unit's NODE_OPTIONS) the store is OpenSSL's, looked up on demand.
  */
 function tlsContextCost(caFile: string, rounds: number): Record<string, [number, number]> {
   const script = `const tls = require('tls'); const ca = require('fs').readFileSync(process.argv[1]);
@@ -307,6 +308,8 @@ process.stdout.write(JSON.stringify([a, b]));`;
   const envs: Record<string, Record<string, string>> = {
     'clean environment': { PATH: '/usr/bin:/bin' },
     'NODE_EXTRA_CA_CERTS set': { PATH: '/usr/bin:/bin', NODE_EXTRA_CA_CERTS: caFile },
+    // What the unit sets (systemd/istio-auth-node-agent.service).
+    'NODE_OPTIONS=--use-openssl-ca': { PATH: '/usr/bin:/bin', NODE_OPTIONS: '--use-openssl-ca' },
   };
   const got: Record<string, [number, number][]> = {};
   for (let i = 0; i < rounds; i++) {

@@ -402,6 +402,12 @@ function systemTest(): void {
       t.equal(st.ActiveState, 'active');
       t.equal(st.SubState, 'running');
       t.ok(Number(st.MainPID) > 0, 'has a main process');
+      const environ = await c.sh(`tr '\\0' '\\n' < /proc/${st.MainPID}/environ`);
+      t.match(
+        environ.stdout,
+        /^NODE_OPTIONS=--use-openssl-ca$/m,
+        "runs with the unit's node options (OpenSSL's CA store: a faster first TLS context)",
+      );
       t.comment(`STATUS: ${st.StatusText}`);
       if (components.size === 0) t.equal(st.StatusText, 'ready; no components enabled');
       if (components.has('certs'))
