@@ -48,6 +48,20 @@ interface Variant {
   readonly name: string;
   /** argv[0] and the arguments before the command. */
   readonly cmd: readonly [string, ...string[]];
+  /** Added to the environment (the unit's `Environment=` for the variant as systemd runs it). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+/** The `Environment=` settings of the unit the package ships (systemd/istio-auth-node-agent.service). */
+function unitEnvironment(): Record<string, string> {
+  const unit = readFileSync(path.join(ROOT, 'systemd/istio-auth-node-agent.service'), 'utf8');
+  const env: Record<string, string> = {};
+  for (const m of unit.matchAll(/^Environment=(.*)$/gm)) {
+    const setting = m[1]!.trim().replace(/^"(.*)"$/, '$1');
+    const eq = setting.indexOf('=');
+    if (eq > 0) env[setting.slice(0, eq)] = setting.slice(eq + 1);
+  }
+  return env;
 }
 
 function startAgent(
@@ -60,7 +74,11 @@ function startAgent(
   const [exe, ...pre] = v.cmd;
   return spawn(exe, [...pre, 'run'], {
     // The round's timing is a debug record ("CSR round timing").
-    env: { ...certsOnlyEnv(ca.address, dir, state, alg), ISTIO_AGENT_LOG_LEVEL: 'debug' },
+    env: {
+      ...certsOnlyEnv(ca.address, dir, state, alg),
+      ISTIO_AGENT_LOG_LEVEL: 'debug',
+      ...v.env,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
 }
@@ -101,16 +119,21 @@ async function firstSet(v: Variant, ca: CaProcess, alg: string): Promise<Approva
 }
 
 /** Spawn to exit of a command that ends by itself (`node -e 0`, `istio-node-agent version`). */
-async function exitTime(cmd: readonly [string, ...string[]]): Promise<number> {
+async function exitTime(
+  cmd: readonly [string, ...string[]],
+  env: Readonly<Record<string, string>> = {},
+): Promise<number> {
   const [exe, ...args] = cmd;
   const t0 = performance.now();
-  const child = spawn(exe, args, { stdio: 'ignore', env: { PATH: '/usr/bin:/bin' } });
+  const child = spawn(exe, args, { stdio: 'ignore', env: { PATH: '/usr/bin:/bin', ...env } });
   const code = await new Promise((r) => child.once('exit', r));
   if (code !== 0) throw new Error(`${cmd.join(' ')} exited with ${String(code)}`);
   return performance.now() - t0;
 }
 
 const BARE_NODE = [process.execPath, '-e', '0'] as const;
+/** The variant the package ships: the SEA with its code cache, with the unit's environment. */
+const SHIPPED = 'shipped (SEA cc, unit env)';
 
 /**
  * The SEA executables: without and with the code cache (the bundle as shipped), and with a
@@ -147,9 +170,12 @@ startupSnapshot.setDeserializeMainFunction(() => {
     { cwd: ROOT, encoding: 'utf8' },
   );
   if (b.status !== 0) throw new Error(`bundling the snapshot entry: ${b.stderr}`);
+  const seaCc = sea(path.join(dir, 'sea-cc'), BUNDLE, true, false);
   return [
     { name: 'SEA', cmd: [sea(path.join(dir, 'sea'), BUNDLE, false, false)] },
-    { name: 'SEA code cache', cmd: [sea(path.join(dir, 'sea-cc'), BUNDLE, true, false)] },
+    { name: 'SEA code cache', cmd: [seaCc] },
+    // What the package ships, as its unit runs it (the unit's Environment=, e.g. NODE_OPTIONS).
+    { name: SHIPPED, cmd: [seaCc], env: unitEnvironment() },
     { name: 'SEA snapshot', cmd: [sea(path.join(dir, 'sea-snap'), snapMain, false, true)] },
   ];
 }
@@ -178,7 +204,7 @@ async function main(): Promise<void> {
     const step = async (x: Step): Promise<void> => {
       if (x.kind === 'bare') bare.push(await exitTime(BARE_NODE));
       else if (x.kind === 'version')
-        versions.get(x.v.name)!.push(await exitTime([...x.v.cmd, 'version']));
+        versions.get(x.v.name)!.push(await exitTime([...x.v.cmd, 'version'], x.v.env));
       else results.get(key(x))!.push(await firstSet(x.v, ca, x.alg));
     };
     for (const x of steps) await step(x); // warm the page cache; not counted
@@ -235,10 +261,12 @@ async function main(): Promise<void> {
       '(wall: spawn to the approval line; × node: median over rounds of wall / `node -e 0` of the round; in-process:\n' +
         ' process start to set written; start-up: process start to the CSR round; keyWait, rpc (connect, TLS, call), write: ms)',
     );
-    const rsa = perCase.get('bundle RSA')!;
-    const ec = perCase.get('bundle ECDSA')!;
+    // Judged on what the package ships (the SEA as its unit runs it), else on the bundle.
+    const judged = values['no-sea'] ? 'bundle' : SHIPPED;
+    const rsa = perCase.get(`${judged} RSA`)!;
+    const ec = perCase.get(`${judged} ECDSA`)!;
     console.log(
-      `goal, bundle RSA median ≤ 300 ms: ${rsa.wall <= 300 ? 'MET' : 'MISSED'} (${rsa.wall.toFixed(0)} ms; ECDSA ${ec.wall.toFixed(0)} ms); ` +
+      `goal, ${judged} RSA median ≤ 300 ms: ${rsa.wall <= 300 ? 'MET' : 'MISSED'} (${rsa.wall.toFixed(0)} ms; ECDSA ${ec.wall.toFixed(0)} ms); ` +
         `≤ 4 × node -e 0: ${rsa.ratio <= 4 ? 'MET' : 'MISSED'} (RSA ${rsa.ratio.toFixed(2)}×, ECDSA ${ec.ratio.toFixed(2)}×)`,
     );
     const paired = (a: string, b: string, alg: string): string => {
@@ -256,7 +284,8 @@ async function main(): Promise<void> {
       for (const alg of ['RSA', 'ECDSA']) {
         console.log(
           `${alg}, paired medians: SEA code cache / SEA ${paired('SEA code cache', 'SEA', alg)}; ` +
-            `SEA snapshot / SEA ${paired('SEA snapshot', 'SEA', alg)}; SEA code cache / bundle ${paired('SEA code cache', 'bundle', alg)}`,
+            `SEA snapshot / SEA ${paired('SEA snapshot', 'SEA', alg)}; SEA code cache / bundle ${paired('SEA code cache', 'bundle', alg)}; ` +
+            `${SHIPPED} / SEA code cache ${paired(SHIPPED, 'SEA code cache', alg)}`,
         );
       }
     }
@@ -287,12 +316,20 @@ async function main(): Promise<void> {
     );
 
     // Idle memory beside a bare node, sampled at the same moment: every variant, three times,
-    // interleaved; the median ratio of each.
+    // interleaved; the median ratio of each. Each executable's page cache is dropped first, as
+    // after a boot: a file just written (the SEAs above) sits in the page cache in large folios,
+    // and a process that maps it is charged whole folios (measured: 68.7 MiB against 59.6 MiB
+    // for the same SEA), which is the kernel's bookkeeping of this bench's files, not the agent.
     {
+      const dropCache = (file: string): void => {
+        spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+      };
       const ratios = new Map<string, { agent: number[]; ratio: number[] }>();
       for (let rep = 0; rep < 3; rep++) {
         for (const v of variants) {
           const certs = freshCertsDir(ca);
+          dropCache(v.cmd[0]);
+          dropCache(process.execPath);
           const agent = startAgent(v, ca, certs.dir, certs.state, 'RSA');
           await new Promise<Approval>((resolve) => {
             approvals(agent, performance.now(), resolve);
