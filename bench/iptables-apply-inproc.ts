@@ -1,7 +1,8 @@
 // Helper of bench/iptables-apply.ts, run inside a fresh network namespace: times the daemon's
 // in-process work (no Node start-up): the first apply as the capture component's start does it
 // (read and plan as start reads: ip6tables only when a rule of ours can be there; then the
-// transaction), a drift check that finds the rules in sync, and a clean; the whole component
+// transaction), the same reading ip6tables as well (as start did before), a drift check that
+// finds the rules in sync, and a clean; the whole component
 // start (the same work under the state directory's host lock, which costs a flock(1)); and,
 // beside them in the same namespace, one `iptables-restore --noflush` of the same rules (the
 // kernel's share of an apply) and its clean, in a rotating order over `ROUNDS` rounds. Counts the
@@ -50,11 +51,17 @@ async function main(): Promise<void> {
     },
     changed: () => undefined,
   };
-  const rows: { apply: number; check: number; clean: number; start: number; restore: number }[] =
-    [];
+  const rows: {
+    apply: number;
+    both: number;
+    check: number;
+    clean: number;
+    start: number;
+    restore: number;
+  }[] = [];
   let applyPrograms: string[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    const row = { apply: 0, check: 0, clean: 0, start: 0, restore: 0 };
+    const row = { apply: 0, both: 0, check: 0, clean: 0, start: 0, restore: 0 };
     const ours = async (): Promise<void> => {
       programs = [];
       let t = process.hrtime.bigint();
@@ -72,6 +79,14 @@ async function main(): Promise<void> {
       t = process.hrtime.bigint();
       await cleanCapture(io, await readLiveWith(io, live.backend, 'in use'));
       row.clean = ms(t);
+    };
+    // The same first apply reading ip6tables too, as start did before issue 13 (side by side).
+    const both = async (): Promise<void> => {
+      const t = process.hrtime.bigint();
+      const { live, plan } = await prepare(io, config.capture);
+      await applyPlan(io, plan, live);
+      row.both = ms(t);
+      await cleanCapture(io, await readLiveWith(io, live.backend, 'in use'));
     };
     const component = async (): Promise<void> => {
       const c = new CaptureComponent(config, deps);
@@ -91,7 +106,7 @@ async function main(): Promise<void> {
       if (r.code !== 0) throw new Error(`iptables-restore: ${r.stderr}`);
       await cleanCapture(io, await readLiveWith(io, live.backend, 'in use'));
     };
-    const steps = [ours, component, restore];
+    const steps = [ours, both, component, restore];
     for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]!();
     rows.push(row);
   }
@@ -99,11 +114,13 @@ async function main(): Promise<void> {
   process.stdout.write(
     JSON.stringify({
       apply: m('apply'),
+      both: m('both'),
       check: m('check'),
       clean: m('clean'),
       start: m('start'),
       restore: m('restore'),
       ratio: median(rows.map((r) => r.apply / r.restore)),
+      bothRatio: median(rows.map((r) => r.both / r.restore)),
       startRatio: median(rows.map((r) => r.start / r.restore)),
       programs: applyPrograms,
     }) + '\n',

@@ -153,11 +153,13 @@ async function main(): Promise<void> {
   }
   interface Inproc {
     apply: number;
+    both: number;
     check: number;
     clean: number;
     start: number;
     restore: number;
     ratio: number;
+    bothRatio: number;
     startRatio: number;
     programs: string[];
   }
@@ -202,6 +204,10 @@ async function main(): Promise<void> {
     `one iptables-restore --noflush of the same rules, same namespaces: ${median(inproc.map((x) => x.restore)).toFixed(1)} ms; ` +
       `apply (as the capture component's start reads and applies) / restore, paired: ${median(inproc.map((x) => x.ratio)).toFixed(2)}× (goal ≤ 2); ` +
       `programs started by an apply: ${inproc[0]?.programs.join(', ') ?? '-'}`,
+  );
+  console.log(
+    `the same apply reading ip6tables too (start before issue 13): ${median(inproc.map((x) => x.both)).toFixed(1)} ms, ` +
+      `/ restore, paired: ${median(inproc.map((x) => x.bothRatio)).toFixed(2)}×`,
   );
   console.log(
     `the component's whole start (the apply under the host lock: one flock(1) more): ${median(inproc.map((x) => x.start)).toFixed(1)} ms, ` +
