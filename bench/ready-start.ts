@@ -6,7 +6,11 @@
 // measured is whether capture, now started beside the certificate request (src/start-waves.ts),
 // still sits on the path to READY.
 //
-//   npm run build && npx tsx bench/ready-start.ts [rounds=9]
+//   npm run build && npx tsx bench/ready-start.ts [rounds=9] [--baseline OTHER_BUNDLE]
+//
+// --baseline adds another bundle (e.g. an earlier commit's, built with `node scripts/build.mjs
+// --outfile /tmp/base/istio-node-agent.cjs` in a checkout of it) to every round, and prints the
+// bundle against it paired per round.
 //
 // Rounds are interleaved (each variant once per round, the order rotating). "READY − cert" is
 // the median over rounds of the time from the set written to READY in the same run. Asserts
@@ -14,12 +18,19 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
+import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { parseArgs } from 'node:util';
 import { certsOnlyEnv } from '../test/helpers/certs';
 import { BUNDLE, freshCertsDir, startCaProcess, type CaProcess } from './ca-process';
 import { median, spread, table } from './report';
 
-const rounds = Number(process.argv[2] ?? 9);
+const { values, positionals } = parseArgs({
+  options: { baseline: { type: 'string' } },
+  allowPositionals: true,
+});
+const rounds = Number(positionals[0] ?? 9);
+const baseline = values.baseline === undefined ? undefined : path.resolve(values.baseline);
 
 interface Variant {
   readonly name: string;
@@ -45,10 +56,10 @@ interface Times {
   ready: number;
 }
 
-async function once(v: Variant, ca: CaProcess, alg: string): Promise<Times> {
+async function once(v: Variant, ca: CaProcess, alg: string, bundle: string): Promise<Times> {
   const certs = freshCertsDir(ca);
   const t0 = performance.now();
-  const child: ChildProcess = spawn(process.execPath, [BUNDLE, 'run'], {
+  const child: ChildProcess = spawn(process.execPath, [bundle, 'run'], {
     env: { ...certsOnlyEnv(ca.address, certs.dir, certs.state, alg), ...v.env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -84,15 +95,23 @@ async function inner(): Promise<void> {
   spawnSync('ip', ['link', 'set', 'lo', 'up']);
   const load0 = loadavg()[0]!;
   const ca = await startCaProcess({ alg: 'ECDSA', ttl: '1h' });
-  const cases = VARIANTS.flatMap((v) => ['RSA', 'ECDSA'].map((alg) => ({ v, alg })));
+  const bundles: [string, string][] = [
+    ['', BUNDLE],
+    ...(baseline ? [['baseline: ', baseline] as [string, string]] : []),
+  ];
+  const cases = VARIANTS.flatMap((v) =>
+    ['RSA', 'ECDSA'].flatMap((alg) =>
+      bundles.map(([label, bundle]) => ({ v, alg, label, bundle })),
+    ),
+  );
   const res = new Map<string, (Times & { node: number })[]>();
   try {
     for (let i = 0; i < rounds; i++) {
       const node = bareNode();
       for (let k = 0; k < cases.length; k++) {
         const c = cases[(i + k) % cases.length]!;
-        const key = `${c.v.name}\t${c.alg}`;
-        const r = await once(c.v, ca, c.alg);
+        const key = `${c.label}${c.v.name}\t${c.alg}`;
+        const r = await once(c.v, ca, c.alg, c.bundle);
         res.set(key, [...(res.get(key) ?? []), { ...r, node }]);
       }
     }
@@ -127,6 +146,20 @@ async function inner(): Promise<void> {
       rows,
     ),
   );
+  if (baseline) {
+    for (const v of VARIANTS)
+      for (const alg of ['RSA', 'ECDSA']) {
+        const a = res.get(`${v.name}\t${alg}`)!;
+        const b = res.get(`baseline: ${v.name}\t${alg}`)!;
+        const d = (k: keyof Times): string => {
+          const x = median(a.map((r, i) => r[k] - b[i]![k]));
+          return `${x >= 0 ? '+' : ''}${x.toFixed(0)} ms`;
+        };
+        console.log(
+          `${v.name} ${alg}, bundle − baseline paired: cert ${d('cert')}, READY ${d('ready')}`,
+        );
+      }
+  }
 }
 
 async function outer(): Promise<void> {
@@ -139,7 +172,17 @@ async function outer(): Promise<void> {
   try {
     const r = spawnSync(
       'ip',
-      ['netns', 'exec', ns, process.execPath, '--import', 'tsx', __filename, String(rounds)],
+      [
+        'netns',
+        'exec',
+        ns,
+        process.execPath,
+        '--import',
+        'tsx',
+        __filename,
+        String(rounds),
+        ...(baseline ? ['--baseline', baseline] : []),
+      ],
       { stdio: 'inherit', env: { ...process.env, READY_BENCH_INNER: '1' } },
     );
     if (r.status !== 0) process.exitCode = 1;
