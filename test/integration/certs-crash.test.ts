@@ -34,8 +34,10 @@ t.test('kill -9 during rotations leaves a complete, consistent set every time', 
     );
     let ready: () => void = () => undefined;
     const isReady = new Promise<void>((r) => (ready = r));
+    let log = '';
     child.stdout.on('data', (b: Buffer) => {
       const text = b.toString();
+      log = (log + text).slice(-4000);
       approvals += (text.match(/CSR is approved successfully/g) ?? []).length;
       if (text.includes('agent is ready')) ready();
     });
@@ -43,7 +45,10 @@ t.test('kill -9 during rotations leaves a complete, consistent set every time', 
     // machine takes seconds to start tsx).
     await Promise.race([isReady, exited]);
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 3000)));
-    t.equal(child.exitCode, null, `round ${round}: the agent was still running when killed`);
+    t.equal(child.exitCode, null, `round ${round}: the agent was still running when killed`, {
+      // Why it ended by itself (its records are JSON lines on stdout).
+      ...(child.exitCode !== null ? { log } : {}),
+    });
     child.kill('SIGKILL');
     await exited;
     const key = readFileSync(path.join(dir, 'key.pem'), 'utf8');
