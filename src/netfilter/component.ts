@@ -115,9 +115,9 @@ export class CaptureComponent implements Component {
   }
 
   async start(): Promise<void> {
-    let skippedV6 = false;
     await this.counted('start', async () => {
-      // ip6tables only when a rule of ours can be there (READY waits for this): see completeFamilies.
+      // ip6tables only when a rule of ours can be there (READY waits for this); the first check,
+      // right after READY, reads it (see check).
       const { live, plan, resolved } = await prepare(this.io, this.cfg, this.cfg.backend, {
         skipUnusedIpv6: true,
       });
@@ -125,7 +125,6 @@ export class CaptureComponent implements Component {
       this.backend = live.backend;
       this.families = families(live);
       this.ids = resolved.ids;
-      skippedV6 = !this.families.includes(6);
       this.hadRulesBefore = families(live).some(
         (f) => transaction({ family: f, tables: [] }, live.tables.get(f) ?? []) !== undefined,
       );
@@ -150,39 +149,12 @@ export class CaptureComponent implements Component {
       return true;
     });
     this.arm();
-    // After the agent's READY (which follows this start in the same turn), not before it.
-    if (skippedV6)
+    // ip6tables not read: check at once, after the agent's READY (which follows this start in
+    // the same turn), not at the first interval.
+    if (!this.families.includes(6))
       setImmediate(() => {
-        void this.serial(() => this.completeFamilies());
+        void this.serial(() => this.check());
       });
-  }
-
-  /**
-   * Right after a start that did not read ip6tables (the config wants no IPv6 and the state
-   * record says no earlier apply put rules there): reads both families, as the start would have,
-   * and removes capture rules of ours an earlier configuration left in ip6tables without a record
-   * (a lost state directory). From then on the drift check covers IPv6 too. Never throws.
-   */
-  private async completeFamilies(): Promise<void> {
-    if (this.stopped || !this.plan || !this.backend || !this.ids) return;
-    try {
-      const live = await readLiveWith(this.io, this.backend, 'in use');
-      const all = families(live);
-      if (all.every((f) => this.families.includes(f))) return; // no ip6tables here
-      const plan = planCapture(this.cfg, this.ids, all);
-      const r = await applyPlan(this.io, plan, live);
-      this.plan = plan;
-      this.families = all;
-      if (!r.changed) return;
-      this.metrics.inc('capture_applies_total', { operation: 'repair' });
-      this.log.warn(
-        { families: all, transactions: r.transactions.map((t) => t.family) },
-        'removed capture rules an earlier configuration left in ip6tables (its state record was gone)',
-      );
-      this.deps.changed();
-    } catch (e) {
-      this.checkFailed(e);
-    }
   }
 
   /** `work` under the queue and the lock, counted in the metrics as an apply or a failure. */
@@ -210,12 +182,23 @@ export class CaptureComponent implements Component {
     }, this.cfg.checkIntervalMs);
   }
 
-  /** The drift check: live versus plan; repairs what differs. Never throws. */
+  /**
+   * The drift check: live versus plan; repairs what differs. Never throws. A family read here
+   * that the plan was not made for (ip6tables, which start reads only when a rule of ours can be
+   * there) is planned for now: capture rules of ours an earlier configuration left there without
+   * a record (a lost state directory) are then drift, and removed.
+   */
   private async check(): Promise<void> {
-    const plan = this.plan;
-    if (this.stopped || !plan || !this.backend) return;
+    if (this.stopped || !this.plan || !this.backend || !this.ids) return;
     try {
       const live = await readLiveWith(this.io, this.backend, 'in use');
+      const all = families(live);
+      const widened = !all.every((f) => this.families.includes(f));
+      if (widened) {
+        this.plan = planCapture(this.cfg, this.ids, all);
+        this.families = all;
+      }
+      const plan = this.plan;
       const drift = await diffLive(this.io, plan, live);
       this.lastCheck = this.deps.clock.now();
       if (drift.length === 0) {
@@ -226,10 +209,10 @@ export class CaptureComponent implements Component {
         return;
       }
       this.log.warn(
-        {
-          drift: drift.map(driftLine),
-        },
-        'capture rules drifted from the plan (changed by someone else); repairing',
+        { drift: drift.map(driftLine), families: all },
+        widened
+          ? 'capture rules an earlier configuration left in ip6tables (its state record was gone); removing'
+          : 'capture rules drifted from the plan (changed by someone else); repairing',
       );
       await applyPlan(this.io, plan, live);
       this.repairs++;
@@ -238,20 +221,15 @@ export class CaptureComponent implements Component {
       this.problem = undefined;
       this.deps.changed();
     } catch (e) {
-      this.checkFailed(e);
+      const err = toAgentError(e);
+      this.metrics.inc('capture_failures_total', { operation: 'check' });
+      this.problem = `drift check failed: ${err.message}`;
+      this.log.warn(
+        { code: err.code, err: err.message },
+        `capture check failed; will retry in ${this.cfg.checkIntervalMs} ms`,
+      );
+      this.deps.changed();
     }
-  }
-
-  /** A drift check (or the family completion after start) failed: status shows it until the next. */
-  private checkFailed(e: unknown): void {
-    const err = toAgentError(e);
-    this.metrics.inc('capture_failures_total', { operation: 'check' });
-    this.problem = `drift check failed: ${err.message}`;
-    this.log.warn(
-      { code: err.code, err: err.message },
-      `capture check failed; will retry in ${this.cfg.checkIntervalMs} ms`,
-    );
-    this.deps.changed();
   }
 
   async reload(config: AgentConfig): Promise<void> {
