@@ -82,10 +82,10 @@ export class Agent {
   }
 
   /**
-   * Runs every component's preflight (side by side), then starts them in order, in waves of components that do
-   * not depend on each other (start-waves.ts). Rejects with the first preflight error before
-   * anything changed on the host, or, when a start fails, after undoing (rollback) what every
-   * component started so far did, the failing one included.
+   * Runs every component's preflight (side by side), then starts them in order, in waves of
+   * components that do not depend on each other (start-waves.ts). Rejects with the first
+   * preflight error before anything changed on the host, or, when a start fails, after undoing
+   * (rollback) what every component started so far did, the failing one included.
    */
   async start(): Promise<void> {
     const { log, notifier } = this.opts;
