@@ -3,7 +3,7 @@ import { requireRoot } from '../helpers/root';
 import { testConfig } from '../helpers/config';
 import { testDeps, type TestDeps } from '../helpers/deps';
 import { createNetns, type Netns } from '../helpers/netns';
-import { tmpDir } from '../helpers/tmp';
+import { tmpDir, type Teardown } from '../helpers/tmp';
 import { FakeClock } from '../../src/lib/clock';
 import type { Exec } from '../../src/lib/exec';
 import { normaliseSave } from '../../src/netfilter/live';
@@ -59,23 +59,27 @@ function harness(ns: Netns): Harness {
   };
 }
 
+/** A fresh namespace (removed at the end of `t`), its harness, and a config's base variables. */
+function setup(t: Teardown): { ns: Netns; h: Harness; vars: Record<string, string> } {
+  const ns = createNetns('nf');
+  const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
+  t.teardown(() => {
+    ns.remove();
+  });
+  const vars = {
+    ISTIO_SERVICE_CIDR: '10.96.0.0/16',
+    ENVOY_USER: 'nobody',
+    ISTIO_AGENT_STATE_DIR: stateDir,
+  };
+  return { ns, h: harness(ns), vars };
+}
+
 if (requireRoot(t, 'capture component tests')) {
   t.test(
     'the component applies on start, repairs drift on its check, reloads, and cleans on stop',
     async (t) => {
-      const ns = createNetns('nf');
-      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
-      t.teardown(() => {
-        ns.remove();
-      });
-      const h = harness(ns);
-      const vars = {
-        ISTIO_SERVICE_CIDR: '10.96.0.0/16',
-        ISTIO_INBOUND_PORTS: '8080',
-        ENVOY_USER: 'nobody',
-        ISTIO_CAPTURE_CHECK_INTERVAL: '10s',
-        ISTIO_AGENT_STATE_DIR: stateDir,
-      };
+      const { ns, h, vars: base } = setup(t);
+      const vars = { ...base, ISTIO_INBOUND_PORTS: '8080', ISTIO_CAPTURE_CHECK_INTERVAL: '10s' };
       ns.runSync('iptables', ['-t', 'nat', '-A', 'OUTPUT', '-d', '192.0.2.1', '-j', 'RETURN']);
       const before = save(ns);
 
@@ -162,17 +166,7 @@ if (requireRoot(t, 'capture component tests')) {
   t.test(
     'ISTIO_CAPTURE_KEEP_ON_STOP keeps the rules (fail closed); a reload to ISTIO_CAPTURE=false removes them',
     async (t) => {
-      const ns = createNetns('nf');
-      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
-      t.teardown(() => {
-        ns.remove();
-      });
-      const h = harness(ns);
-      const vars = {
-        ISTIO_SERVICE_CIDR: '10.96.0.0/16',
-        ENVOY_USER: 'nobody',
-        ISTIO_AGENT_STATE_DIR: stateDir,
-      };
+      const { ns, h, vars } = setup(t);
       const before = save(ns);
       const keep = await createCaptureComponent(
         testConfig({ ...vars, ISTIO_CAPTURE_KEEP_ON_STOP: 'true' }),
@@ -197,17 +191,7 @@ if (requireRoot(t, 'capture component tests')) {
   t.test(
     'start reads only iptables when no IPv6 rule of ours can be there; right after, IPv6 leftovers without a record are removed',
     async (t) => {
-      const ns = createNetns('nf');
-      const stateDir = tmpDir(t, 'nf-state-', { mode: 0o700 });
-      t.teardown(() => {
-        ns.remove();
-      });
-      const h = harness(ns);
-      const vars = {
-        ISTIO_SERVICE_CIDR: '10.96.0.0/16',
-        ENVOY_USER: 'nobody',
-        ISTIO_AGENT_STATE_DIR: stateDir,
-      };
+      const { ns, h, vars } = setup(t);
       // An earlier configuration's IPv6 capture, its state record lost (a fresh state directory).
       ns.runSync('ip6tables', ['-t', 'nat', '-N', 'ISTIO_OUTPUT']);
       ns.runSync('ip6tables', ['-t', 'nat', '-A', 'ISTIO_OUTPUT', '-j', 'RETURN']);
