@@ -28,6 +28,24 @@ import {
 } from '../src/netfilter/index';
 
 const ROUNDS = Number(process.env.INPROC_ROUNDS ?? 5);
+
+/** One round's milliseconds per step. */
+interface Steps {
+  apply: number;
+  both: number;
+  check: number;
+  clean: number;
+  start: number;
+  restore: number;
+}
+
+/** The JSON line printed: medians of each step, the paired ratios, the programs of an apply. */
+export interface InprocResult extends Steps {
+  ratio: number;
+  bothRatio: number;
+  startRatio: number;
+  programs: string[];
+}
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -51,14 +69,7 @@ async function main(): Promise<void> {
     },
     changed: () => undefined,
   };
-  const rows: {
-    apply: number;
-    both: number;
-    check: number;
-    clean: number;
-    start: number;
-    restore: number;
-  }[] = [];
+  const rows: Steps[] = [];
   let applyPrograms: string[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     const row = { apply: 0, both: 0, check: 0, clean: 0, start: 0, restore: 0 };
@@ -110,21 +121,20 @@ async function main(): Promise<void> {
     for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]!();
     rows.push(row);
   }
-  const m = (k: keyof (typeof rows)[0]): number => median(rows.map((r) => r[k]));
-  process.stdout.write(
-    JSON.stringify({
-      apply: m('apply'),
-      both: m('both'),
-      check: m('check'),
-      clean: m('clean'),
-      start: m('start'),
-      restore: m('restore'),
-      ratio: median(rows.map((r) => r.apply / r.restore)),
-      bothRatio: median(rows.map((r) => r.both / r.restore)),
-      startRatio: median(rows.map((r) => r.start / r.restore)),
-      programs: applyPrograms,
-    }) + '\n',
-  );
+  const m = (k: keyof Steps): number => median(rows.map((r) => r[k]));
+  const result: InprocResult = {
+    apply: m('apply'),
+    both: m('both'),
+    check: m('check'),
+    clean: m('clean'),
+    start: m('start'),
+    restore: m('restore'),
+    ratio: median(rows.map((r) => r.apply / r.restore)),
+    bothRatio: median(rows.map((r) => r.both / r.restore)),
+    startRatio: median(rows.map((r) => r.start / r.restore)),
+    programs: applyPrograms,
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
 }
 
 main().catch((e: unknown) => {

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { InprocResult } from './iptables-apply-inproc';
 
 const root = path.resolve(__dirname, '..');
 const DIST = path.join(root, 'dist/istio-node-agent.cjs');
@@ -151,19 +152,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  interface Inproc {
-    apply: number;
-    both: number;
-    check: number;
-    clean: number;
-    start: number;
-    restore: number;
-    ratio: number;
-    bothRatio: number;
-    startRatio: number;
-    programs: string[];
-  }
-  const inproc: Inproc[] = [];
+  const inproc: InprocResult[] = [];
   for (let i = 0; i < Math.min(RUNS, 10); i++) {
     const ns = freshNs();
     try {
@@ -172,7 +161,7 @@ async function main(): Promise<void> {
         cmd: ['node', '--import', 'tsx', INPROC],
         env: {},
       });
-      inproc.push(JSON.parse(r.out) as Inproc);
+      inproc.push(JSON.parse(r.out) as InprocResult);
     } finally {
       delNs(ns);
     }
