@@ -5,10 +5,14 @@
 //
 // What each component adds is checked when that component exists in src/components.ts.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { Container, reapStale } from '../../scripts/system-test/container';
+import type { Container } from '../../scripts/system-test/container';
+import {
+  bootWithPackage,
+  DOUBLES,
+  installDoubles,
+  missingTools,
+} from '../../scripts/system-test/provision';
 import { COMPONENT_FACTORIES } from '../../src/components';
 import { requireRoot } from '../helpers/root';
 
@@ -22,9 +26,6 @@ const PILOT_IP = '198.51.100.7';
 const PILOT_IP_AFTER_RELOAD = '198.51.100.8';
 const IDENTITY = 'spiffe://cluster.local/ns/default/sa/vm';
 const CA_UNIT = 'systest-ca.service';
-// The envoy test double (test/doubles/fake-envoy.cjs) and a Node.js to run it, outside PATH: the
-// host itself has no Node.js, the agent carries its own.
-const DOUBLES = '/opt/systest';
 
 interface JournalRecord {
   readonly MESSAGE: string;
@@ -144,20 +145,6 @@ function diffLines(before: string, after: string): string[] {
   ];
 }
 
-function host(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): string {
-  const r = spawnSync(cmd, args, { cwd: repo, env, encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr.slice(-4000)}`);
-  }
-  return r.stdout;
-}
-
-function missingTools(): string[] {
-  return ['systemd-nspawn', 'debootstrap', 'nsenter', 'dpkg-deb', 'dpkg-shlibdeps', 'strip'].filter(
-    (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0,
-  );
-}
-
 if (requireRoot(t, 'the system test (a booted Debian 12 container)')) {
   // Building the root takes minutes the first time; the run itself about three.
   t.setTimeout(60 * 60_000);
@@ -174,66 +161,15 @@ if (requireRoot(t, 'the system test (a booted Debian 12 container)')) {
 function systemTest(): void {
   const started = Date.now();
   let c!: Container;
-  let deb = '';
 
   t.before(async () => {
-    for (const dir of reapStale(workParent))
-      t.comment(`removed the leftovers of an earlier run: ${dir}`);
-    const t0 = Date.now();
-    // gzip instead of xz: the same package, built in seconds instead of minutes.
-    deb =
-      process.env.ISTIO_SYSTEM_TEST_DEB ??
-      host('bash', ['scripts/build-deb.sh'], { ...process.env, DEB_COMPRESSION: 'gzip' })
-        .trim()
-        .split('\n')
-        .at(-1)!;
-    t.comment(`package ${deb} (${Math.round((Date.now() - t0) / 1000)} s)`);
-    const t1 = Date.now();
-    const root = host('bash', ['scripts/system-test/make-root.sh']).trim();
-    t.comment(`Debian 12 root ${root} (${Math.round((Date.now() - t1) / 1000)} s)`);
-    const t2 = Date.now();
-    c = await Container.boot({
-      root,
-      workDir: path.join(workParent, `run-${process.pid}`),
-      name: `ina-systest-${process.pid}`,
+    c = await bootWithPackage(workParent, `ina-systest-${process.pid}`, (line) => {
+      t.comment(line);
     });
-    process.once('exit', () => {
-      c.destroySync();
-    });
-    // Killed by the runner (timeout) or by hand: no teardown runs, so take the container down
-    // here, then end as the signal would have.
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-      process.once(sig, () => {
-        c.destroySync();
-        process.kill(process.pid, sig);
-      });
-    }
-    t.comment(`booted ${c.name} in ${Math.round((Date.now() - t2) / 1000)} s`);
     // PID 1 logs each notification it receives at debug level: that is how this test sees
     // READY/STATUS/WATCHDOG/RELOADING/STOPPING arrive.
     await c.must('systemd-analyze set-log-level debug');
-    mkdirSync(c.hostPath('/tmp/systest'), { recursive: true });
-    copyFileSync(deb, c.hostPath('/tmp/systest/agent.deb'));
-    if (components.has('sidecar')) {
-      // As an operator installs envoy before the agent: part of the "before" state.
-      mkdirSync(c.hostPath(`${DOUBLES}/bin`), { recursive: true });
-      copyFileSync(process.execPath, c.hostPath(`${DOUBLES}/node`));
-      copyFileSync(
-        path.join(repo, 'test/doubles/fake-envoy.cjs'),
-        c.hostPath(`${DOUBLES}/fake-envoy.cjs`),
-      );
-      await c.must(
-        `chmod 0755 ${DOUBLES}/node && printf '#!/bin/sh\n# TEST DOUBLE of envoy (test/doubles/fake-envoy.cjs)\nexec ${DOUBLES}/node ${DOUBLES}/fake-envoy.cjs "$@"\n' > ${DOUBLES}/bin/envoy && chmod 0755 ${DOUBLES}/bin/envoy && ${DOUBLES}/bin/envoy --version`,
-      );
-      // The pilot-agent double runs the envoy beside its own script: ${DOUBLES}/bin/envoy.
-      copyFileSync(
-        path.join(repo, 'test/doubles/fake-pilot-agent.cjs'),
-        c.hostPath(`${DOUBLES}/bin/fake-pilot-agent.cjs`),
-      );
-      await c.must(
-        `printf '#!/bin/sh\n# TEST DOUBLE of pilot-agent (test/doubles/fake-pilot-agent.cjs)\nexec ${DOUBLES}/node ${DOUBLES}/bin/fake-pilot-agent.cjs "$@"\n' > ${DOUBLES}/bin/pilot-agent && chmod 0755 ${DOUBLES}/bin/pilot-agent`,
-      );
-    }
+    if (components.has('sidecar')) await installDoubles(c);
   });
 
   t.teardown(async () => {
