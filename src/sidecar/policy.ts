@@ -155,6 +155,20 @@ export function probeSaysLive(
   );
 }
 
+/** The first admin probe after a process starts (or exits) waits this long at most. */
+export const FIRST_POLL_MS = 10;
+
+/**
+ * How long to wait before the next admin probe while the current process is not LIVE, after
+ * `misses` probes in a row that said "not LIVE" since it started: 10 ms, doubling up to `maxMs`.
+ * An envoy is LIVE within tens of milliseconds to seconds of its start; a fixed `maxMs` would add
+ * half of it, on average, to every start and restart (and READY), where a few early probes of a
+ * local port cost next to nothing.
+ */
+export function notLivePollMs(misses: number, maxMs: number): number {
+  return Math.min(maxMs, FIRST_POLL_MS * 2 ** Math.min(misses, 20));
+}
+
 /** "1st", "2nd", "3rd", "11th", "22nd". */
 export function ordinal(n: number): string {
   const s = n % 100 >= 11 && n % 100 <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');

@@ -1,19 +1,19 @@
 /**
- * Readiness: polls envoy's admin endpoint (fast until the current process is LIVE, slowly once
- * it is), turns probes into LIVE / no longer LIVE transitions of that process, and wakes whoever
- * waits for LIVE. What a transition leads to is the supervisor's decision.
+ * Readiness: polls envoy's admin endpoint (fast until the current process is LIVE: from 10 ms
+ * after it starts, doubling up to `pollMs`, see notLivePollMs; slowly once it is), turns probes
+ * into LIVE / no longer LIVE transitions of that process, and wakes whoever waits for LIVE. What a transition leads to is the supervisor's decision.
  */
 import type { Clock } from '../lib/clock';
 import type { Logger } from '../observe/index';
 import type { AdminClient, Probe } from './admin';
 import type { Running } from './epochs';
 import type { ProxyMode } from './plan';
-import { formatMs, probeSaysLive } from './policy';
+import { formatMs, notLivePollMs, probeSaysLive } from './policy';
 
 export interface ReadinessDeps {
   readonly log: Logger;
   readonly clock: Clock;
-  /** Admin polling while the current process is not LIVE, and once it is. */
+  /** Admin polling while the current process is not LIVE (at most), and once it is. */
   readonly pollMs: number;
   readonly livePollMs: number;
   /** Aborted when the sidecar stops: polling ends. */
@@ -37,6 +37,8 @@ export class Readiness {
   private probe: Probe | undefined;
   private pilotEnvoyEpoch: number | undefined;
   private late: string | undefined;
+  /** Probes in a row that found the current process not LIVE, since it started or exited. */
+  private misses = 0;
 
   constructor(private readonly d: ReadinessDeps) {}
 
@@ -75,6 +77,7 @@ export class Readiness {
 
   /** Polls now: a process started or exited. */
   kick(): void {
+    this.misses = 0;
     this.nudge.abort();
     this.nudge = new AbortController();
   }
@@ -120,7 +123,9 @@ export class Readiness {
         if (this.d.halt.aborted) return;
         if (r === this.d.current() && !r.exit) this.observe(r, p);
       }
-      const wait = this.d.current()?.ready ? this.d.livePollMs : this.d.pollMs;
+      const live = this.d.current()?.ready ?? false;
+      const wait = live ? this.d.livePollMs : notLivePollMs(this.misses++, this.d.pollMs);
+      if (live) this.misses = 0;
       try {
         await this.d.clock.sleep(wait, AbortSignal.any([this.d.halt, this.nudge.signal]));
       } catch {

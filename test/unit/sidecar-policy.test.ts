@@ -19,6 +19,7 @@ import {
   onCrash,
   onReconfigure,
   onRotation,
+  notLivePollMs,
   ordinal,
   probeSaysLive,
   RESTART_POLICY,
@@ -265,6 +266,15 @@ void t.test(
     t.end();
   },
 );
+
+void t.test('admin polling before LIVE: from 10 ms, doubling, capped', (t) => {
+  t.same(
+    [0, 1, 2, 3, 4, 5, 6, 50].map((n) => notLivePollMs(n, 250)),
+    [10, 20, 40, 80, 160, 250, 250, 250],
+  );
+  t.equal(notLivePollMs(0, 5), 5, 'never above the cap');
+  t.end();
+});
 
 void t.test('ordinals', (t) => {
   t.same([1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111, 112].map(ordinal), [

@@ -55,10 +55,19 @@ void t.test('polls fast until LIVE, then slowly; a waiter wakes on LIVE', async 
   const s = setup();
   s.rd.start();
   const waiting = s.rd.waitReady(15_000, new AbortController().signal);
-  await s.clock.advance(1000);
-  t.equal(s.admin.probes, 5, 'every 250 ms while not LIVE');
+  await s.clock.advance(0);
+  t.equal(s.admin.probes, 1, 'the first probe at once');
+  const at: number[] = [];
+  for (let ms = 1; ms <= 1000; ms++) {
+    const n = s.admin.probes;
+    await s.clock.advance(1);
+    if (s.admin.probes > n) at.push(ms);
+  }
+  t.same(at, [10, 30, 70, 150, 310, 560, 810], 'from 10 ms, doubling, then every 250 ms');
   s.admin.answer = { state: 'LIVE', epoch: 0 };
-  await s.clock.advance(250);
+  await s.clock.advance(59);
+  t.equal(s.admin.probes, 8, 'the next one at 1060 ms');
+  await s.clock.advance(1);
   t.equal(await waiting, true);
   t.ok(s.state.current!.ready);
   t.same(s.changes, [true]);
@@ -95,6 +104,13 @@ void t.test(
     s.rd.kick();
     await s.clock.advance(0);
     t.same(s.changes, [true], 'kick polls at once');
+    // A process started again (kick): fast polling from 10 ms again.
+    s.state.current = running(2);
+    s.rd.kick();
+    await s.clock.advance(0);
+    const n = s.admin.probes;
+    await s.clock.advance(10);
+    t.equal(s.admin.probes, n + 1, 'the first probe after a kick is 10 ms after it');
     s.halt.abort();
     await s.rd.done();
   },
