@@ -9,7 +9,9 @@ import type { Logger } from '../observe/index';
  * injected so tests can record messages.
  *
  * Messages are sent one at a time, in call order: RELOADING=1 must reach systemd before the
- * READY=1 that ends the reload, and READY=1 before a later STATUS=.
+ * READY=1 that ends the reload, and READY=1 before a later STATUS=. A STATUS= alone that is
+ * still waiting its turn when a later message brings a STATUS= of its own is not sent (see
+ * superseded): systemd shows only the last one, and each message costs a process.
  */
 export type NotifyTransport = (fields: readonly string[]) => Promise<void>;
 
@@ -68,6 +70,23 @@ export function watchdogInterval(env: NodeJS.ProcessEnv, pid = process.pid): num
   return Math.max(1, Math.floor(usec / 1000));
 }
 
+/**
+ * Which of the messages waiting their turn (`pending`, none sent yet) need not be sent once
+ * `next` is queued behind them: those that carry nothing but STATUS=, when `next` carries a
+ * STATUS= too. systemd keeps only the last status, so what it shows ends the same; READY=1,
+ * RELOADING=1, WATCHDOG=1 and STOPPING=1 are events and always go, in order. During a start
+ * every component's progress is a STATUS=; without this, READY=1 waited behind each of them.
+ */
+export function superseded(
+  pending: readonly (readonly string[])[],
+  next: readonly string[],
+): number[] {
+  if (!next.some((f) => f.startsWith('STATUS='))) return [];
+  return pending.flatMap((fields, i) =>
+    fields.length > 0 && fields.every((f) => f.startsWith('STATUS=')) ? [i] : [],
+  );
+}
+
 export function createNotifier(
   env: NodeJS.ProcessEnv,
   log: Logger,
@@ -75,21 +94,40 @@ export function createNotifier(
 ): Notifier {
   const enabled = Boolean(env.NOTIFY_SOCKET);
   const watchdogMs = watchdogInterval(env);
-  let queue: Promise<void> = Promise.resolve();
-  const send = (fields: string[]): Promise<void> => {
-    if (!enabled) return Promise.resolve();
-    queue = queue.then(async () => {
+  /** Messages not sent yet, in order; `done` resolves the callers' promises once it is sent. */
+  let pending: { fields: string[]; done: (() => void)[] }[] = [];
+  let sending = false;
+  const pump = async (): Promise<void> => {
+    sending = true;
+    for (let m = pending.shift(); m; m = pending.shift()) {
       try {
-        await transport(fields);
-        log.trace({ component: 'systemd', notify: fields }, 'notified systemd');
+        await transport(m.fields);
+        log.trace({ component: 'systemd', notify: m.fields }, 'notified systemd');
       } catch (e) {
         log.warn(
           { component: 'systemd', code: 'AGENT_E_NOTIFY', err: (e as Error).message },
           'could not notify systemd',
         );
       }
+      for (const d of m.done) d();
+    }
+    sending = false;
+  };
+  const send = (fields: string[]): Promise<void> => {
+    if (!enabled) return Promise.resolve();
+    return new Promise((resolve) => {
+      const drop = new Set(
+        superseded(
+          pending.map((m) => m.fields),
+          fields,
+        ),
+      );
+      // A caller whose STATUS= is not sent waits for the one that replaced it.
+      const done = [...pending.filter((_, i) => drop.has(i)).flatMap((m) => m.done), resolve];
+      pending = pending.filter((_, i) => !drop.has(i));
+      pending.push({ fields, done });
+      if (!sending) void pump();
     });
-    return queue;
   };
   return {
     enabled,

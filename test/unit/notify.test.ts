@@ -5,6 +5,7 @@ import {
   createNotifier,
   spawnTransport,
   statusLine,
+  superseded,
   watchdogInterval,
 } from '../../src/systemd/notify';
 import { testLogger } from '../helpers/deps';
@@ -64,6 +65,55 @@ void t.test('keeps call order even when an earlier send is slower', async (t) =>
   await Promise.all([n.reloading(1n), n.ready('ok'), n.status('later')]);
   t.same(sent, ['RELOADING=1', 'READY=1', 'STATUS=later']);
 });
+
+void t.test('superseded: a waiting STATUS= alone, when a later message has a STATUS=', (t) => {
+  const pending = [
+    ['STATUS=a'],
+    ['WATCHDOG=1'],
+    ['STATUS=b'],
+    ['RELOADING=1', 'MONOTONIC_USEC=1'],
+    ['READY=1', 'STATUS=c'],
+  ];
+  t.same(superseded(pending, ['STATUS=d']), [0, 2], 'only the STATUS= alone');
+  t.same(superseded(pending, ['READY=1', 'STATUS=d']), [0, 2]);
+  t.same(superseded(pending, ['READY=1']), [], 'a message without STATUS= replaces none');
+  t.same(superseded(pending, ['WATCHDOG=1']), []);
+  t.same(superseded([], ['STATUS=x']), []);
+  t.end();
+});
+
+void t.test(
+  'statuses queued behind a send are not sent once a later one replaces them; every caller resolves',
+  async (t) => {
+    const sent: string[][] = [];
+    const inFlight: (() => void)[] = [];
+    const n = createNotifier({ NOTIFY_SOCKET: '@x' }, testLogger({ level: 'trace' }).log, (f) => {
+      sent.push([...f]);
+      return new Promise((r) => inFlight.push(r));
+    });
+    const calls = [
+      n.status('starting'),
+      n.status('starting; waiting for certs'),
+      n.status('starting; cert valid'),
+      n.watchdog(),
+      n.status('starting; cert valid; capture on'),
+      n.ready('cert valid; capture on'),
+    ];
+    await new Promise((r) => setImmediate(r));
+    t.same(sent, [['STATUS=starting']], 'the first is on its way');
+    for (let i = 0; i < 10; i++) {
+      inFlight.shift()?.();
+      await new Promise((r) => setImmediate(r));
+    }
+    t.same(sent, [
+      ['STATUS=starting'],
+      ['WATCHDOG=1'],
+      ['READY=1', 'STATUS=cert valid; capture on'],
+    ]);
+    await Promise.all(calls);
+    t.pass('every call resolved, the replaced ones included');
+  },
+);
 
 void t.test(
   'a failing transport is a warning with AGENT_E_NOTIFY, never a rejection',
