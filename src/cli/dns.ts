@@ -84,7 +84,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   const lockDir = path.join(root, settings.stateDir);
 
   if (sub === 'clean') {
-    const r = await withHostLock(lockDir, 'istio-node-agent dns clean', () =>
+    const r = await withHostLock(lockDir, 'dns', 'istio-node-agent dns clean', () =>
       cleanDns(settings, host, log),
     );
     if (json) {
@@ -124,7 +124,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   // No dnsmasq service is exit 78 before anything is created; then read, plan and apply under
   // the state directory's lock (the daemon takes it too).
   installedDnsmasq(await host.detectDnsmasq());
-  const { plan, r } = await withHostLock(lockDir, 'istio-node-agent dns apply', async () => {
+  const { plan, r } = await withHostLock(lockDir, 'dns', 'istio-node-agent dns apply', async () => {
     const facts = await probeHost(settings, root);
     const plan = planDns(settings, facts);
     return { plan, r: await applyDns(settings, plan, facts, host, log) };

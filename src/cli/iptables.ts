@@ -117,12 +117,12 @@ export async function run(ctx: CommandContext): Promise<number> {
       if (config.capture.enabled) await resolveProxyIds(config.capture, exec);
       // Read, plan and apply under the state directory's lock: two at once would both see no
       // rules and both add the jumps.
-      return withHostLock(config.core.stateDir, 'istio-node-agent iptables apply', () =>
+      return withHostLock(config.core.stateDir, 'capture', 'istio-node-agent iptables apply', () =>
         apply(ctx, config, io, json, dryRun),
       );
     case 'clean':
       requireRoot('clean');
-      return withHostLock(config.core.stateDir, 'istio-node-agent iptables clean', () =>
+      return withHostLock(config.core.stateDir, 'capture', 'istio-node-agent iptables clean', () =>
         clean(ctx, config, io, json),
       );
     case 'diff':

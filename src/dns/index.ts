@@ -183,7 +183,7 @@ export class DnsComponent implements Component {
   /** One change at a time, under the state directory's lock (the CLI and capture take it too). */
   private serial<T>(work: () => Promise<T>): Promise<T> {
     const dir = path.join(this.host.root, this.settings.stateDir);
-    return this.queue.run(() => withHostLock(dir, 'istio-node-agent (dns)', work));
+    return this.queue.run(() => withHostLock(dir, 'dns', 'istio-node-agent (dns)', work));
   }
 
   /** One apply, counted in the metrics (dns_applies_total by result, dnsmasq_restarts_total). */

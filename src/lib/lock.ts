@@ -18,17 +18,22 @@ import { ensureDir, readFileSafe } from './safe-fs';
  * descriptor is close-on-exec (libuv opens everything so), so no other child inherits it.
  * docs/decisions.md has the alternatives and why not.
  *
- * Two lock files, one mechanism:
+ * Three lock files, one mechanism:
  * - `agent.lock`: held by a daemon (`run`, `dev`) for its whole life; a second daemon on the same
  *   state directory refuses to start (AGENT_E_ALREADY_RUNNING).
- * - `host.lock`: held around every read-plan-apply of capture and DNS, by the daemon's components
- *   and by `iptables apply|clean` and `dns apply|clean`; others wait (AGENT_E_LOCK_TIMEOUT after
- *   HOST_LOCK_WAIT_MS).
+ * - `capture.lock` and `dns.lock` (host locks): held around every read-plan-apply of capture,
+ *   and of DNS, by the daemon's components and by `iptables apply|clean`, and `dns apply|clean`;
+ *   another change of the same kind waits (AGENT_E_LOCK_TIMEOUT after HOST_LOCK_WAIT_MS). Capture
+ *   and DNS change different things (netfilter; dnsmasq's drop-in and the resolver) and keep
+ *   different records, so one does not wait for the other: the daemon's start runs them side by
+ *   side, and a dnsmasq restart no longer holds up the rules.
  */
 
 export const AGENT_LOCK = 'agent.lock';
-export const HOST_LOCK = 'host.lock';
-/** How long a capture or DNS change waits for another one to finish. */
+/** The host lock of each kind of host change, by the kind. */
+export const HOST_LOCKS = { capture: 'capture.lock', dns: 'dns.lock' } as const;
+export type HostChange = keyof typeof HOST_LOCKS;
+/** How long a capture or DNS change waits for another one of its kind to finish. */
 export const HOST_LOCK_WAIT_MS = 120_000;
 /** flock(1)'s exit code when the lock is held (or the wait timed out): EX_TEMPFAIL. */
 const CONFLICT = 75;
@@ -53,6 +58,8 @@ export interface LockOptions {
   readonly waitMs?: number;
   /** Gives up waiting (AGENT_E_LOCK_TIMEOUT) when this aborts. */
   readonly signal?: AbortSignal;
+  /** What waits, for the message when the wait runs out: "capture change". */
+  readonly what?: string;
 }
 
 /** Takes lock `name` in `dir` (the state directory), waiting as `opts` say. */
@@ -104,7 +111,7 @@ export async function acquireLock(dir: string, name: string, opts: LockOptions):
         'AGENT_E_LOCK_TIMEOUT',
         opts.signal?.aborted
           ? `stopped while waiting for ${file} (${held})`
-          : `${file} is ${held} and was not let go within ${Math.round(opts.waitMs / 1000)} s; another capture or DNS change is under way, try again once it is done`,
+          : `${file} is ${held} and was not let go within ${Math.round(opts.waitMs / 1000)} s; another ${opts.what ?? 'change'} is under way, try again once it is done`,
         { details: { file, holder: who } },
       );
     }
@@ -119,16 +126,18 @@ export async function acquireLock(dir: string, name: string, opts: LockOptions):
   return { file, release };
 }
 
-/** Runs `fn` holding the host lock of `stateDir` (capture and DNS changes). */
+/** Runs `fn` holding the host lock of `stateDir` for changes of kind `kind`. */
 export async function withHostLock<T>(
   stateDir: string,
+  kind: HostChange,
   holder: string,
   fn: () => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T> {
-  const lock = await acquireLock(stateDir, HOST_LOCK, {
+  const lock = await acquireLock(stateDir, HOST_LOCKS[kind], {
     holder,
     waitMs: HOST_LOCK_WAIT_MS,
+    what: kind === 'dns' ? 'DNS change' : 'capture change',
     ...(signal ? { signal } : {}),
   });
   try {

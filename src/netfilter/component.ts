@@ -71,7 +71,9 @@ export class CaptureComponent implements Component {
    * under the state directory's lock (the CLI and the DNS component take it too).
    */
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    return this.queue.run(() => withHostLock(this.stateDir, 'istio-node-agent (capture)', work));
+    return this.queue.run(() =>
+      withHostLock(this.stateDir, 'capture', 'istio-node-agent (capture)', work),
+    );
   }
 
   /**

@@ -12,7 +12,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import * as path from 'node:path';
-import { acquireLock, AGENT_LOCK, HOST_LOCK, isAgentCommandLine } from '../../src/lib/lock';
+import {
+  acquireLock,
+  AGENT_LOCK,
+  HOST_LOCKS,
+  isAgentCommandLine,
+  withHostLock,
+} from '../../src/lib/lock';
 
 t.test('a second holder is refused, or waits, and gets it once the first lets go', async (t) => {
   const dir = path.join(tmpDir(t, 'lock-', { mode: 0o700 }), 'state');
@@ -35,14 +41,14 @@ t.test('a second holder is refused, or waits, and gets it once the first lets go
 t.test('a holder killed with SIGKILL leaves no stale lock', async (t) => {
   const dir = path.join(tmpDir(t, 'lock-', { mode: 0o700 }), 'state');
   mkdirSync(dir, { mode: 0o755 });
-  const file = path.join(dir, HOST_LOCK);
+  const file = path.join(dir, HOST_LOCKS.capture);
   writeFileSync(file, '');
   const holder = spawn('flock', ['--exclusive', '--no-fork', file, 'sleep', '600'], {
     stdio: 'ignore',
   });
   // Wait until the holder has it.
   for (let i = 0; i < 200; i++) {
-    const r = await acquireLock(dir, HOST_LOCK, { holder: 'probe' }).then(
+    const r = await acquireLock(dir, HOST_LOCKS.capture, { holder: 'probe' }).then(
       async (l) => {
         await l.release();
         return 'free';
@@ -52,15 +58,49 @@ t.test('a holder killed with SIGKILL leaves no stale lock', async (t) => {
     if (r === 'held') break;
     await new Promise((r) => setTimeout(r, 25));
   }
-  await t.rejects(acquireLock(dir, HOST_LOCK, { holder: 'test' }), {
+  await t.rejects(acquireLock(dir, HOST_LOCKS.capture, { holder: 'test' }), {
     code: 'AGENT_E_ALREADY_RUNNING',
   });
   const gone = new Promise((r) => holder.once('exit', r));
   holder.kill('SIGKILL');
   await gone;
-  const lock = await acquireLock(dir, HOST_LOCK, { holder: 'test' });
+  const lock = await acquireLock(dir, HOST_LOCKS.capture, { holder: 'test' });
   t.pass('taken at once after the holder died');
   await lock.release();
+});
+
+t.test('host locks: capture and DNS do not wait for each other; two of a kind do', async (t) => {
+  const dir = path.join(tmpDir(t, 'lock-', { mode: 0o700 }), 'state');
+  const order: string[] = [];
+  let letGo!: () => void;
+  const held = new Promise<void>((r) => (letGo = r));
+  let entered!: () => void;
+  const inside = new Promise<void>((r) => (entered = r));
+  const first = withHostLock(dir, 'capture', 'capture one', async () => {
+    order.push('capture 1 in');
+    entered();
+    await held;
+    order.push('capture 1 out');
+  });
+  await inside;
+  await withHostLock(dir, 'dns', 'dns', () => {
+    order.push('dns');
+    return Promise.resolve();
+  });
+  const second = withHostLock(dir, 'capture', 'capture two', () => {
+    order.push('capture 2');
+    return Promise.resolve();
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(order, ['capture 1 in', 'dns'], 'DNS ran while capture held its lock; capture 2 waits');
+  letGo();
+  await Promise.all([first, second]);
+  t.same(order, ['capture 1 in', 'dns', 'capture 1 out', 'capture 2']);
+  t.same(
+    [HOST_LOCKS.capture, HOST_LOCKS.dns].map((f) => readFileSync(path.join(dir, f), 'utf8')),
+    [`${process.pid} capture two\n`, `${process.pid} dns\n`],
+    'each kind in its own file',
+  );
 });
 
 t.test('a symlink at the lock path is refused and its target untouched', async (t) => {
