@@ -17,13 +17,20 @@
 // to ActiveEnterTimestampMonotonic (READY=1 processed), and to the journal's monotonic time of the
 // "CSR is approved successfully" line (written after the set is on disk).
 //
-//   npx tsx bench/ready-system.ts [rounds=7]
+//   npx tsx bench/ready-system.ts [rounds=7] [--baseline-deb OTHER.deb]
+//
+// --baseline-deb puts the agent of another package (an earlier commit's: `DEB_COMPRESSION=gzip
+// bash scripts/build-deb.sh` in a checkout of it) beside the installed one, started by the same
+// unit through a drop-in that swaps ExecStart=, and runs every case with it too in each round;
+// the table then gains the paired differences.
 //
 // Rounds interleave the cases (the order rotates). The first build of the Debian root takes
 // minutes; later runs reuse it (.cache/system-test). Asserts nothing.
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import * as path from 'node:path';
+import { parseArgs } from 'node:util';
 import type { Container } from '../scripts/system-test/container';
 import {
   bootWithPackage,
@@ -33,7 +40,15 @@ import {
 } from '../scripts/system-test/provision';
 import { median, spread, table } from './report';
 
-const rounds = Number(process.argv[2] ?? 7);
+const { values, positionals } = parseArgs({
+  options: { 'baseline-deb': { type: 'string' } },
+  allowPositionals: true,
+});
+const rounds = Number(positionals[0] ?? 7);
+const baselineDeb = values['baseline-deb'];
+/** Where the baseline's agent goes inside, and the drop-in that makes the unit start it. */
+const BASE_AGENT = '/usr/local/lib/bench/istio-node-agent';
+const SWAP_DROPIN = `/run/systemd/system/istio-auth-node-agent.service.d/bench-baseline.conf`;
 const UNIT = 'istio-auth-node-agent.service';
 const BASE_UNIT = 'bench-node-e0.service';
 const CLUSTER_ENV = '/var/lib/istio/envoy/cluster.env';
@@ -44,6 +59,8 @@ type Alg = 'RSA' | 'ECDSA';
 
 interface Case {
   readonly name: string;
+  /** The baseline package's agent instead of the installed one. */
+  readonly baseline: boolean;
   readonly alg: Alg;
   /** Every component, or certificates only. */
   readonly all: boolean;
@@ -110,8 +127,20 @@ async function bareNode(c: Container): Promise<number> {
   );
 }
 
+/** Which agent the unit starts: the installed one, or the baseline's. */
+async function useAgent(c: Container, baseline: boolean): Promise<void> {
+  const on = (await c.sh(`test -e ${SWAP_DROPIN}`)).code === 0;
+  if (on === baseline) return;
+  await c.must(
+    baseline
+      ? `mkdir -p ${path.dirname(SWAP_DROPIN)} && printf '[Service]\nExecStart=\nExecStart=${BASE_AGENT} run\n' > ${SWAP_DROPIN} && systemctl daemon-reload`
+      : `rm -f ${SWAP_DROPIN} && systemctl daemon-reload`,
+  );
+}
+
 async function once(c: Container, k: Case, baseEnv: string): Promise<Omit<Sample, 'node'>> {
   await c.must(`systemctl stop ${UNIT}`);
+  await useAgent(c, k.baseline);
   if (k.fresh)
     await c.must(
       'istio-node-agent dns clean >/dev/null && rm -rf /etc/certs && cp -a /tmp/systest/certs-bootstrap /etc/certs',
@@ -163,6 +192,23 @@ async function main(): Promise<void> {
     // LIVE as soon as the admin port listens: the agent's part of the sidecar start, not envoy's.
     await c.must(`sed -i 's|^exec |export FAKE_ENVOY_INIT_MS=0\\nexec |' ${DOUBLES}/bin/envoy`);
     await c.must('dpkg -i /tmp/systest/agent.deb >/dev/null 2>&1');
+    if (baselineDeb !== undefined) {
+      // The baseline's executable alone, root's and 0755 like the installed one.
+      const r = spawnSync(
+        'sh',
+        [
+          '-c',
+          'dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/bin/istio-node-agent',
+          'sh',
+          baselineDeb,
+        ],
+        { maxBuffer: 1 << 30 },
+      );
+      if (r.status !== 0)
+        throw new Error(`cannot read the agent from ${baselineDeb}: ${String(r.stderr)}`);
+      await c.must(`mkdir -p ${path.dirname(BASE_AGENT)}`);
+      writeFileSync(c.hostPath(BASE_AGENT), r.stdout, { mode: 0o755 });
+    }
     await c.must(
       `systemd-run --unit=bench-ca.service --quiet /usr/bin/istio-node-agent dev-ca --listen 127.0.0.1:8060 --state-dir /tmp/systest/ca --bootstrap-identity ${IDENTITY} --bootstrap-dir /etc/certs`,
     );
@@ -175,20 +221,23 @@ async function main(): Promise<void> {
       `sed -e 's|^ExecStart=.*|ExecStart=${DOUBLES}/node -e 0|' -e 's|^Type=.*|Type=oneshot\\nRemainAfterExit=yes|' -e '/^WatchdogSec=/d' -e '/^Restart=/d' -e '/^ExecReload=/d' /lib/systemd/system/${UNIT} > /run/systemd/system/${BASE_UNIT} && systemctl daemon-reload`,
     );
     const baseEnv = await c.must(`cat ${CLUSTER_ENV}`);
-    const cases: Case[] = (['RSA', 'ECDSA'] as const).flatMap((alg) => [
-      { name: 'every component, first start', alg, all: true, fresh: true },
-      { name: 'certificates only, first start', alg, all: false, fresh: true },
-    ]);
-    const restart = (alg: Alg): Case => ({
+    const agents = baselineDeb === undefined ? [false] : [false, true];
+    const cases: Case[] = agents.flatMap((baseline) =>
+      (['RSA', 'ECDSA'] as const).flatMap((alg) => [
+        { name: 'every component, first start', baseline, alg, all: true, fresh: true },
+        { name: 'certificates only, first start', baseline, alg, all: false, fresh: true },
+      ]),
+    );
+    const restart = (k: Case): Case => ({
+      ...k,
       name: 'every component, restart (valid cert)',
-      alg,
-      all: true,
       fresh: false,
     });
     const load0 = loadavg()[0]!;
     const res = new Map<string, Sample[]>();
+    const label = (k: Case): string => `${k.baseline ? 'baseline: ' : ''}${k.name}\t${k.alg}`;
     const add = (k: Case, s: Sample): void => {
-      const key = `${k.name}\t${k.alg}`;
+      const key = label(k);
       res.set(key, [...(res.get(key) ?? []), s]);
     };
     for (let i = 0; i < rounds; i++) {
@@ -197,7 +246,7 @@ async function main(): Promise<void> {
         const k = cases[(i + j) % cases.length]!;
         add(k, { ...(await once(c, k, baseEnv)), node });
         // Right after a first start with every component: the same again, now a restart.
-        if (k.all) add(restart(k.alg), { ...(await once(c, restart(k.alg), baseEnv)), node });
+        if (k.all) add(restart(k), { ...(await once(c, restart(k), baseEnv)), node });
       }
     }
     await c.sh(`systemctl stop ${UNIT}`);
@@ -225,6 +274,20 @@ async function main(): Promise<void> {
         2,
       ),
     );
+    if (baselineDeb !== undefined) {
+      console.log(`baseline: the agent of ${baselineDeb}; paired per round, this − baseline:`);
+      for (const [key, ss] of res) {
+        if (key.startsWith('baseline: ')) continue;
+        const b = res.get(`baseline: ${key}`)!;
+        const d = (f: (s: Sample) => number): string => {
+          const x = median(ss.map((s, i) => f(s) - f(b[i]!)));
+          return Number.isNaN(x) ? '–' : `${x >= 0 ? '+' : ''}${x.toFixed(0)} ms`;
+        };
+        console.log(
+          `  ${key.replace('\t', ' ')}: cert ${d((s) => s.cert)}, READY ${d((s) => s.ready)}`,
+        );
+      }
+    }
   } finally {
     await c.destroy();
   }
