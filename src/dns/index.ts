@@ -180,7 +180,7 @@ export class DnsComponent implements Component {
     };
   }
 
-  /** One change at a time, under the state directory's lock (the CLI and capture take it too). */
+  /** One change at a time, under the state directory's DNS lock (`dns apply|clean` take it too). */
   private serial<T>(work: () => Promise<T>): Promise<T> {
     const dir = path.join(this.host.root, this.settings.stateDir);
     return this.queue.run(() => withHostLock(dir, 'dns', 'istio-node-agent (dns)', work));

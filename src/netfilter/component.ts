@@ -68,7 +68,7 @@ export class CaptureComponent implements Component {
 
   /**
    * Runs host work one piece at a time (a check never overlaps a reload or stop), each piece
-   * under the state directory's lock (the CLI and the DNS component take it too).
+   * under the state directory's capture lock (`iptables apply|clean` take it too).
    */
   private serial<T>(work: () => Promise<T>): Promise<T> {
     return this.queue.run(() =>
