@@ -376,7 +376,9 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => {
       approvals(agent, performance.now(), () => {
         n++;
-        if (n === 20 || n % 50 === 0) samples.push([n, rssKb(agent.pid!)]);
+        // From rotation 20 (or the last, with fewer), every 50th, and the last.
+        const sample = n === Math.min(20, rotations) || n % 50 === 0 || n === rotations;
+        if (sample && samples.at(-1)?.[0] !== n) samples.push([n, rssKb(agent.pid!)]);
         if (n >= rotations) resolve();
       });
     });
@@ -389,7 +391,7 @@ async function main(): Promise<void> {
       `rotations: ${n}; RSS (MiB) by rotation: ${samples.map(([i, kb]) => `${i}:${(kb / 1024).toFixed(1)}`).join(' ')}`,
     );
     console.log(
-      `growth from rotation 20 to ${samples[samples.length - 1]![0]}: ${(((samples[samples.length - 1]![1] - samples[0]![1]) / samples[0]![1]) * 100).toFixed(1)} %; agent CPU ${(ticks / 100).toFixed(1)} s total, ${((ticks / 100 / n) * 1000).toFixed(1)} ms per rotation`,
+      `growth from rotation ${samples[0]![0]} to ${samples[samples.length - 1]![0]}: ${(((samples[samples.length - 1]![1] - samples[0]![1]) / samples[0]![1]) * 100).toFixed(1)} %; agent CPU ${(ticks / 100).toFixed(1)} s total, ${((ticks / 100 / n) * 1000).toFixed(1)} ms per rotation`,
     );
   }
 }
