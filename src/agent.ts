@@ -1,4 +1,4 @@
-// size: one state machine (start in waves with rollback, reload, stop, the status it publishes); split, its transitions would be spread over files.
+// size: one state machine (start in dependency order with rollback, reload, stop, the status it publishes); split, its transitions would be spread over files.
 import type { Component, ComponentStatus } from './component';
 import type { AgentConfig } from './config/types';
 import type { Clock, TimerHandle } from './lib/clock';
@@ -6,7 +6,7 @@ import { isoTime } from './lib/duration';
 import { toAgentError, type AgentError } from './lib/errors';
 import { writeStatusFile, type Logger } from './observe/index';
 import { judge } from './readiness';
-import { startWaves } from './start-waves';
+import { startPrerequisites } from './start-order';
 import type { Notifier } from './systemd/index';
 
 /**
@@ -82,8 +82,8 @@ export class Agent {
   }
 
   /**
-   * Runs every component's preflight (side by side), then starts them in order, in waves of
-   * components that do not depend on each other (start-waves.ts). Rejects with the first
+   * Runs every component's preflight (side by side), then starts each component as soon as
+   * those it depends on have started (start-order.ts). Rejects with the first
    * preflight error before anything changed on the host, or, when a start fails, after undoing
    * (rollback) what every component started so far did, the failing one included.
    */
@@ -94,8 +94,16 @@ export class Agent {
     await notifier.status('starting');
     // The preflights change nothing and do not depend on each other: they run side by side (the
     // programs and files they wait on overlap), and are reported in the components' order.
+    const clock = this.opts.clock;
+    const t0 = clock.monotonicUs();
     const outcomes = await Promise.allSettled(
-      this.components.map((c) => (c.preflight ? c.preflight(signal) : Promise.resolve())),
+      this.components.map(async (c) => {
+        if (!c.preflight) return;
+        await c.preflight(signal);
+        // Where the start's time goes (debug): the slowest preflight holds up every start.
+        const ms = Number(clock.monotonicUs() - t0) / 1000;
+        log.debug({ component: 'agent', preflight: c.name, ms }, `${c.name} checked`);
+      }),
     );
     if (signal.aborted) return;
     const failures: AgentError[] = [];
@@ -115,21 +123,18 @@ export class Agent {
       this.state = 'failed';
       throw failures[0]!;
     }
-    for (const wave of startWaves(this.components)) {
-      if (signal.aborted) break;
-      const failed = await this.startWave(wave, signal);
-      if (signal.aborted) return;
-      if (failed) {
-        this.watchdogTimer?.cancel();
-        const [c, err] = failed;
-        log.error(
-          { component: 'agent', code: err.code, failed: c.name, err: err.message },
-          `${c.name} failed to start: ${err.message}`,
-        );
-        this.state = 'failed';
-        await this.undoStarted('rollback');
-        throw err;
-      }
+    const failed = await this.startAll(signal);
+    if (signal.aborted) return;
+    if (failed) {
+      this.watchdogTimer?.cancel();
+      const [c, err] = failed;
+      log.error(
+        { component: 'agent', code: err.code, failed: c.name, err: err.message },
+        `${c.name} failed to start: ${err.message}`,
+      );
+      this.state = 'failed';
+      await this.undoStarted('rollback');
+      throw err;
     }
     if (signal.aborted) return;
     this.state = 'ready';
@@ -146,42 +151,51 @@ export class Agent {
   }
 
   /**
-   * Starts the components of one wave together (one by one when they say nothing, see
-   * start-waves.ts) and waits for all of them. Returns the first that failed, after the others
-   * were told to give up (their signal aborted) and have settled; a stop (`signal`) is not a
-   * failure.
+   * Starts every component as soon as the ones it waits for have started (start-order.ts), and
+   * waits for all of them. Returns the first that failed, after the others were told to give up
+   * (their signal aborted) and have settled; one whose prerequisites did not all start is not
+   * started. A stop (`signal`) is not a failure.
    */
-  private async startWave(
-    wave: readonly Component[],
-    signal: AbortSignal,
-  ): Promise<[Component, AgentError] | undefined> {
+  private async startAll(signal: AbortSignal): Promise<[Component, AgentError] | undefined> {
+    const { log, clock } = this.opts;
     const giveUp = new AbortController();
-    const waveSignal = wave.length > 1 ? AbortSignal.any([signal, giveUp.signal]) : signal;
+    const startSignal = AbortSignal.any([signal, giveUp.signal]);
     let failed: [Component, AgentError] | undefined;
-    this.startingNow = [...wave];
-    const attempts = wave.map(async (c) => {
-      this.opts.log.debug({ component: 'agent', starting: c.name }, `starting ${c.name}`);
+    const prerequisites = startPrerequisites(this.components);
+    /** Per component: whether it started. Prerequisites are earlier, so already in the map. */
+    const outcomes = new Map<Component, Promise<boolean>>();
+    const startOne = async (c: Component): Promise<boolean> => {
+      const before = (prerequisites.get(c) ?? []).map((p) => outcomes.get(p)!);
+      if (!(await Promise.all(before)).every(Boolean) || startSignal.aborted) return false;
+      this.startingNow.push(c);
+      log.debug({ component: 'agent', starting: c.name }, `starting ${c.name}`);
+      const t0 = clock.monotonicUs();
       try {
-        await c.start(waveSignal);
+        await c.start(startSignal);
+        const ms = Number(clock.monotonicUs() - t0) / 1000;
+        log.debug({ component: 'agent', started: c.name, ms }, `${c.name} started`);
       } catch (e) {
         if (!signal.aborted && !failed) {
           failed = [c, toAgentError(e)];
           giveUp.abort(new Error(`${c.name} failed to start`));
         }
+        return false;
       } finally {
         // Started, or failed part-way: either way stop() or rollback() must undo it, and a
         // stop racing this start (SIGTERM) finds it here once the start has settled. Kept in
         // the registry's order: undone in reverse, STATUS in the same order every time.
+        this.startingNow = this.startingNow.filter((x) => x !== c);
         this.started.push(c);
         this.started.sort((a, b) => this.components.indexOf(a) - this.components.indexOf(b));
       }
       if (!failed) this.refresh();
-    });
-    this.inflight = Promise.all(attempts).then(() => undefined);
+      return !startSignal.aborted;
+    };
+    for (const c of this.components) outcomes.set(c, startOne(c));
+    this.inflight = Promise.all(outcomes.values()).then(() => undefined);
     try {
       await this.inflight;
     } finally {
-      this.startingNow = [];
       this.inflight = undefined;
     }
     return failed;

@@ -65,7 +65,7 @@ export interface Component {
   readonly inStatus?: boolean;
   /**
    * Components that must have started before this one starts, by name; the others may start
-   * alongside it (src/start-waves.ts). Undefined: every component before it in the registry.
+   * alongside it (src/start-order.ts). Undefined: every component before it in the registry.
    */
   readonly startsAfter?: readonly string[];
   /**

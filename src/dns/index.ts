@@ -55,7 +55,7 @@ const START_BACKOFF = { initialMs: 1000, maxMs: 10_000, multiplier: 3, jitter: 0
  */
 export class DnsComponent implements Component {
   readonly name = 'dns';
-  /** Needs no other component: starts alongside the certificates (src/start-waves.ts). */
+  /** Needs no other component: starts alongside the certificates (src/start-order.ts). */
   readonly startsAfter: readonly string[] = [];
   private settings: DnsSettings;
   private names = 0;

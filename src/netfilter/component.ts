@@ -26,7 +26,7 @@ export class CaptureComponent implements Component {
   /**
    * After the certificates: the first CSR must reach the CA as the host is, not through capture
    * (a CA on this host's loopback, or inside ISTIO_SERVICE_CIDR or `*`, would be redirected to
-   * an envoy that cannot start without that certificate). Alongside DNS (src/start-waves.ts).
+   * an envoy that cannot start without that certificate). Not after DNS (src/start-order.ts).
    */
   readonly startsAfter: readonly string[] = ['certs'];
   private readonly log: Logger;

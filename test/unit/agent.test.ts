@@ -416,49 +416,72 @@ t.test(
   },
 );
 
+/** A component whose start waits until the test lets it finish. */
+function held(name: string, events: string[], summary: string) {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const c: Component = {
+    name,
+    async start() {
+      events.push(`start ${name}`);
+      await gate;
+      events.push(`${name} on`);
+    },
+    stop: () => Promise.resolve(),
+    status: () => ({ ready: true, summary }),
+  };
+  return {
+    c,
+    release: () => {
+      release();
+    },
+  };
+}
+
+const until = async (cond: () => boolean): Promise<void> => {
+  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+};
+
 t.test(
-  'components that need no other start together; STATUS in registry order; the next wave waits for all',
+  'each component starts once those it needs have: DNS beside the certificate, capture after it alone, the sidecar after all; STATUS in registry order',
   async (t) => {
     const events: string[] = [];
     const { sent, notifier } = recorder();
-    let release!: () => void;
-    const certs: Component = {
-      name: 'certs',
-      async start() {
-        events.push('start certs');
-        await new Promise<void>((r) => (release = r));
-        events.push('certs on');
-      },
-      stop: () => Promise.resolve(),
-      status: () => ({ ready: true, summary: 'cert valid' }),
-    };
-    const capture = { ...fake('capture', events), startsAfter: [] };
-    const dns = { ...fake('dns', events), startsAfter: [] };
-    const agent = new Agent(config, [certs, capture, dns, fake('sidecar', events)], {
-      log: silentLogger(),
-      clock: new FakeClock(),
-      notifier,
-      statusFile: undefined,
-    });
+    const certs = held('certs', events, 'cert valid');
+    const dns = held('dns', events, 'dns on');
+    const capture = { ...fake('capture', events), startsAfter: ['certs'] };
+    const agent = new Agent(
+      config,
+      [certs.c, capture, { ...dns.c, startsAfter: [] }, fake('sidecar', events)],
+      { log: silentLogger(), clock: new FakeClock(), notifier, statusFile: undefined },
+    );
     const started = agent.start();
-    while (!events.includes('start dns')) await new Promise((r) => setImmediate(r));
+    await until(() => events.includes('start dns'));
+    t.same(
+      events.filter((e) => !e.startsWith('preflight')),
+      ['start certs', 'start dns'],
+      'DNS starts while the certificate is being obtained; capture waits for it',
+    );
+    certs.release();
+    await until(() => events.includes('start capture'));
     await new Promise((r) => setImmediate(r));
     t.same(
       events.filter((e) => !e.startsWith('preflight')),
-      ['start certs', 'start capture', 'start dns'],
-      'capture and DNS start while the certificate is being obtained; the sidecar waits',
+      ['start certs', 'start dns', 'certs on', 'start capture'],
+      'capture starts once the certificate is there, without waiting for DNS',
     );
-    t.equal(agent.summary(), 'starting; capture on; dns on; waiting for certs');
-    release();
+    t.notOk(events.includes('start sidecar'), 'the sidecar waits for DNS too');
+    t.equal(agent.summary(), 'starting; cert valid; capture on; waiting for dns');
+    dns.release();
     await started;
-    t.same(events.slice(-2), ['certs on', 'start sidecar'], 'the sidecar after the certificate');
+    t.same(events.slice(-2), ['dns on', 'start sidecar'], 'the sidecar after all of them');
     t.same(sent[sent.length - 1], ['READY=1', 'STATUS=cert valid; capture on; dns on; sidecar on']);
     await agent.stop();
   },
 );
 
 t.test(
-  'a failure in a wave: the others are told to give up, all are rolled back in reverse order',
+  'a failure while others start: they are told to give up, the ones after it never start, all started are rolled back in reverse order',
   async (t) => {
     const events: string[] = [];
     const certs: Component = {
