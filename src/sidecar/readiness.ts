@@ -1,7 +1,8 @@
 /**
  * Readiness: polls envoy's admin endpoint (fast until the current process is LIVE: from 10 ms
  * after it starts, doubling up to `pollMs`, see notLivePollMs; slowly once it is), turns probes
- * into LIVE / no longer LIVE transitions of that process, and wakes whoever waits for LIVE. What a transition leads to is the supervisor's decision.
+ * into LIVE / no longer LIVE transitions of that process, and wakes whoever waits for LIVE.
+ * What a transition leads to is the supervisor's decision.
  */
 import type { Clock } from '../lib/clock';
 import type { Logger } from '../observe/index';
