@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds build/istio-node-agent_<version>_<arch>.deb (`npm run build:deb`):
-#   1. the bundle dist/istio-node-agent.cjs (npm run build);
+#   1. the bundle build/bundle/istio-node-agent.cjs (scripts/build.mjs; not dist/, which test
+#      files run from while the system test builds this package beside them);
 #   2. a Node.js single executable application (SEA): this machine's node binary, stripped, with
 #      the bundle injected by postject (Debian 12's own nodejs is 18, so the package carries 20);
 #   3. a staged tree build/deb/root with the unit, conffile templates generated from
@@ -38,17 +39,18 @@ node_hash=$(sha256sum "$node_bin" | cut -c1-16)
 sea=$build/sea
 root=$build/deb/root
 deb=$build/istio-node-agent_${version}_${arch}.deb
-rm -rf "$sea" "$build/deb"
+bundle=$build/bundle
+rm -rf "$sea" "$build/deb" "$bundle"
 mkdir -p "$sea" "$root"
 
 log "bundle"
-npm run --silent build
+node scripts/build.mjs "$bundle"
 
 log "single executable from $node_bin ($node_version)"
 # V8's code cache for the bundle is in the blob (useCodeCache); bench/cert-start.ts measures it.
 # shellcheck source=scripts/sea.sh
 . "$repo/scripts/sea.sh"
-build_sea "$node_bin" "$repo/dist/istio-node-agent.cjs" "$sea/istio-node-agent" "$build/cache" true false ||
+build_sea "$node_bin" "$bundle/istio-node-agent.cjs" "$sea/istio-node-agent" "$build/cache" true false ||
   die "could not build the single executable"
 got=$("$sea/istio-node-agent" version)
 case "$got" in "istio-node-agent $version "*) ;; *) die "the executable says '$got'" ;; esac
@@ -72,7 +74,7 @@ done
 install -D -m 0644 debian/lintian-overrides "$root/usr/share/lintian/overrides/istio-node-agent"
 log "third-party licenses"
 node --import tsx scripts/deb/third-party.ts "$doc/third-party-licenses.txt" >/dev/null
-for legal in dist/*.LEGAL.txt; do
+for legal in "$bundle"/*.LEGAL.txt; do
   [ -e "$legal" ] && install -m 0644 "$legal" "$doc/bundle-legal-comments.txt"
 done
 nodejs_license=$(dirname "$(dirname "$node_bin")")/share/doc/nodejs/LICENSE

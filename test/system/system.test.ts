@@ -5,6 +5,7 @@
 //
 // What each component adds is checked when that component exists in src/components.ts.
 import t from 'tap';
+import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Container } from '../../scripts/system-test/container';
 import {
@@ -162,7 +163,15 @@ function systemTest(): void {
   const started = Date.now();
   let c!: Container;
 
+  // Other test files run the bundle in dist/ while this one builds the package: the build must
+  // not write there (a half-written bundle made their agents exit 1 at load, in CI).
+  const bundle = path.join(repo, 'dist', 'istio-node-agent.cjs');
+  const bundleTime = (): number | undefined =>
+    existsSync(bundle) ? statSync(bundle).mtimeMs : undefined;
+  let bundleBefore: number | undefined;
+
   t.before(async () => {
+    bundleBefore = bundleTime();
     c = await bootWithPackage(workParent, `ina-systest-${process.pid}`, (line) => {
       t.comment(line);
     });
@@ -178,6 +187,10 @@ function systemTest(): void {
   });
 
   let before = '';
+
+  void t.test('building the package left dist/ as it was', async (t) => {
+    t.equal(bundleTime(), bundleBefore, `${bundle} not rewritten`);
+  });
 
   void t.test(
     'dpkg -i installs, creates the user and directories, enables but does not start',
