@@ -164,10 +164,11 @@ t.test('check-then-read race: key.pem flipping to a symlink never leaks the targ
       'sh',
       [
         '-c',
-        'while :; do ln -sfn ../secret certs/.k && mv -T certs/.k certs/key.pem; cp key certs/.f && mv -T certs/.f certs/key.pem; done',
+        'while kill -0 $PPID 2>/dev/null; do ln -sfn ../secret certs/.k && mv -T certs/.k certs/key.pem; cp key certs/.f && mv -T certs/.f certs/key.pem; done',
       ],
       // Its own process group: the kill below must take the ln/cp/mv it is running too, or one
-      // of them can still write into certs/ while the directory is being removed.
+      // of them can still write into certs/ while the directory is being removed. The loop ends
+      // by itself once this process is gone (a runner's kill skips the kill below).
       { cwd: work, stdio: 'ignore', detached: true },
     );
     await new Promise((r) => setTimeout(r, 20));
