@@ -11,6 +11,8 @@ export interface AgentEventMap {
   'certs-rotated': [
     info: { readonly certsDir: string; readonly generation: string; readonly notAfter: number },
   ];
+  /** The agent told systemd READY=1: work kept off the path to READY can start now. */
+  'agent-ready': [];
 }
 export type AgentEvents = EventEmitter<AgentEventMap>;
 

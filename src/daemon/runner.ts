@@ -104,6 +104,7 @@ export async function runDaemon(spec: DaemonSpec): Promise<number> {
     if (agent.status().state !== 'stopping') {
       deps.metrics?.set('startup_duration_seconds', performance.now() / 1000);
       monitoring?.warm();
+      deps.events.emit('agent-ready');
       spec.started?.({ monitoring: monitoring?.address });
       if (spec.once) await agent.stop();
     }

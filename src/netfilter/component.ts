@@ -151,13 +151,14 @@ export class CaptureComponent implements Component {
       return true;
     });
     this.arm();
-    // ip6tables not read: check at once, after the agent's READY (which follows this start in
-    // the same turn), not at the first interval.
-    if (!this.families.includes(6))
-      setImmediate(() => {
-        void this.serial(() => this.check());
-      });
+    // ip6tables not read: check as soon as the agent is READY (the sidecar may still be
+    // starting after this), not at the first interval.
+    if (!this.families.includes(6)) this.deps.events.once('agent-ready', this.checkNow);
   }
+
+  private readonly checkNow = (): void => {
+    void this.serial(() => this.check());
+  };
 
   /** `work` under the queue and the lock, counted in the metrics as an apply or a failure. */
   private async counted(
@@ -296,6 +297,7 @@ export class CaptureComponent implements Component {
   private async shutdown(keep: boolean): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
+    this.deps.events.off('agent-ready', this.checkNow);
     await this.serial(async () => {
       // `touched`: a start that failed part-way may have left some of the rules.
       if (!(this.applied || this.touched) || !this.backend) return;

@@ -189,7 +189,7 @@ if (requireRoot(t, 'capture component tests')) {
   );
 
   t.test(
-    'start reads only iptables when no IPv6 rule of ours can be there; right after, IPv6 leftovers without a record are removed',
+    'start reads only iptables when no IPv6 rule of ours can be there; once the agent is READY, IPv6 leftovers without a record are removed',
     async (t) => {
       const { ns, h, vars } = setup(t);
       // An earlier configuration's IPv6 capture, its state record lost (a fresh state directory).
@@ -207,6 +207,9 @@ if (requireRoot(t, 'capture component tests')) {
         'start planned and applied IPv4 only: ip6tables was not read on the way to READY',
       );
       t.match(c!.status(), { ready: true });
+      await new Promise((r) => setTimeout(r, 200));
+      t.match(ns.runSync('ip6tables-save', []), /ISTIO_OUTPUT/, 'left alone until READY');
+      h.deps.events.emit('agent-ready');
       await removed;
       t.notMatch(ns.runSync('ip6tables-save', []), /ISTIO/, 'the IPv6 leftovers are gone');
       t.match(
