@@ -98,25 +98,10 @@ function variables(c: Case): string[] {
   ];
 }
 
-async function props(
-  c: Container,
-  unit: string,
-  ...names: string[]
-): Promise<Record<string, string>> {
-  const out = await c.must(`systemctl show ${names.map((p) => `-p ${p}`).join(' ')} ${unit}`);
-  return Object.fromEntries(
-    out
-      .split('\n')
-      .filter((l) => l.includes('='))
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-  );
-}
-
 /** exec → exit of `node -e 0` in a copy of the agent's unit, in ms. */
 async function bareNode(c: Container): Promise<number> {
   await c.must(`systemctl start ${BASE_UNIT}`);
-  const p = await props(
-    c,
+  const p = await c.show(
     BASE_UNIT,
     'ExecMainStartTimestampMonotonic',
     'ExecMainExitTimestampMonotonic',
@@ -152,8 +137,7 @@ async function once(c: Container, k: Case, baseEnv: string): Promise<Omit<Sample
     const log = await c.sh(`journalctl -u ${UNIT} -n 30 --no-pager`);
     throw new Error(`${k.name}: systemctl start exited ${r.code}: ${r.stderr}\n${log.stdout}`);
   }
-  const p = await props(
-    c,
+  const p = await c.show(
     UNIT,
     'MainPID',
     'ExecMainStartTimestampMonotonic',

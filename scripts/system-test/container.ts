@@ -169,6 +169,17 @@ export class Container {
     return r.stdout;
   }
 
+  /** `systemctl show -p …` of `unit` inside, as property → value. */
+  async show(unit: string, ...props: string[]): Promise<Record<string, string>> {
+    const out = await this.must(`systemctl show ${props.map((p) => `-p ${p}`).join(' ')} ${unit}`);
+    const r: Record<string, string> = {};
+    for (const line of out.split('\n')) {
+      const i = line.indexOf('=');
+      if (i > 0) r[line.slice(0, i)] = line.slice(i + 1);
+    }
+    return r;
+  }
+
   /**
    * A path inside the running container as seen from the host, through /proc/<pid 1>/root (so
    * also inside the container's own mounts, e.g. the tmpfs nspawn puts on /tmp).

@@ -71,14 +71,8 @@ async function waitFor<T>(
   }
 }
 
-async function show(c: Container, ...props: string[]): Promise<Record<string, string>> {
-  const out = await c.must(`systemctl show ${props.map((p) => `-p ${p}`).join(' ')} ${UNIT}`);
-  const r: Record<string, string> = {};
-  for (const line of out.split('\n')) {
-    const i = line.indexOf('=');
-    if (i > 0) r[line.slice(0, i)] = line.slice(i + 1);
-  }
-  return r;
+function show(c: Container, ...props: string[]): Promise<Record<string, string>> {
+  return c.show(UNIT, ...props);
 }
 
 async function journal(c: Container, args: string): Promise<JournalRecord[]> {
