@@ -527,3 +527,39 @@ t.test(
     t.equal(agent.status().state, 'failed');
   },
 );
+
+t.test('at debug a start says when each preflight and each start ended, in ms', async (t) => {
+  const { log, records } = testLogger({ level: 'debug' });
+  const clock = new FakeClock();
+  const slow: Component = {
+    ...fake('dns', []),
+    startsAfter: [],
+    async preflight() {
+      await clock.advance(40);
+    },
+  };
+  const agent = new Agent(config, [fake('certs', []), slow], {
+    log,
+    clock,
+    notifier: recorder().notifier,
+    statusFile: undefined,
+  });
+  await agent.start();
+  t.match(
+    records.filter((r) => r.preflight !== undefined).map((r) => [r.preflight, r.msg]),
+    [
+      ['certs', 'certs checked'],
+      ['dns', 'dns checked'],
+    ],
+  );
+  t.equal(records.find((r) => r.preflight === 'dns')?.ms, 40, 'from the start of the preflights');
+  t.same(
+    records.filter((r) => r.started !== undefined).map((r) => r.started),
+    ['certs', 'dns'],
+  );
+  t.ok(
+    records.filter((r) => r.started !== undefined).every((r) => typeof r.ms === 'number'),
+    'with ms',
+  );
+  await agent.stop();
+});
