@@ -69,6 +69,16 @@ const patch = {
       a[a.length - 1] = (...r) => { mark('key generated'); cb(...r); };
       return gen.apply(this, a);
     };
+    // RSA keys are made from two primes drawn at once (src/certs/rsa-key.ts): the key starts
+    // with the first prime and is there when the last pending one is.
+    const prime = crypto.generatePrime;
+    let pending = 0;
+    crypto.generatePrime = function (...a) {
+      if (pending++ === 0) mark('key generation starts');
+      const cb = a[a.length - 1];
+      a[a.length - 1] = (...r) => { if (--pending === 0) mark('key generated'); cb(...r); };
+      return prime.apply(this, a);
+    };
   },
   tls(tls) {
     const csc = tls.createSecureContext;

@@ -1,5 +1,6 @@
 import { createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import type { KeyAlgorithm } from '../config/types';
+import { generateRsaKey } from './rsa-key';
 
 /** A freshly made key: the PEM to write and the KeyObject to sign and check with. */
 export interface WorkloadKey {
@@ -10,27 +11,33 @@ export interface WorkloadKey {
   readonly publicKey: KeyObject;
 }
 
-/**
- * Makes a key on this host (it never leaves it). Node generates it in the libuv thread pool, so
- * a caller can start this early and do other work (module loading, file reads) meanwhile.
- */
-export function generateWorkloadKey(algorithm: KeyAlgorithm, rsaBits = 2048): Promise<WorkloadKey> {
+function workloadKey(algorithm: KeyAlgorithm, priv: KeyObject): WorkloadKey {
+  const pem = priv.export({ type: algorithm === 'RSA' ? 'pkcs1' : 'sec1', format: 'pem' });
+  return { algorithm, pem: pem as string, object: priv, publicKey: createPublicKey(priv) };
+}
+
+function ecKey(): Promise<KeyObject> {
   return new Promise((resolve, reject) => {
-    const done = (err: Error | null, _pub: KeyObject, priv: KeyObject): void => {
-      if (err) {
-        reject(err);
-        return;
-      }
-      const pem = priv.export({
-        type: algorithm === 'RSA' ? 'pkcs1' : 'sec1',
-        format: 'pem',
-      }) as string;
-      resolve({ algorithm, pem, object: priv, publicKey: createPublicKey(priv) });
-    };
-    if (algorithm === 'RSA')
-      generateKeyPair('rsa', { modulusLength: rsaBits, publicExponent: 65537 }, done);
-    else generateKeyPair('ec', { namedCurve: 'P-256' }, done);
+    generateKeyPair('ec', { namedCurve: 'P-256' }, (err, _pub, priv) => {
+      if (err) reject(err);
+      else resolve(priv);
+    });
   });
+}
+
+/**
+ * Makes a key on this host (it never leaves it), in the libuv thread pool, so a caller can start
+ * this early and do other work (module loading, file reads) meanwhile. RSA keys are made from
+ * two primes drawn side by side (rsa-key.ts), ECDSA keys by OpenSSL's `generateKeyPair`.
+ */
+export async function generateWorkloadKey(
+  algorithm: KeyAlgorithm,
+  rsaBits = 2048,
+): Promise<WorkloadKey> {
+  return workloadKey(
+    algorithm,
+    algorithm === 'RSA' ? await generateRsaKey(rsaBits) : await ecKey(),
+  );
 }
 
 /**
