@@ -11,7 +11,9 @@
 //
 // --baseline adds another bundle (e.g. the previous commit's, built with
 // `node scripts/build.mjs --outfile /tmp/base/istio-node-agent.cjs` in a checkout of it) to the
-// rounds, run by node like the bundle, and prints the bundle against it paired per round.
+// rounds, run by node like the bundle, and prints the bundle against it paired per round; unless
+// --no-sea, also that bundle as shipped (SEA with code cache, the unit's environment), paired
+// against what this tree ships.
 //
 // Rounds are interleaved (every variant once per round, the order rotating) so load that comes
 // and goes on a shared machine falls on all of them alike; "× node" is the median over rounds of
@@ -134,6 +136,7 @@ async function exitTime(
 const BARE_NODE = [process.execPath, '-e', '0'] as const;
 /** The variant the package ships: the SEA with its code cache, with the unit's environment. */
 const SHIPPED = 'shipped (SEA cc, unit env)';
+const SHIPPED_BASELINE = 'baseline shipped';
 
 /**
  * The SEA executables: without and with the code cache (the bundle as shipped), and with a
@@ -143,7 +146,7 @@ const SHIPPED = 'shipped (SEA cc, unit env)';
  * client's modules into a snapshot (http and tls fail in the snapshot builder), so they load at
  * run time as in the other variants.
  */
-function buildSeas(dir: string): Variant[] {
+function buildSeas(dir: string, baseline: string | undefined): Variant[] {
   const sea = (out: string, main: string, codeCache: boolean, snapshot: boolean): string => {
     const r = spawnSync(
       'bash',
@@ -177,6 +180,15 @@ startupSnapshot.setDeserializeMainFunction(() => {
     // What the package ships, as its unit runs it (the unit's Environment=, e.g. NODE_OPTIONS).
     { name: SHIPPED, cmd: [seaCc], env: unitEnvironment() },
     { name: 'SEA snapshot', cmd: [sea(path.join(dir, 'sea-snap'), snapMain, false, true)] },
+    ...(baseline === undefined
+      ? []
+      : [
+          {
+            name: SHIPPED_BASELINE,
+            cmd: [sea(path.join(dir, 'sea-cc-baseline'), baseline, true, false)] as [string],
+            env: unitEnvironment(),
+          },
+        ]),
   ];
 }
 
@@ -188,7 +200,8 @@ async function main(): Promise<void> {
     const variants: Variant[] = [{ name: 'bundle', cmd: [process.execPath, BUNDLE] }];
     if (values.baseline !== undefined)
       variants.push({ name: 'baseline', cmd: [process.execPath, path.resolve(values.baseline)] });
-    if (!values['no-sea']) variants.push(...buildSeas(work));
+    const baseline = values.baseline === undefined ? undefined : path.resolve(values.baseline);
+    if (!values['no-sea']) variants.push(...buildSeas(work, baseline));
     const cases = variants.flatMap((v) => ['RSA', 'ECDSA'].map((alg) => ({ v, alg })));
     const key = (c: { v: Variant; alg: string }): string => `${c.v.name} ${c.alg}`;
     const results = new Map<string, Approval[]>(cases.map((c) => [key(c), []]));
@@ -279,6 +292,10 @@ async function main(): Promise<void> {
     if (values.baseline !== undefined)
       console.log(
         `bundle / baseline, paired medians: RSA ${paired('bundle', 'baseline', 'RSA')}; ECDSA ${paired('bundle', 'baseline', 'ECDSA')}`,
+      );
+    if (values.baseline !== undefined && !values['no-sea'])
+      console.log(
+        `${SHIPPED} / ${SHIPPED_BASELINE}, paired medians: RSA ${paired(SHIPPED, SHIPPED_BASELINE, 'RSA')}; ECDSA ${paired(SHIPPED, SHIPPED_BASELINE, 'ECDSA')}`,
       );
     if (!values['no-sea']) {
       for (const alg of ['RSA', 'ECDSA']) {
