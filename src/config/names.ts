@@ -12,41 +12,57 @@ const META_PREFIX = 'ISTIO_META_';
 
 /**
  * Edit distance with adjacent transpositions (optimal string alignment): ADRESS → ADDRESS is 1,
- * CIDADEL → CITADEL is 1, ENVYO → ENVOY is 1.
+ * CIDADEL → CITADEL is 1, ENVYO → ENVOY is 1. Three rows of the table, not all of it: this runs
+ * for every long name in the environment at each start. Past `max`, any number above it.
  */
-export function editDistance(a: string, b: string): number {
-  const rows = a.length + 1;
-  const cols = b.length + 1;
-  const d: number[][] = Array.from({ length: rows }, (_, i) =>
-    Array.from({ length: cols }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  for (let i = 1; i < rows; i++) {
-    for (let j = 1; j < cols; j++) {
+export function editDistance(a: string, b: string, max = Infinity): number {
+  let before = new Array<number>(b.length + 1).fill(0); // row i - 2
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j); // row i - 1
+  let row = new Array<number>(b.length + 1).fill(0);
+  let prevMin = 0;
+  for (let i = 1; i <= a.length; i++) {
+    row[0] = i;
+    let rowMin = i;
+    for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      let v = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + cost);
       if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
+        v = Math.min(v, before[j - 2]! + 1);
+      row[j] = v;
+      rowMin = Math.min(rowMin, v);
     }
+    // Every later cell is at least the smallest of the two rows above it (or one more).
+    if (rowMin > max && prevMin > max) return max + 1;
+    prevMin = rowMin;
+    [before, prev, row] = [prev, row, before];
   }
-  return d[a.length]![b.length]!;
+  return prev[b.length]!;
 }
 
 /**
  * The known name `name` most likely meant: the same name in another case, else the nearest by
  * edit distance when it is close (at most 2 edits, or a fifth of the name for long names); ties
- * go to the alphabetically first. Undefined when none is close.
+ * go to the alphabetically first; with `maxEdits`, only names at most that many edits away.
+ * Undefined when none is close. A name whose length differs by
+ * more than that many is never close (each edit changes the length by at most one), so its
+ * distance is not computed.
  */
-export function nearestName(name: string, known: Iterable<string>): string | undefined {
+export function nearestName(
+  name: string,
+  known: Iterable<string>,
+  maxEdits = Infinity,
+): string | undefined {
   const upper = name.toUpperCase();
   let best: { name: string; d: number } | undefined;
   for (const k of known) {
     if (k === name) return undefined;
     const K = k.toUpperCase();
     if (K === upper) return k;
-    const d = editDistance(upper, K);
-    const close = d <= Math.max(2, Math.floor(k.length / 5));
-    if (close && (!best || d < best.d || (d === best.d && k < best.name))) best = { name: k, d };
+    const limit = Math.min(maxEdits, Math.max(2, Math.floor(k.length / 5)));
+    if (Math.abs(K.length - upper.length) > limit) continue;
+    const d = editDistance(upper, K, limit);
+    if (d <= limit && (!best || d < best.d || (d === best.d && k < best.name)))
+      best = { name: k, d };
   }
   return best?.name;
 }
@@ -93,8 +109,8 @@ export function nameWarnings(
     if (k.startsWith('ISTIO_')) {
       out.push(unknown('environment', k, known));
     } else if (/^[A-Z][A-Z0-9_]{7,}$/.test(k)) {
-      const near = nearestName(k, known);
-      if (near !== undefined && editDistance(k, near.toUpperCase()) <= 2)
+      const near = nearestName(k, known, 2);
+      if (near !== undefined)
         out.push(`environment: unknown variable ${k} is ignored; did you mean ${near}?`);
     }
   }
