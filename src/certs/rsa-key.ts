@@ -13,16 +13,16 @@ import {
  * RSA keys made from two primes that OpenSSL draws side by side in the thread pool.
  *
  * Why not `generateKeyPair('rsa')`: for two primes, 2048 bits or more and e = 65537, OpenSSL 3
- * takes its SP 800-56B path (auxiliary primes for every prime), 4-5 times slower here than
- * drawing the two primes with OpenSSL's prime generator (`BN_generate_prime_ex`, the one its own
- * classic path and 1.1.1 use) and one prime after the other at that. See docs/decisions.md,
- * "Issue 13, fourth pass".
+ * takes its SP 800-56B path (auxiliary primes for every prime), which takes 3-4 times as long
+ * here as drawing the two primes at once with OpenSSL's prime generator (`BN_generate_prime_ex`,
+ * the one its own classic path and 1.1.1 use). See docs/decisions.md, "Issue 13, fourth pass".
  *
  * The primes are OpenSSL's (its DRBG, sieve and Miller-Rabin rounds); this file checks them
  * against the conditions of FIPS 186-5 A.1.1 that do not need a secret-dependent gcd, assembles
  * the private key, has OpenSSL import it and runs a pairwise sign/verify before anyone uses it.
- * No operation on a secret runs a loop whose length depends on that secret, with one
- * exception: the inverse of q mod p, which is blinded by a random factor.
+ * JS BigInt is not constant-time: no loop here runs a number of times that depends on a secret
+ * (the two modular inverses, whose Euclidean loops do, see only values blinded by a random
+ * factor); the rest is multiplications and divisions of fixed-size numbers.
  */
 
 export const RSA_PUBLIC_EXPONENT = 65537n;
@@ -74,21 +74,30 @@ export function modInverse(a: bigint, m: bigint): bigint {
   return ((s0 % m) + m) % m;
 }
 
+/** a⁻¹ mod m (m prime, a not a multiple of it) with the Euclidean loop seeing a·r, not a. */
+function blindedInverse(a: bigint, m: bigint, r: bigint): bigint {
+  return (modInverse((a * r) % m, m) * r) % m;
+}
+
 /**
- * The private key of two checked primes (p > q after the call, as OpenSSL orders them). `blind`
- * is a random number in [1, p - 1] that hides q while q⁻¹ mod p is computed.
+ * The private key of two checked primes (p > q after the call, as OpenSSL orders them) and a
+ * prime e. `below(max)` draws the blinding factors, uniformly in [1, max - 1].
  *
  * d = e⁻¹ mod (p-1)(q-1), as OpenSSL's classic path and Go's crypto/rsa compute it: with
- * φ = (p-1)(q-1), d = (1 + kφ)/e where k = -(φ mod e)⁻¹ mod e. The only loop (the inverse) runs
- * on numbers below e; everything on φ is a fixed-size multiplication or division.
+ * φ = (p-1)(q-1), d = (1 + kφ)/e where k = -(φ mod e)⁻¹ mod e, so the only inverse is of a
+ * number below e, and everything on φ is a fixed-size multiplication or division.
  */
-export function rsaParts(p0: bigint, q0: bigint, e: bigint, blind: bigint): RsaPrivateParts {
+export function rsaParts(
+  p0: bigint,
+  q0: bigint,
+  e: bigint,
+  below: (max: bigint) => bigint,
+): RsaPrivateParts {
   const [p, q] = p0 > q0 ? [p0, q0] : [q0, p0];
   const phi = (p - 1n) * (q - 1n);
-  const k = (e - modInverse(phi % e, e)) % e;
+  const k = (e - blindedInverse(phi % e, e, below(e))) % e;
   const d = (1n + k * phi) / e;
-  const qBlind = (q * blind) % p;
-  const qi = (modInverse(qBlind, p) * blind) % p;
+  const qi = blindedInverse(q, p, below(p));
   return { n: p * q, e, d, p, q, dp: d % (p - 1n), dq: d % (q - 1n), qi };
 }
 
@@ -99,12 +108,14 @@ function b64u(v: bigint): string {
 
 /**
  * Whether the parts make one RSA key: n = pq, e·dp ≡ 1 mod p-1, e·dq ≡ 1 mod q-1, q·qi ≡ 1 mod p
- * (fixed-size multiplications and divisions). The pairwise test alone would not see a wrong CRT
- * part: OpenSSL falls back to d when a CRT result does not verify.
+ * (fixed-size multiplications and divisions), and d above 2^(nlen/2) (FIPS 186-5 A.1.1: a small
+ * d can be found from the public key). The pairwise test alone would not see a wrong CRT part:
+ * OpenSSL falls back to d when a CRT result does not verify.
  */
 export function consistent(k: RsaPrivateParts): boolean {
   return (
     k.n === k.p * k.q &&
+    k.d > 1n << BigInt(Math.floor(k.n.toString(2).length / 2)) &&
     (k.e * k.d) % (k.p - 1n) === 1n &&
     (k.e * k.d) % (k.q - 1n) === 1n &&
     k.dp === k.d % (k.p - 1n) &&
@@ -188,7 +199,7 @@ export async function generateRsaKey(
     if (i >= MAX_DRAWS) throw new Error('RSA key generation: the primes were never far apart');
     q = await checkedPrime(random, modulusBits);
   }
-  const parts = rsaParts(p, q, RSA_PUBLIC_EXPONENT, random.below(p > q ? p : q));
+  const parts = rsaParts(p, q, RSA_PUBLIC_EXPONENT, random.below);
   if (!consistent(parts)) throw new Error('RSA key generation: the key parts do not agree');
   const key = createPrivateKey({ key: rsaJwk(parts), format: 'jwk' });
   const sig = sign('sha256', PAIRWISE, key);

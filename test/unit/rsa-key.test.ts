@@ -66,24 +66,36 @@ t.test('modInverse', async (t) => {
   t.throws(() => modInverse(6n, 9n), RangeError);
 });
 
-t.test('rsaParts: the textbook key (p 61, q 53, e 17), whatever the blind', async (t) => {
-  for (const blind of [1n, 2n, 59n, 60n]) {
-    const k = rsaParts(53n, 61n, 17n, blind);
-    t.same(
-      { n: k.n, d: k.d, p: k.p, q: k.q, dp: k.dp, dq: k.dq, qi: k.qi },
-      { n: 3233n, d: 2753n, p: 61n, q: 53n, dp: 53n, dq: 49n, qi: 38n },
-      `blind ${blind}`,
-    );
-    t.ok(consistent(k));
-  }
-});
+t.test(
+  'rsaParts: the textbook key (p 61, q 53, e 17), whatever the blinding factors',
+  async (t) => {
+    for (const blind of [1n, 2n, 15n, 16n, 59n, 60n]) {
+      const drawn: bigint[] = [];
+      const k = rsaParts(53n, 61n, 17n, (max) => {
+        drawn.push(max);
+        return ((blind - 1n) % (max - 1n)) + 1n;
+      });
+      t.same(drawn, [17n, 61n], 'one factor below e, one below p');
+      t.same(
+        { n: k.n, d: k.d, p: k.p, q: k.q, dp: k.dp, dq: k.dq, qi: k.qi },
+        { n: 3233n, d: 2753n, p: 61n, q: 53n, dp: 53n, dq: 49n, qi: 38n },
+        `blind ${blind}`,
+      );
+      t.ok(consistent(k));
+    }
+  },
+);
 
-t.test('consistent: any wrong part is seen', async (t) => {
-  const k = rsaParts(61n, 53n, 17n, 7n);
+t.test('consistent: any wrong part is seen, and a small d', async (t) => {
+  const k = rsaParts(61n, 53n, 17n, () => 7n);
   for (const [name, v] of Object.entries(k)) {
     if (name === 'e') continue;
     t.notOk(consistent({ ...k, [name]: (v as bigint) + 2n }), name);
   }
+  // e and d swapped: the same key arithmetic, but d = 17 is below 2^6 for this 12-bit n.
+  const small = rsaParts(61n, 53n, 2753n, () => 1n);
+  t.equal(small.d, 17n);
+  t.notOk(consistent(small));
 });
 
 t.test('rsaParts on real primes: e·d ≡ 1 mod λ(n), and OpenSSL agrees', async (t) => {
@@ -91,7 +103,7 @@ t.test('rsaParts on real primes: e·d ≡ 1 mod λ(n), and OpenSSL agrees', asyn
     generatePrimeSync(1024, { bigint: true }),
     generatePrimeSync(1024, { bigint: true }),
   ];
-  const k = rsaParts(p, q, E, opensslRandom.below(p > q ? p : q));
+  const k = rsaParts(p, q, E, opensslRandom.below);
   t.ok(k.p > k.q, 'p is the larger prime, as OpenSSL orders them');
   t.equal((E * k.d) % (k.p - 1n), 1n);
   t.equal((E * k.d) % (k.q - 1n), 1n);
