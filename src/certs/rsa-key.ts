@@ -139,7 +139,7 @@ export function rsaJwk(k: RsaPrivateParts): JsonWebKey {
   };
 }
 
-/** Where the primes and the blinding factor come from (injected by tests). */
+/** Where the primes and the blinding factors come from (injected by tests). */
 export interface RsaRandom {
   /** A random prime of exactly `bits` bits with its top two bits set. */
   readonly prime: (bits: number) => Promise<bigint>;
