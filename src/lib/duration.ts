@@ -1,8 +1,9 @@
 /**
- * Times and durations as text, in one place. Durations in the four forms the agent writes: Go's
+ * Times and durations as text, in one place. Durations in the five forms the agent writes: Go's
  * exact form (1.0's log lines, config errors, certificate logs), a rounded short form (the
  * sidecar's restart and backoff lines), a setting's form (what one would write in a variable or
- * an option, e.g. the dev CA's TTL), and as people say it (`check`'s "90 days left").
+ * an option, e.g. the dev CA's TTL), as people say it (`check`'s "90 days left"), and in its two
+ * largest units (`status`'s "3d4h").
  */
 
 const HOUR_MS = 3_600_000;
