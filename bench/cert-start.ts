@@ -198,9 +198,9 @@ async function main(): Promise<void> {
   const ca = await startCaProcess({ alg: 'ECDSA', ttl: '1h' });
   try {
     const variants: Variant[] = [{ name: 'bundle', cmd: [process.execPath, BUNDLE] }];
-    if (values.baseline !== undefined)
-      variants.push({ name: 'baseline', cmd: [process.execPath, path.resolve(values.baseline)] });
     const baseline = values.baseline === undefined ? undefined : path.resolve(values.baseline);
+    if (baseline !== undefined)
+      variants.push({ name: 'baseline', cmd: [process.execPath, baseline] });
     if (!values['no-sea']) variants.push(...buildSeas(work, baseline));
     const cases = variants.flatMap((v) => ['RSA', 'ECDSA'].map((alg) => ({ v, alg })));
     const key = (c: { v: Variant; alg: string }): string => `${c.v.name} ${c.alg}`;
@@ -289,11 +289,11 @@ async function main(): Promise<void> {
       const q = median(ra.map((r, i) => r.wallMs / rb[i]!.wallMs));
       return `${q.toFixed(2)}× (${d >= 0 ? '+' : ''}${d.toFixed(0)} ms)`;
     };
-    if (values.baseline !== undefined)
+    if (baseline !== undefined)
       console.log(
         `bundle / baseline, paired medians: RSA ${paired('bundle', 'baseline', 'RSA')}; ECDSA ${paired('bundle', 'baseline', 'ECDSA')}`,
       );
-    if (values.baseline !== undefined && !values['no-sea'])
+    if (baseline !== undefined && !values['no-sea'])
       console.log(
         `${SHIPPED} / ${SHIPPED_BASELINE}, paired medians: RSA ${paired(SHIPPED, SHIPPED_BASELINE, 'RSA')}; ECDSA ${paired(SHIPPED, SHIPPED_BASELINE, 'ECDSA')}`,
       );

@@ -43,9 +43,8 @@ export function editDistance(a: string, b: string, max = Infinity): number {
  * The known name `name` most likely meant: the same name in another case, else the nearest by
  * edit distance when it is close (at most 2 edits, or a fifth of the name for long names); ties
  * go to the alphabetically first; with `maxEdits`, only names at most that many edits away.
- * Undefined when none is close. A name whose length differs by
- * more than that many is never close (each edit changes the length by at most one), so its
- * distance is not computed.
+ * Undefined when none is close. A name whose length differs by more than that many is never
+ * close (each edit changes the length by at most one), so its distance is not computed.
  */
 export function nearestName(
   name: string,
