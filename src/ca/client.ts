@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { AgentError } from '../lib/errors';
+import { installIpFastPath } from './ip-fast-path';
 import { CREATE_CERTIFICATE, HANDLE_CSR } from './protos';
 import { splitPemCertificates } from '../lib/pem';
 import { chainFromList, mapCallFailure, retryHintMs, type CallContext } from './response';
@@ -25,6 +26,8 @@ export const MAX_RECEIVE_MESSAGE_BYTES = 128 * 1024;
  * down fails the call at once with UNAVAILABLE instead of holding it until the deadline.
  */
 export function createCaClient(opts: CaClientOptions): CaClient {
+  // Node's IPv6 pattern costs ~10 ms the first time TLS or grpc-js asks about an address.
+  installIpFastPath();
   const cred = opts.credential;
   let ssl: grpc.ChannelCredentials;
   try {
