@@ -27,8 +27,8 @@ export interface IpChecks {
   isIPv6: (input: string) => boolean;
 }
 
+/** Marks the installed isIPv6, so a second install sees it. */
 const INSTALLED = Symbol.for('istio-node-agent.ip-fast-path');
-type Marked<F> = F & { [INSTALLED]?: true };
 
 /** Whether `input` may be an IPv6 literal: a string without a colon never is. Pure. */
 export function mayBeIPv6(input: unknown): boolean {
@@ -40,13 +40,13 @@ export function mayBeIPv6(input: unknown): boolean {
  * Returns whether it is in place; false (and `mod` unchanged) when they cannot be written.
  */
 export function installIpFastPath(mod: IpChecks = nodeNet): boolean {
-  if ((mod.isIPv6 as Marked<IpChecks['isIPv6']>)[INSTALLED]) return true;
+  if (INSTALLED in mod.isIPv6) return true;
   const { isIP, isIPv4, isIPv6 } = mod;
-  const fastIPv6: Marked<IpChecks['isIPv6']> = (input) => mayBeIPv6(input) && isIPv6(input);
-  const fastIP: Marked<IpChecks['isIP']> = (input) =>
+  const fastIPv6 = Object.assign((input: string) => mayBeIPv6(input) && isIPv6(input), {
+    [INSTALLED]: true,
+  });
+  const fastIP = (input: string): number =>
     mayBeIPv6(input) ? isIP(input) : isIPv4(input) ? 4 : 0;
-  fastIPv6[INSTALLED] = true;
-  fastIP[INSTALLED] = true;
   try {
     mod.isIPv6 = fastIPv6;
   } catch {
